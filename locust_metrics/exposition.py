@@ -1,0 +1,269 @@
+"""Rendering and serving: turn the recorder's accumulators into Prometheus metric families, and serve them.
+
+* :class:`LocustCollector` is a prometheus_client custom collector: at scrape time it reads the
+  :class:`~locust_metrics.recorder.RequestRecorder`, the runner and the resource samples and yields
+  metric families. prometheus_client does the wire formats (text 0.0.4, OpenMetrics, gzip).
+* :class:`MetricsServer` serves a registry on our own port with gevent's WSGI server (Locust runs on
+  gevent; no threads).
+* :func:`add_web_ui_route` adds ``/metrics`` to Locust's web UI (Flask).
+
+Every scrape is counted (:class:`ScrapeTracker`), so the exporter can wait for one last scrape at exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plugin import MetricsExporter
+
+logger = logging.getLogger(__name__)
+
+RUNNER_STATES = ("ready", "spawning", "running", "cleanup", "stopping", "stopped", "missing")
+"""Locust's runner states (``locust.runners.STATE_*``), all exported by ``locust_runner_state``."""
+
+WORKER_STATES = ("ready", "spawning", "running", "missing")
+"""Worker states counted by ``locust_workers`` on a master."""
+
+
+class ScrapeTracker:
+    """Counts answered scrapes and remembers when the last one was answered (unix time, seconds)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_time: float | None = None
+
+    def scraped(self) -> None:
+        """Record one answered scrape."""
+        self.count += 1
+        self.last_time = time.time()
+
+
+class _Families:
+    """Builds metric families whose samples all carry the constant labels first."""
+
+    def __init__(self, const_labels: dict[str, str]) -> None:
+        self.names = list(const_labels)
+        self.values = list(const_labels.values())
+
+    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+        return CounterMetricFamily(name, doc, labels=self.names + list(labels))
+
+    def gauge(self, name: str, doc: str, labels: Iterable[str] = (), unit: str = "") -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, doc, labels=self.names + list(labels), unit=unit)
+
+    def histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> HistogramMetricFamily:
+        return HistogramMetricFamily(name, doc, labels=self.names + list(labels))
+
+    def labels(self, *values: str) -> list[str]:
+        return self.values + list(values)
+
+
+def _status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 999 else "0"
+
+
+class LocustCollector:
+    """prometheus_client collector of one exporter: everything in the README's metrics table.
+
+    ``collect()`` runs at scrape time, on the gevent loop, without yielding: it reads one consistent
+    snapshot (no request event can run in between).
+    """
+
+    def __init__(self, exporter: "MetricsExporter") -> None:
+        self.exporter = exporter
+
+    def describe(self) -> list[Metric]:
+        """Nothing to pre-declare (names are fixed; registering must not render)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        exporter = self.exporter
+        f = _Families(dict(exporter.settings.labels))
+        yield from self._requests(f, exporter)
+        yield from self._runner(f, exporter)
+        yield from self._nodes(f, exporter)
+        yield from self._test(f, exporter)
+
+    # ------------------------------------------------------------------ requests
+    def _requests(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+        recorder = exporter.recorder
+        les = [floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms] + ["+Inf"]
+        duration = f.histogram(
+            "locust_request_duration_seconds",
+            "Response time of every request that has one (success or failure), seconds.",
+            ["method", "name"],
+        )
+        requests = f.counter(
+            "locust_requests", "Completed requests by status code (\"0\": no response or no numeric status).",
+            ["method", "name", "status_code"],
+        )
+        failures = f.counter("locust_request_failures", "Failed requests by error class.", ["method", "name", "error"])
+        slow = f.counter(
+            "locust_slow_requests", "Requests slower than the endpoint's slow threshold.", ["method", "name"]
+        )
+        threshold = f.gauge(
+            "locust_slow_request_threshold_seconds", "Slow threshold in force for the endpoint, seconds.",
+            ["method", "name"],
+        )
+        size = f.counter(
+            "locust_response_size_bytes", "Sum of response sizes (Locust's response_length), bytes.", ["method", "name"]
+        )
+        for endpoint in list(recorder.endpoints.values()):
+            labels = f.labels(endpoint.method, endpoint.name)
+            cumulative = list(accumulate(endpoint.buckets))
+            duration.add_metric(labels, list(zip(les, cumulative)), endpoint.sum_ms / 1000.0)
+            statuses: dict[str, int] = {}
+            for status, n in endpoint.statuses.items():
+                label = _status_label(status)
+                statuses[label] = statuses.get(label, 0) + n
+            for label, n in statuses.items():
+                requests.add_metric(labels + [label], n)
+            for error, n in endpoint.failures.items():
+                failures.add_metric(labels + [error], n)
+            slow.add_metric(labels, endpoint.slow)
+            threshold.add_metric(labels, endpoint.slow_ms / 1000.0)
+            size.add_metric(labels, endpoint.response_bytes)
+        dropped = f.counter(
+            "locust_metrics_dropped_names",
+            "Requests counted under name=\"__overflow__\" because of --metrics-max-names.",
+        )
+        dropped.add_metric(f.labels(), recorder.dropped)
+        yield from (duration, requests, failures, slow, threshold, size, dropped)
+
+    # ------------------------------------------------------------------ runner, users, workers
+    def _runner(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+        runner = exporter.environment.runner
+        users = f.gauge("locust_users", "Running users by user class.", ["user_class"])
+        target = f.gauge("locust_users_target", "Target user count of the test.")
+        state = f.gauge("locust_runner_state", "1 for the runner's current state, 0 for the others.", ["state"])
+        counts: dict[str, int] = {cls.__name__: 0 for cls in (exporter.environment.user_classes or [])}
+        current_state = None
+        if runner is not None:
+            counts.update(exporter.user_classes_count())
+            target.add_metric(f.labels(), float(getattr(runner, "target_user_count", 0) or 0))
+            current_state = str(getattr(runner, "state", "")) or None
+        for user_class, n in sorted(counts.items()):
+            users.add_metric(f.labels(user_class), n)
+        states = RUNNER_STATES if current_state in RUNNER_STATES or current_state is None else (*RUNNER_STATES, current_state)
+        for name in states:
+            state.add_metric(f.labels(name), 1.0 if name == current_state else 0.0)
+        yield from (users, target, state)
+        workers = exporter.workers_by_state()
+        if workers is not None:
+            family = f.gauge("locust_workers", "Workers connected to the master, by state.", ["state"])
+            for name in WORKER_STATES:
+                family.add_metric(f.labels(name), workers.get(name, 0))
+            yield family
+
+    # ------------------------------------------------------------------ load generator resources
+    def _nodes(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+        cpu = f.counter("locust_process_cpu_seconds", "User + system CPU time of the Locust process, seconds.", ["node"])
+        ratio = f.gauge(
+            "locust_process_cpu_usage_ratio", "CPU use of the Locust process; 1.0 = one core (Locust warns at 0.9).",
+            ["node"],
+        )
+        memory = f.gauge("locust_process_resident_memory_bytes", "Resident memory of the Locust process, bytes.", ["node"])
+        for node, figures in sorted(exporter.node_resources().items()):
+            labels = f.labels(node)
+            cpu.add_metric(labels, figures.cpu_seconds)
+            ratio.add_metric(labels, figures.cpu_usage_ratio)
+            memory.add_metric(labels, figures.resident_memory_bytes)
+        yield from (cpu, ratio, memory)
+
+    # ------------------------------------------------------------------ the test and ourselves
+    def _test(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+        lifecycle = exporter.lifecycle
+        if lifecycle.run_id is not None:
+            info = f.gauge("locust_test_info", "1; labels describe the current test run.", ["run_id", "host", "locustfile"])
+            info.add_metric(f.labels(lifecycle.run_id, lifecycle.host, lifecycle.locustfile), 1.0)
+            yield info
+            start = f.gauge("locust_test_start_time_seconds", "Unix time the current test started, seconds.")
+            start.add_metric(f.labels(), lifecycle.start_time or 0.0)
+            yield start
+        if lifecycle.stop_time is not None:
+            stop = f.gauge("locust_test_stop_time_seconds", "Unix time the last test stopped, seconds.")
+            stop.add_metric(f.labels(), lifecycle.stop_time)
+            yield stop
+        info = f.gauge("locust_metrics_info", "1; versions of locust-metrics and Locust.", ["version", "locust_version"])
+        info.add_metric(f.labels(exporter.version, exporter.locust_version), 1.0)
+        yield info
+
+
+def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker) -> Callable:
+    """prometheus_client's WSGI app for ``registry`` that records answered scrapes in ``tracker``."""
+    app = make_wsgi_app(registry)
+
+    def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        body = app(environ, start_response)
+        if environ.get("PATH_INFO", "/") != "/favicon.ico":
+            tracker.scraped()
+        return body
+
+    return metrics_app
+
+
+class MetricsServer:
+    """Our own HTTP endpoint: gevent's WSGI server serving ``registry`` on every path (``/metrics``).
+
+    Raises ``OSError`` from :meth:`start` when the address cannot be bound (port taken, bad host).
+    """
+
+    def __init__(self, registry: CollectorRegistry, tracker: ScrapeTracker, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._app = tracking_wsgi_app(registry, tracker)
+        self._server: Any = None
+
+    def start(self) -> None:
+        """Bind and start serving in the background (greenlets)."""
+        from gevent.pywsgi import WSGIServer
+
+        self._server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger)
+        self._server.start()
+
+    @property
+    def url(self) -> str:
+        """The endpoint's URL as a user would type it."""
+        host = self.host or "0.0.0.0"
+        return f"http://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._server is not None:
+            self._server.stop(timeout=1)
+            self._server = None
+
+
+def add_web_ui_route(web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTracker) -> bool:
+    """Serve ``registry`` at ``/metrics`` on Locust's web UI (Flask app). Returns False if it has one.
+
+    The route honours the ``Accept`` header (OpenMetrics or text) like prometheus_client's own handlers.
+    """
+    from flask import Response, request
+
+    app = web_ui.app
+    if any(rule.rule == "/metrics" for rule in app.url_map.iter_rules()):
+        return False
+
+    def metrics() -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept"))
+        body = encoder(registry)
+        tracker.scraped()
+        return Response(body, content_type=content_type)
+
+    app.add_url_rule("/metrics", "locust_metrics", metrics)
+    return True

@@ -1,0 +1,445 @@
+"""Options of locust-metrics: their defaults, their parsing and their validation.
+
+Every option exists three ways, all through Locust's own option parser (configargparse):
+
+* a command-line flag, e.g. ``--metrics-port 9646``;
+* an environment variable, e.g. ``LOCUST_METRICS_PORT=9646`` (Locust's ``LOCUST_`` prefix);
+* a line in ``locust.conf`` / ``pyproject.toml`` ``[tool.locust]``, e.g. ``metrics-port = 9646``.
+
+The same parsers serve :func:`locust_metrics.install` (keyword arguments), so a bad value is rejected with
+the same message whichever way it came in. Values that come from the command line are checked while
+Locust parses its arguments (``argparse`` ``type=`` callables), i.e. before any test starts; the error
+names the option and the value. Values kept in Locust's ``parsed_options`` are plain ``int``/``float``/
+``str``/``list`` objects, because Locust's master forwards its custom options to workers with msgpack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+DEFAULT_PORT = 9646
+"""Default TCP port of the metrics endpoint (``--metrics-port``)."""
+
+DEFAULT_HOST = ""
+"""Default bind address of the metrics endpoint: all interfaces, as Locust's web UI (``--metrics-host``)."""
+
+DEFAULT_SLOW_THRESHOLD_MS = 1000.0
+"""Default slow-request threshold in **milliseconds** (``--metrics-slow-threshold``)."""
+
+DEFAULT_BUCKETS_TEXT = ".005,.01,.025,.05,.075,.1,.15,.2,.3,.5,.75,1,1.5,2,3,5,7.5,10,15,30,60"
+"""Default histogram bucket upper bounds in **seconds** (``--metrics-buckets``)."""
+
+DEFAULT_MAX_NAMES = 500
+"""Default cap on exported (method, name) statistics entries (``--metrics-max-names``)."""
+
+DEFAULT_FINAL_SCRAPE_TIMEOUT_S = 30.0
+"""Default wait, in **seconds**, for a last scrape after the test stops (``--metrics-final-scrape-timeout``)."""
+
+REGEX_PREFIX = "re:"
+"""Prefix that marks a per-endpoint slow threshold key as a regular expression (fully anchored)."""
+
+RESERVED_LABELS = frozenset(
+    {
+        "method",
+        "name",
+        "status_code",
+        "error",
+        "le",
+        "node",
+        "state",
+        "user_class",
+        "run_id",
+        "host",
+        "locustfile",
+        "version",
+        "locust_version",
+        "quantile",
+        "job",
+        "instance",
+    }
+)
+"""Label names that our own series use (or Prometheus attaches); constant labels may not take them."""
+
+_LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class OptionError(ValueError):
+    """A locust-metrics option has an invalid value.
+
+    The message names the option (flag and environment variable) and the offending value.
+    Subclass of :class:`ValueError`.
+    """
+
+
+def _where(option: str) -> str:
+    env = "LOCUST_" + option.lstrip("-").upper().replace("-", "_")
+    return f"{option} ({env})"
+
+
+def _fail(option: str, value: Any, why: str) -> OptionError:
+    return OptionError(f"invalid value for {_where(option)}: {value!r}: {why}")
+
+
+def parse_milliseconds(value: Any, option: str = "--metrics-slow-threshold") -> float:
+    """Parse a duration in **milliseconds** (int, float or numeric string) into a finite float >= 0.
+
+    Raises :class:`OptionError` for anything else (not a number, negative, NaN, infinite).
+    """
+    try:
+        number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        raise _fail(option, value, "not a number of milliseconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise _fail(option, value, "must be a finite number of milliseconds >= 0")
+    return number
+
+
+def parse_seconds(value: Any, option: str = "--metrics-final-scrape-timeout") -> float:
+    """Parse a duration in **seconds** into a finite float >= 0; raises :class:`OptionError`."""
+    try:
+        number = float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
+    except ValueError:
+        raise _fail(option, value, "not a number of seconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise _fail(option, value, "must be a finite number of seconds >= 0")
+    return number
+
+
+def parse_port(value: Any, option: str = "--metrics-port") -> int:
+    """Parse a TCP port: an integer from 0 (our HTTP server off) to 65535; raises :class:`OptionError`."""
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise _fail(option, value, "not an integer port number") from None
+    if not 0 <= port <= 65535:
+        raise _fail(option, value, "must be between 0 (server off) and 65535")
+    return port
+
+
+def parse_max_names(value: Any, option: str = "--metrics-max-names") -> int:
+    """Parse the cap on exported statistics entries: an integer >= 1; raises :class:`OptionError`."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise _fail(option, value, "not an integer") from None
+    if number < 1:
+        raise _fail(option, value, "must be at least 1")
+    return number
+
+
+def parse_buckets(value: Any, option: str = "--metrics-buckets") -> list[float]:
+    """Parse histogram bucket upper bounds given in **seconds**.
+
+    Accepts a comma-separated string (``".005,.01,1"``) or an iterable of numbers. A trailing ``+Inf``
+    is accepted and dropped (the ``+Inf`` bucket always exists). Bounds must be finite, > 0, strictly
+    increasing and unique. Returns the bounds as a list of floats in seconds. Raises :class:`OptionError`.
+    """
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    else:
+        try:
+            items = [str(item).strip() for item in value]
+        except TypeError:
+            raise _fail(option, value, "expected comma-separated numbers of seconds") from None
+    if items and items[-1].lower() in ("+inf", "inf"):
+        items = items[:-1]
+    if not items or any(item == "" for item in items):
+        raise _fail(option, value, "expected comma-separated numbers of seconds, e.g. .05,.1,.5,1")
+    bounds: list[float] = []
+    for item in items:
+        try:
+            number = Decimal(item)
+        except InvalidOperation:
+            raise _fail(option, value, f"{item!r} is not a number of seconds") from None
+        if not number.is_finite() or number <= 0:
+            raise _fail(option, value, f"{item!r}: bounds must be finite and > 0 seconds")
+        bounds.append(float(number))
+    for lower, upper in zip(bounds, bounds[1:]):
+        if upper == lower:
+            raise _fail(option, value, f"duplicate bound {upper:g}")
+        if upper < lower:
+            raise _fail(option, value, f"bounds must be sorted ascending ({lower:g} before {upper:g})")
+    return bounds
+
+
+def parse_labels(values: Any, option: str = "--metrics-label") -> dict[str, str]:
+    """Parse constant labels: ``KEY=VALUE`` items, repeated and/or comma-separated, or a mapping.
+
+    Label names must match ``[a-zA-Z_][a-zA-Z0-9_]*``, must not start with ``__`` and must not be one of
+    our own label names (:data:`RESERVED_LABELS`). Returns ``{name: value}``. Raises :class:`OptionError`.
+    """
+    pairs: list[tuple[str, str]] = []
+    if values is None:
+        return {}
+    if isinstance(values, Mapping):
+        pairs = [(str(k), str(v)) for k, v in values.items()]
+    else:
+        for text in [values] if isinstance(values, str) else values:
+            for item in str(text).split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                key, sep, val = item.partition("=")
+                if not sep:
+                    raise _fail(option, text, f"{item!r} is not KEY=VALUE")
+                pairs.append((key.strip(), val.strip()))
+    labels: dict[str, str] = {}
+    for key, val in pairs:
+        if not _LABEL_NAME_RE.match(key) or key.startswith("__"):
+            raise _fail(option, f"{key}={val}", f"{key!r} is not a valid Prometheus label name")
+        if key in RESERVED_LABELS:
+            raise _fail(option, f"{key}={val}", f"{key!r} is a label locust-metrics or Prometheus sets itself")
+        if key in labels and labels[key] != val:
+            raise _fail(option, f"{key}={val}", f"label {key!r} given twice")
+        labels[key] = val
+    return labels
+
+
+@dataclass(frozen=True)
+class SlowThreshold:
+    """A per-endpoint slow threshold.
+
+    ``pattern`` is a request name (exact match) or, when ``regex`` is true, a regular expression that
+    must match the whole name (as Prometheus matchers do). ``ms`` is the threshold in milliseconds.
+    """
+
+    pattern: str
+    ms: float
+    regex: bool = False
+
+
+def parse_slow_thresholds(values: Any, option: str = "--metrics-slow-threshold-for") -> list[SlowThreshold]:
+    """Parse per-endpoint slow thresholds.
+
+    From the command line / env / conf: items ``NAME=MS`` or ``re:REGEX=MS``, repeated and/or
+    comma-separated (split at the *last* ``=``; a name or regex containing a comma must be given from
+    code). From code: a mapping ``{name or "re:regex" or re.Pattern: ms}``. Exact names win over regexes;
+    regexes are tried in the order given. Raises :class:`OptionError` on a bad number or regex.
+    """
+    if values is None:
+        return []
+    raw: list[tuple[Any, Any, Any]] = []  # (key, ms, original text)
+    if isinstance(values, Mapping):
+        raw = [(key, ms, f"{key}={ms}") for key, ms in values.items()]
+    else:
+        for text in [values] if isinstance(values, str) else values:
+            for item in str(text).split(","):
+                if not item.strip():
+                    continue
+                key, sep, ms = item.strip().rpartition("=")
+                if not sep or not key:
+                    raise _fail(option, text, f"{item!r} is not NAME=MILLISECONDS or re:REGEX=MILLISECONDS")
+                raw.append((key, ms, item))
+    result: list[SlowThreshold] = []
+    for key, ms, text in raw:
+        millis = parse_milliseconds(ms, option)
+        if isinstance(key, re.Pattern):
+            result.append(SlowThreshold(key.pattern, millis, regex=True))
+            continue
+        key = str(key)
+        if key.startswith(REGEX_PREFIX):
+            pattern = key[len(REGEX_PREFIX) :]
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _fail(option, text, f"bad regular expression: {exc}") from None
+            result.append(SlowThreshold(pattern, millis, regex=True))
+        else:
+            result.append(SlowThreshold(key, millis))
+    return result
+
+
+def _argparse_type(parser_function, option: str, keep_text: bool = False):
+    """Wrap one of our parsers as an argparse ``type=`` callable.
+
+    An invalid value raises ``argparse.ArgumentTypeError`` whose message names the option and the value,
+    so Locust exits with a usage error before anything starts. With ``keep_text`` the validated text is
+    stored (structured options are parsed again by :meth:`Settings.from_options`), else the parsed value.
+    """
+
+    def convert(text: str):
+        try:
+            parsed = parser_function(text, option)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text if keep_text else parsed
+
+    convert.__name__ = option.lstrip("-").replace("-", "_")
+    return convert
+
+
+def add_arguments(parser: Any) -> None:
+    """Add the ``--metrics-*`` options to Locust's argument parser (``init_command_line_parser``).
+
+    The options appear in ``locust --help`` under "locust-metrics (Prometheus)", and, being Locust
+    options, also read ``LOCUST_METRICS_*`` environment variables and ``metrics-*`` config-file keys.
+    """
+    if any("--metrics-port" in action.option_strings for action in getattr(parser, "_actions", [])):
+        return  # already added (a second import, or a second parser hook)
+    group = parser.add_argument_group(
+        "locust-metrics (Prometheus)",
+        "Live Prometheus metrics of the test on http://HOST:PORT/metrics (and /metrics on the web UI).",
+    )
+    group.add_argument(
+        "--metrics-port",
+        type=_argparse_type(parse_port, "--metrics-port"),
+        default=DEFAULT_PORT,
+        env_var="LOCUST_METRICS_PORT",
+        help=f"TCP port of the /metrics endpoint; 0 turns our own HTTP server off. Default {DEFAULT_PORT}.",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default=DEFAULT_HOST,
+        env_var="LOCUST_METRICS_HOST",
+        help="Address the metrics endpoint binds to. Default: all interfaces (as the web UI); "
+        "127.0.0.1 keeps it local.",
+    )
+    group.add_argument(
+        "--metrics-slow-threshold",
+        type=_argparse_type(parse_milliseconds, "--metrics-slow-threshold"),
+        default=DEFAULT_SLOW_THRESHOLD_MS,
+        env_var="LOCUST_METRICS_SLOW_THRESHOLD",
+        metavar="MS",
+        help="A request is slow when its response time is greater than this many milliseconds. "
+        f"Default {DEFAULT_SLOW_THRESHOLD_MS:g}. Also added as a histogram bucket bound.",
+    )
+    group.add_argument(
+        "--metrics-slow-threshold-for",
+        type=_argparse_type(parse_slow_thresholds, "--metrics-slow-threshold-for", keep_text=True),
+        action="append",
+        default=None,
+        env_var="LOCUST_METRICS_SLOW_THRESHOLD_FOR",
+        metavar="NAME=MS",
+        help="Slow threshold in milliseconds for one request name (exact) or for names matching "
+        "re:REGEX (whole name). Repeatable or comma-separated, e.g. '/checkout=2000,re:/api/.*=300'.",
+    )
+    group.add_argument(
+        "--metrics-buckets",
+        type=_argparse_type(parse_buckets, "--metrics-buckets", keep_text=True),
+        default=DEFAULT_BUCKETS_TEXT,
+        env_var="LOCUST_METRICS_BUCKETS",
+        metavar="SECONDS,...",
+        help="Histogram bucket upper bounds in seconds, ascending, comma-separated. "
+        f"Default {DEFAULT_BUCKETS_TEXT}. Every slow threshold is added as a bound.",
+    )
+    group.add_argument(
+        "--metrics-max-names",
+        type=_argparse_type(parse_max_names, "--metrics-max-names"),
+        default=DEFAULT_MAX_NAMES,
+        env_var="LOCUST_METRICS_MAX_NAMES",
+        metavar="N",
+        help="Most distinct (method, name) entries exported; further names are counted under "
+        f"name=\"__overflow__\" (totals stay exact). Default {DEFAULT_MAX_NAMES}.",
+    )
+    group.add_argument(
+        "--metrics-label",
+        type=_argparse_type(parse_labels, "--metrics-label", keep_text=True),
+        action="append",
+        default=None,
+        env_var="LOCUST_METRICS_LABEL",
+        metavar="KEY=VALUE",
+        help="Constant label on every series, e.g. env=staging. Repeatable or comma-separated.",
+    )
+    group.add_argument(
+        "--metrics-final-scrape-timeout",
+        type=_argparse_type(parse_seconds, "--metrics-final-scrape-timeout"),
+        default=DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
+        env_var="LOCUST_METRICS_FINAL_SCRAPE_TIMEOUT",
+        metavar="SECONDS",
+        help="After the test, if the endpoint was scraped during the run, keep serving until one more "
+        f"scrape is answered or this many seconds pass. Default {DEFAULT_FINAL_SCRAPE_TIMEOUT_S:g}.",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one exporter. Build it with :meth:`from_kwargs` or :meth:`from_options`.
+
+    Attributes:
+        port: TCP port of our HTTP server; 0 = no server of our own.
+        host: bind address; ``""`` = all interfaces.
+        slow_threshold_ms: default slow threshold, milliseconds.
+        slow_thresholds: per-endpoint thresholds (exact names first, then regexes in order).
+        buckets_s: bucket upper bounds from the buckets option, seconds (slow thresholds not yet added).
+        max_names: cap on exported (method, name) entries.
+        labels: constant labels added to every series.
+        final_scrape_timeout_s: seconds to wait for a last scrape at exit.
+        serve_web_ui: add ``/metrics`` to Locust's web UI when it runs.
+    """
+
+    port: int = DEFAULT_PORT
+    host: str = DEFAULT_HOST
+    slow_threshold_ms: float = DEFAULT_SLOW_THRESHOLD_MS
+    slow_thresholds: tuple[SlowThreshold, ...] = ()
+    buckets_s: tuple[float, ...] = field(default_factory=lambda: tuple(parse_buckets(DEFAULT_BUCKETS_TEXT)))
+    max_names: int = DEFAULT_MAX_NAMES
+    labels: Mapping[str, str] = field(default_factory=dict)
+    final_scrape_timeout_s: float = DEFAULT_FINAL_SCRAPE_TIMEOUT_S
+    serve_web_ui: bool = True
+
+    @classmethod
+    def from_kwargs(
+        cls,
+        *,
+        port: Any = DEFAULT_PORT,
+        host: Any = DEFAULT_HOST,
+        slow_threshold: Any = DEFAULT_SLOW_THRESHOLD_MS,
+        slow_thresholds: Any = None,
+        buckets: Any = DEFAULT_BUCKETS_TEXT,
+        max_names: Any = DEFAULT_MAX_NAMES,
+        labels: Any = None,
+        final_scrape_timeout: Any = DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
+        serve_web_ui: bool = True,
+    ) -> "Settings":
+        """Validate keyword options (the arguments of :func:`locust_metrics.install`).
+
+        ``slow_threshold`` is in milliseconds, ``buckets`` in seconds, ``final_scrape_timeout`` in
+        seconds. Raises :class:`OptionError` naming the option and the value.
+        """
+        host = "" if host in (None, "*") else str(host)
+        return cls(
+            port=parse_port(port, "--metrics-port"),
+            host=host,
+            slow_threshold_ms=parse_milliseconds(slow_threshold, "--metrics-slow-threshold"),
+            slow_thresholds=tuple(parse_slow_thresholds(slow_thresholds, "--metrics-slow-threshold-for")),
+            buckets_s=tuple(parse_buckets(buckets, "--metrics-buckets")),
+            max_names=parse_max_names(max_names, "--metrics-max-names"),
+            labels=parse_labels(labels, "--metrics-label"),
+            final_scrape_timeout_s=parse_seconds(final_scrape_timeout, "--metrics-final-scrape-timeout"),
+            serve_web_ui=bool(serve_web_ui),
+        )
+
+    @classmethod
+    def from_options(cls, parsed_options: Any) -> "Settings":
+        """Read settings from Locust's ``environment.parsed_options`` (defaults for missing attributes)."""
+
+        def get(name: str, default: Any) -> Any:
+            value = getattr(parsed_options, name, None) if parsed_options is not None else None
+            return default if value is None else value
+
+        return cls.from_kwargs(
+            port=get("metrics_port", DEFAULT_PORT),
+            host=get("metrics_host", DEFAULT_HOST),
+            slow_threshold=get("metrics_slow_threshold", DEFAULT_SLOW_THRESHOLD_MS),
+            slow_thresholds=get("metrics_slow_threshold_for", None),
+            buckets=get("metrics_buckets", DEFAULT_BUCKETS_TEXT),
+            max_names=get("metrics_max_names", DEFAULT_MAX_NAMES),
+            labels=get("metrics_label", None),
+            final_scrape_timeout=get("metrics_final_scrape_timeout", DEFAULT_FINAL_SCRAPE_TIMEOUT_S),
+        )
+
+    def bounds_ms(self) -> tuple[float, ...]:
+        """All histogram bucket upper bounds in **milliseconds**, ascending and unique.
+
+        The buckets option plus every slow threshold (default and per-endpoint), so that
+        ``le="<threshold in seconds>"`` is an exact bound. ``+Inf`` is implicit.
+        """
+        bounds = {float(Decimal(repr(s)) * 1000) for s in self.buckets_s}
+        bounds.add(self.slow_threshold_ms)
+        bounds.update(t.ms for t in self.slow_thresholds)
+        return tuple(sorted(bounds))

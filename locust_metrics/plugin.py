@@ -1,0 +1,265 @@
+"""The exporter of one Locust Environment: wires the recorder, the collectors and the endpoint to Locust's events.
+
+:class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It owns
+
+* ``recorder``: the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (listener on ``request``);
+* ``registry``: a ``prometheus_client.CollectorRegistry`` holding one :class:`LocustCollector`, so an
+  application can serve it itself (``prometheus_client.generate_latest(exporter.registry)``);
+* ``server``: our own HTTP endpoint (``--metrics-port``), and ``/metrics`` on Locust's web UI;
+* the test's lifecycle (``run_id``, start and stop times) from ``test_start`` / ``test_stop``;
+* the final-scrape wait at exit (Locust's ``quit`` event), so a headless run's last numbers reach Prometheus.
+
+Every listener except the hot path is wrapped by :func:`_guarded`: an error in our code is logged once, with
+context, and never propagates into Locust (where it would change the exit code or stop the test).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+import uuid
+from typing import Any, Callable
+
+import gevent
+from prometheus_client import CollectorRegistry
+
+from ._version import __version__
+from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
+from .options import Settings
+from .recorder import RequestRecorder
+from .resources import NodeResources, ProcessResources
+
+logger = logging.getLogger("locust_metrics")
+
+
+def _guarded(method: Callable) -> Callable:
+    """Wrap a listener so that an exception is logged once (per listener) and swallowed."""
+    failed: list[bool] = []
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            if not failed:
+                failed.append(True)
+                logger.exception(
+                    "locust-metrics: error in %s (the test goes on; further errors here are not logged)",
+                    method.__name__,
+                )
+            return None
+
+    return wrapper
+
+
+class TestLifecycle:
+    """What ``locust_test_*`` export: the current run and its start/stop times (unix seconds)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.host = ""
+        self.locustfile = ""
+        self.start_time: float | None = None
+        self.stop_time: float | None = None
+
+
+def _locustfile_label(parsed_options: Any) -> str:
+    value = getattr(parsed_options, "locustfile", None) if parsed_options is not None else None
+    if not value:
+        return ""
+    files = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return ",".join(os.path.basename(str(f).strip()) for f in files)
+
+
+def _locust_version() -> str:
+    try:
+        from locust import __version__ as version
+    except ImportError:  # pragma: no cover
+        return "unknown"
+    return str(version)
+
+
+class MetricsExporter:
+    """Exports one Locust Environment's test as Prometheus metrics. Made by :func:`locust_metrics.install`.
+
+    Attributes:
+        environment: the Locust ``Environment``.
+        settings: the validated :class:`~locust_metrics.options.Settings`.
+        recorder: per-endpoint accumulators (the data model).
+        registry: ``prometheus_client.CollectorRegistry`` with everything we export.
+        server: our :class:`~locust_metrics.exposition.MetricsServer`, or None (port 0, or a worker).
+        scrapes: :class:`~locust_metrics.exposition.ScrapeTracker` of answered scrapes.
+        lifecycle: :class:`TestLifecycle` of the current run.
+    """
+
+    def __init__(self, environment: Any, settings: Settings) -> None:
+        self.environment = environment
+        self.settings = settings
+        self.version = __version__
+        self.locust_version = _locust_version()
+        self.recorder = RequestRecorder(
+            settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
+        )
+        self.resources = ProcessResources()
+        self.lifecycle = TestLifecycle()
+        self.scrapes = ScrapeTracker()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(LocustCollector(self))
+        self.server: MetricsServer | None = None
+        self.web_ui_route = False
+        self._started = False
+
+    # ------------------------------------------------------------------ setup
+    def start(self) -> "MetricsExporter":
+        """Attach the listeners to ``environment.events`` and start serving. Idempotent.
+
+        Raises ``OSError`` naming the address and ``--metrics-port`` when the port cannot be bound.
+        """
+        if self._started:
+            return self
+        events = self.environment.events
+        events.request.add_listener(self.recorder.on_request)
+        events.test_start.add_listener(self._on_test_start)
+        events.test_stop.add_listener(self._on_test_stop)
+        events.quit.add_listener(self._on_quit)
+        events.usage_monitor.add_listener(self._on_usage_monitor)
+        self._started = True
+        if self.settings.port and not self.is_worker():
+            server = MetricsServer(self.registry, self.scrapes, self.settings.host, self.settings.port)
+            try:
+                server.start()
+            except OSError as exc:
+                self.stop()
+                where = f"{self.settings.host or '0.0.0.0'}:{self.settings.port}"
+                raise OSError(
+                    exc.errno,
+                    f"locust-metrics cannot serve metrics on {where} ({exc.strerror or exc}): choose a free port "
+                    "with --metrics-port / LOCUST_METRICS_PORT, or 0 to turn our HTTP server off",
+                ) from exc
+            self.server = server
+            logger.info("locust-metrics: serving Prometheus metrics on %s", server.url)
+        self.attach_web_ui(getattr(self.environment, "web_ui", None))
+        return self
+
+    def attach_web_ui(self, web_ui: Any) -> None:
+        """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
+        if web_ui is not None and self.settings.serve_web_ui and not self.web_ui_route:
+            self.web_ui_route = add_web_ui_route(web_ui, self.registry, self.scrapes)
+
+    def stop(self) -> None:
+        """Detach our listeners and stop our HTTP server (idempotent). Counts recorded so far stay."""
+        events = self.environment.events
+        for hook, listener in (
+            (events.request, self.recorder.on_request),
+            (events.test_start, self._on_test_start),
+            (events.test_stop, self._on_test_stop),
+            (events.quit, self._on_quit),
+            (events.usage_monitor, self._on_usage_monitor),
+        ):
+            if listener in hook._handlers:
+                hook.remove_listener(listener)
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self._started = False
+
+    # ------------------------------------------------------------------ what the collector reads
+    def is_worker(self) -> bool:
+        """True when this process runs a Locust ``WorkerRunner``."""
+        return type(self.environment.runner).__name__ == "WorkerRunner"
+
+    def is_master(self) -> bool:
+        """True when this process runs a Locust ``MasterRunner``."""
+        return type(self.environment.runner).__name__ == "MasterRunner"
+
+    def node_name(self) -> str:
+        """``local``, ``master`` or ``worker-<index>`` (Locust's worker index)."""
+        runner = self.environment.runner
+        if self.is_worker():
+            return f"worker-{getattr(runner, 'worker_index', 0)}"
+        if self.is_master():
+            return "master"
+        return "local"
+
+    def node_resources(self) -> dict[str, NodeResources]:
+        """``{node: NodeResources}`` of every Locust process this exporter knows (here: itself)."""
+        return {self.node_name(): self.resources.sample()}
+
+    def user_classes_count(self) -> dict[str, int]:
+        """Running users by user class (on a master, summed over the workers' reports)."""
+        runner = self.environment.runner
+        if runner is None:
+            return {}
+        if self.is_master():
+            counts: dict[str, int] = {}
+            for client in runner.clients.values():
+                for user_class, n in (client.user_classes_count or {}).items():
+                    counts[user_class] = counts.get(user_class, 0) + n
+            return counts
+        return dict(runner.user_classes_count)
+
+    def workers_by_state(self) -> dict[str, int] | None:
+        """``{state: workers}`` on a master; None elsewhere."""
+        if not self.is_master():
+            return None
+        counts: dict[str, int] = {}
+        for client in self.environment.runner.clients.values():
+            counts[client.state] = counts.get(client.state, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ listeners
+    @_guarded
+    def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
+        lifecycle = self.lifecycle
+        lifecycle.run_id = uuid.uuid4().hex[:12]
+        lifecycle.host = str(self.environment.host or "")
+        lifecycle.locustfile = _locustfile_label(self.environment.parsed_options)
+        lifecycle.start_time = time.time()
+        lifecycle.stop_time = None
+
+    @_guarded
+    def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
+        self.lifecycle.stop_time = time.time()
+
+    @_guarded
+    def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
+        self.resources.on_usage_monitor(cpu_usage=cpu_usage)
+
+    @_guarded
+    def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
+        self.wait_for_final_scrape()
+
+    # ------------------------------------------------------------------ the end of a run
+    def wait_for_final_scrape(self, timeout: float | None = None) -> bool:
+        """Keep serving until one more scrape has been answered, so the last numbers reach Prometheus.
+
+        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits).
+        Waits only if the endpoint was scraped before and has not been scraped since the test stopped;
+        at most ``timeout`` seconds (default ``--metrics-final-scrape-timeout``). Logs one line when it
+        waits. Returns True when the final numbers were scraped (or there was nothing to wait for).
+        """
+        if self.server is None and not self.web_ui_route:
+            return True
+        if self.scrapes.count == 0:
+            return True  # nobody scrapes us: exit at once
+        reference = self.lifecycle.stop_time or time.time()
+        if self.scrapes.last_time is not None and self.scrapes.last_time >= reference:
+            return True  # already scraped after the test stopped
+        timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
+        if timeout <= 0:
+            return False
+        where = self.server.url if self.server is not None else "the web UI's /metrics"
+        logger.info(
+            "locust-metrics: waiting up to %gs for a final scrape of %s (--metrics-final-scrape-timeout)",
+            timeout,
+            where,
+        )
+        seen = self.scrapes.count
+        deadline = time.monotonic() + timeout
+        while self.scrapes.count == seen and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return self.scrapes.count != seen
