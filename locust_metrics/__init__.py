@@ -38,6 +38,7 @@ def install(environment: Any, **options: Any) -> MetricsExporter:
 
     * ``port`` (int, default 9646): our HTTP endpoint's port; 0 = no server of our own (serve
       ``exporter.registry`` yourself, e.g. ``prometheus_client.generate_latest(exporter.registry)``).
+    * ``worker_port`` (int, default 0): on a worker, serve its own endpoint on this port + worker index.
     * ``host`` (str, default ``""``: all interfaces): bind address.
     * ``slow_threshold`` (float, **milliseconds**, default 1000): a request is slow when its response time
       is greater than this.
@@ -72,7 +73,7 @@ def _install_from_options(environment: Any, **_kwargs: Any) -> None:
     if getattr(environment, _ATTRIBUTE, None) is not None:
         return
     try:
-        exporter = MetricsExporter(environment, Settings.from_options(environment.parsed_options))
+        exporter = MetricsExporter(environment, Settings.from_options(environment.parsed_options), from_options=True)
         exporter.start()
     except (OptionError, OSError) as exc:
         logger.error("%s", exc)

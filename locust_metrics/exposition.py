@@ -100,7 +100,7 @@ class LocustCollector:
 
     # ------------------------------------------------------------------ requests
     def _requests(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
-        recorder = exporter.recorder
+        recorder = exporter.totals
         les = [floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms] + ["+Inf"]
         duration = f.histogram(
             "locust_request_duration_seconds",

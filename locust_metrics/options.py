@@ -237,7 +237,10 @@ def parse_slow_thresholds(values: Any, option: str = "--metrics-slow-threshold-f
                 raw.append((key, ms, item))
     result: list[SlowThreshold] = []
     for key, ms, text in raw:
-        millis = parse_milliseconds(ms, option)
+        try:
+            millis = parse_milliseconds(ms, option)
+        except OptionError:
+            raise _fail(option, text, f"{ms!r} is not a finite number of milliseconds >= 0") from None
         if isinstance(key, re.Pattern):
             result.append(SlowThreshold(key.pattern, millis, regex=True))
             continue
@@ -291,6 +294,15 @@ def add_arguments(parser: Any) -> None:
         default=DEFAULT_PORT,
         env_var="LOCUST_METRICS_PORT",
         help=f"TCP port of the /metrics endpoint; 0 turns our own HTTP server off. Default {DEFAULT_PORT}.",
+    )
+    group.add_argument(
+        "--metrics-worker-port",
+        type=_argparse_type(parse_port, "--metrics-worker-port"),
+        default=0,
+        env_var="LOCUST_METRICS_WORKER_PORT",
+        metavar="BASE",
+        help="Distributed runs: workers serve nothing by default (the master serves everything). With BASE > 0 "
+        "each worker also serves its own /metrics on port BASE + its worker index. Default 0 (off).",
     )
     group.add_argument(
         "--metrics-host",
@@ -362,6 +374,7 @@ class Settings:
 
     Attributes:
         port: TCP port of our HTTP server; 0 = no server of our own.
+        worker_port: on workers, base port of a per-worker endpoint (base + worker index); 0 = off.
         host: bind address; ``""`` = all interfaces.
         slow_threshold_ms: default slow threshold, milliseconds.
         slow_thresholds: per-endpoint thresholds (exact names first, then regexes in order).
@@ -373,6 +386,7 @@ class Settings:
     """
 
     port: int = DEFAULT_PORT
+    worker_port: int = 0
     host: str = DEFAULT_HOST
     slow_threshold_ms: float = DEFAULT_SLOW_THRESHOLD_MS
     slow_thresholds: tuple[SlowThreshold, ...] = ()
@@ -387,6 +401,7 @@ class Settings:
         cls,
         *,
         port: Any = DEFAULT_PORT,
+        worker_port: Any = 0,
         host: Any = DEFAULT_HOST,
         slow_threshold: Any = DEFAULT_SLOW_THRESHOLD_MS,
         slow_thresholds: Any = None,
@@ -404,6 +419,7 @@ class Settings:
         host = "" if host in (None, "*") else str(host)
         return cls(
             port=parse_port(port, "--metrics-port"),
+            worker_port=parse_port(worker_port, "--metrics-worker-port"),
             host=host,
             slow_threshold_ms=parse_milliseconds(slow_threshold, "--metrics-slow-threshold"),
             slow_thresholds=tuple(parse_slow_thresholds(slow_thresholds, "--metrics-slow-threshold-for")),
@@ -424,6 +440,7 @@ class Settings:
 
         return cls.from_kwargs(
             port=get("metrics_port", DEFAULT_PORT),
+            worker_port=get("metrics_worker_port", 0),
             host=get("metrics_host", DEFAULT_HOST),
             slow_threshold=get("metrics_slow_threshold", DEFAULT_SLOW_THRESHOLD_MS),
             slow_thresholds=get("metrics_slow_threshold_for", None),

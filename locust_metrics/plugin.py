@@ -7,7 +7,9 @@
   application can serve it itself (``prometheus_client.generate_latest(exporter.registry)``);
 * ``server``: our own HTTP endpoint (``--metrics-port``), and ``/metrics`` on Locust's web UI;
 * the test's lifecycle (``run_id``, start and stop times) from ``test_start`` / ``test_stop``;
-* the final-scrape wait at exit (Locust's ``quit`` event), so a headless run's last numbers reach Prometheus.
+* the final-scrape wait at exit (Locust's ``quit`` event), so a headless run's last numbers reach Prometheus;
+* distributed mode: on a worker, ``report_to_master`` ships the recorder's deltas; on the master,
+  ``worker_report`` merges them (see ``distributed.py``) and keeps each worker's CPU and memory.
 
 Every listener except the hot path is wrapped by :func:`_guarded`: an error in our code is logged once, with
 context, and never propagates into Locust (where it would change the exit code or stop the test).
@@ -26,6 +28,7 @@ import gevent
 from prometheus_client import CollectorRegistry
 
 from ._version import __version__
+from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
 from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
 from .options import Settings
 from .recorder import RequestRecorder
@@ -96,14 +99,21 @@ class MetricsExporter:
         lifecycle: :class:`TestLifecycle` of the current run.
     """
 
-    def __init__(self, environment: Any, settings: Settings) -> None:
+    def __init__(self, environment: Any, settings: Settings, from_options: bool = False) -> None:
         self.environment = environment
         self.settings = settings
+        self.from_options = from_options
         self.version = __version__
         self.locust_version = _locust_version()
-        self.recorder = RequestRecorder(
-            settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
-        )
+        self.recorder = self._new_recorder()
+        # what is exported: the recorder itself, except on a worker with its own endpoint, where the
+        # recorder is emptied at every report and a cumulative copy is kept for the worker's endpoint
+        self.totals = self.recorder
+        self._merger = PayloadMerger(self.recorder)
+        self._totals_merger: PayloadMerger | None = None
+        self._pending_payloads: list[dict[str, Any]] = []
+        self._workers: dict[str, tuple[str, NodeResources]] = {}  # client id -> (node, figures)
+        self.last_change_time: float | None = None  # last test stop or worker report (unix seconds)
         self.resources = ProcessResources()
         self.lifecycle = TestLifecycle()
         self.scrapes = ScrapeTracker()
@@ -127,23 +137,36 @@ class MetricsExporter:
         events.test_stop.add_listener(self._on_test_stop)
         events.quit.add_listener(self._on_quit)
         events.usage_monitor.add_listener(self._on_usage_monitor)
+        events.report_to_master.add_listener(self._on_report_to_master)
+        events.worker_report.add_listener(self._on_worker_report)
         self._started = True
-        if self.settings.port and not self.is_worker():
-            server = MetricsServer(self.registry, self.scrapes, self.settings.host, self.settings.port)
+        port, option = self.settings.port, "--metrics-port / LOCUST_METRICS_PORT"
+        if self.is_worker():
+            port, option = self.settings.worker_port, "--metrics-worker-port / LOCUST_METRICS_WORKER_PORT"
+            if port:
+                port += int(getattr(self.environment.runner, "worker_index", 0) or 0)
+                self.totals = self._new_recorder()
+                self._totals_merger = PayloadMerger(self.totals)
+        if port:
+            server = MetricsServer(self.registry, self.scrapes, self.settings.host, port)
             try:
                 server.start()
             except OSError as exc:
                 self.stop()
-                where = f"{self.settings.host or '0.0.0.0'}:{self.settings.port}"
+                where = f"{self.settings.host or '0.0.0.0'}:{port}"
                 raise OSError(
                     exc.errno,
                     f"locust-metrics cannot serve metrics on {where} ({exc.strerror or exc}): choose a free port "
-                    "with --metrics-port / LOCUST_METRICS_PORT, or 0 to turn our HTTP server off",
+                    f"with {option}, or 0 to turn our HTTP server off",
                 ) from exc
             self.server = server
             logger.info("locust-metrics: serving Prometheus metrics on %s", server.url)
         self.attach_web_ui(getattr(self.environment, "web_ui", None))
         return self
+
+    def _new_recorder(self) -> RequestRecorder:
+        s = self.settings
+        return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names)
 
     def attach_web_ui(self, web_ui: Any) -> None:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
@@ -159,6 +182,8 @@ class MetricsExporter:
             (events.test_stop, self._on_test_stop),
             (events.quit, self._on_quit),
             (events.usage_monitor, self._on_usage_monitor),
+            (events.report_to_master, self._on_report_to_master),
+            (events.worker_report, self._on_worker_report),
         ):
             if listener in hook._handlers:
                 hook.remove_listener(listener)
@@ -186,8 +211,20 @@ class MetricsExporter:
         return "local"
 
     def node_resources(self) -> dict[str, NodeResources]:
-        """``{node: NodeResources}`` of every Locust process this exporter knows (here: itself)."""
-        return {self.node_name(): self.resources.sample()}
+        """``{node: NodeResources}`` of this process and, on a master, of every worker Locust still knows.
+
+        A worker's figures are those of its latest report (every 3 s); a worker that Locust dropped
+        (quit, or missing for too long) disappears.
+        """
+        figures = {self.node_name(): self.resources.sample()}
+        if self._workers:
+            clients = getattr(self.environment.runner, "clients", {})
+            for client_id, (node, resources) in list(self._workers.items()):
+                if client_id in clients:
+                    figures[node] = resources
+                else:
+                    del self._workers[client_id]
+        return figures
 
     def user_classes_count(self) -> dict[str, int]:
         """Running users by user class (on a master, summed over the workers' reports)."""
@@ -214,6 +251,8 @@ class MetricsExporter:
     # ------------------------------------------------------------------ listeners
     @_guarded
     def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
+        if self.is_worker() and self.from_options:
+            self._follow_master_options()
         lifecycle = self.lifecycle
         lifecycle.run_id = uuid.uuid4().hex[:12]
         lifecycle.host = str(self.environment.host or "")
@@ -223,7 +262,52 @@ class MetricsExporter:
 
     @_guarded
     def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
-        self.lifecycle.stop_time = time.time()
+        self.lifecycle.stop_time = self.last_change_time = time.time()
+
+    @_guarded
+    def _on_report_to_master(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+        """Worker: add the deltas since the last report (and our CPU and memory) to Locust's report."""
+        if data is None:
+            return
+        payload = take_payload(self.recorder, self.node_name(), self.resources.sample())
+        payloads = self._pending_payloads + [payload]
+        self._pending_payloads = []
+        if self._totals_merger is not None:
+            for item in payloads:
+                self._totals_merger.merge(item)
+        data[PAYLOAD_KEY] = payloads
+
+    @_guarded
+    def _on_worker_report(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+        """Master: merge a worker's deltas; remember its CPU and memory under its node name."""
+        payloads = (data or {}).get(PAYLOAD_KEY)
+        if not payloads:
+            return
+        for payload in payloads:
+            self._merger.merge(payload)
+            if payload.get("resources"):
+                self._workers[client_id] = (str(payload["node"]), NodeResources.from_wire(payload["resources"]))
+        self.last_change_time = time.time()
+
+    def _follow_master_options(self) -> None:
+        """Worker: Locust copies the master's custom options to workers on spawn; use its buckets and thresholds.
+
+        Data recorded under the old settings is kept and shipped as it is with the next report.
+        """
+        settings = Settings.from_options(self.environment.parsed_options)
+        if (settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names) == (
+            self.settings.bounds_ms(), self.settings.slow_threshold_ms, self.settings.slow_thresholds,
+            self.settings.max_names,
+        ):
+            return
+        if self.recorder.endpoints or self.recorder.dropped:
+            self._pending_payloads.append(take_payload(self.recorder, self.node_name(), None))
+        self.settings = settings
+        self.recorder.configure(
+            settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
+        )
+        if self._totals_merger is not None:
+            self._totals_merger = PayloadMerger(self.totals)
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
@@ -246,7 +330,7 @@ class MetricsExporter:
             return True
         if self.scrapes.count == 0:
             return True  # nobody scrapes us: exit at once
-        reference = self.lifecycle.stop_time or time.time()
+        reference = self.last_change_time or time.time()
         if self.scrapes.last_time is not None and self.scrapes.last_time >= reference:
             return True  # already scraped after the test stopped
         timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout

@@ -146,16 +146,24 @@ class RequestRecorder:
         slow_thresholds: Iterable[SlowThreshold] = (),
         max_names: int = 500,
     ) -> None:
-        self.bounds_ms: tuple[float, ...] = tuple(bounds_ms)
+        self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names)
+        self.endpoints: dict[tuple[str, str], EndpointStats] = {}
+        self.named = 0  # entries counted against max_names (overflow entries are not)
+        self.dropped = 0
+        self._warned: set[str] = set()
+
+    def configure(
+        self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int
+    ) -> None:
+        """Set bucket bounds (ms), thresholds (ms) and the name cap. Only valid while no endpoint exists."""
+        if getattr(self, "endpoints", None):
+            raise RuntimeError("configure() needs an empty recorder")
+        self.bounds_ms = tuple(float(b) for b in bounds_ms)
         self.default_slow_ms = float(default_slow_ms)
         thresholds = list(slow_thresholds)
         self._exact_thresholds = {t.pattern: t.ms for t in thresholds if not t.regex}
         self._regex_thresholds = [(re.compile(t.pattern), t.ms) for t in thresholds if t.regex]
         self.max_names = int(max_names)
-        self.endpoints: dict[tuple[str, str], EndpointStats] = {}
-        self.named = 0  # entries counted against max_names (overflow entries are not)
-        self.dropped = 0
-        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ the hot path
     def on_request(
