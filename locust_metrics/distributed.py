@@ -42,9 +42,9 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     The recorder starts over empty (endpoints are re-created on their next request), so each request is
     shipped exactly once.
     """
-    endpoints = recorder.endpoints
+    endpoints = dict(recorder.endpoints)
     dropped = recorder.dropped
-    recorder.endpoints = {}
+    recorder.endpoints.clear()  # in place: the request listener holds this dict
     recorder.named = 0
     recorder.dropped = 0
     entries = [
