@@ -1,0 +1,118 @@
+"""Unit tests of the data model and the renderer (no processes)."""
+
+from __future__ import annotations
+
+import math
+
+from locust.exception import CatchResponseError
+from prometheus_client import CollectorRegistry, generate_latest
+from support import Samples, promtool_check_metrics
+
+from locust_metrics.options import Settings, SlowThreshold
+from locust_metrics.recorder import MAX_ERRORS_PER_ENDPOINT, OVERFLOW, RequestRecorder, error_label
+
+
+class Response:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class NoStatus:
+    pass
+
+
+def recorder(**kwargs) -> RequestRecorder:
+    settings = Settings.from_kwargs(**kwargs)
+    return RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names)
+
+
+def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
+    rec = recorder(buckets="0.1,1", slow_threshold=100)
+    for ms in (0.0, 100.0, 100.0001, 1000.0, 1000.5, 99999.0):
+        rec.on_request("GET", "/x", ms, 0, response=Response(200), exception=None)
+    endpoint = rec.endpoints[("GET", "/x")]
+    assert rec.bounds_ms == (100.0, 1000.0)
+    assert endpoint.buckets == [2, 2, 2]  # le=0.1: 0 and 100 exactly; le=1: 100.0001, 1000; +Inf: 2
+    assert endpoint.slow == 4  # greater than 100 ms, not equal
+    assert endpoint.count == 6 and endpoint.requests == 6
+    assert math.isclose(endpoint.sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
+
+
+def test_status_codes_and_error_labels() -> None:
+    rec = recorder()
+    rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=None)
+    rec.on_request("GET", "/a", 5.0, 10, response=Response(404), exception=Exception("404 Client Error for url: http://x/a"))
+    rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=CatchResponseError("bad   body\nhere"))
+    rec.on_request("GET", "/a", 5.0, 10, response=Response(500), exception=CatchResponseError("ignored: status wins"))
+    rec.on_request("GET", "/a", None, 0, response=None, exception=ConnectionRefusedError("[Errno 111] http://x"))
+    rec.on_request("GET", "/a", 5.0, 0, response=NoStatus(), exception=None)
+    rec.on_request("GET", "/a", 5.0, 0, response=Response("abc"), exception=None)
+    rec.on_request("GET", "/a", 5.0, 0, response=Response(None), exception="a string failure")
+    endpoint = rec.endpoints[("GET", "/a")]
+    assert endpoint.statuses == {200: 2, 404: 1, 500: 1, 0: 4}
+    assert endpoint.failures == {
+        "HTTP 404": 1, "bad body here": 1, "HTTP 500": 1, "ConnectionRefusedError": 1, "a string failure": 1
+    }
+    assert endpoint.count == 7 and endpoint.requests == 8 and endpoint.response_bytes == 40
+    assert error_label(200, CatchResponseError("x" * 500)) == "x" * 120
+
+
+def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:
+    rec = recorder()
+    for i in range(MAX_ERRORS_PER_ENDPOINT + 30):
+        rec.on_request("GET", "/a", 1.0, 0, response=None, exception=CatchResponseError(f"error {i}"))
+    failures = rec.endpoints[("GET", "/a")].failures
+    assert len(failures) == MAX_ERRORS_PER_ENDPOINT + 1 and failures[OVERFLOW] == 30
+    assert sum(failures.values()) == MAX_ERRORS_PER_ENDPOINT + 30
+
+
+def test_names_beyond_the_cap_fold_into_overflow_and_totals_stay_exact() -> None:
+    rec = recorder(max_names=3)
+    for i in range(10):
+        for _ in range(2):
+            rec.on_request("GET", f"/n{i}", 1.0, 1, response=Response(200), exception=None)
+    assert sorted(name for _, name in rec.endpoints) == ["/n0", "/n1", "/n2", OVERFLOW]
+    assert rec.endpoints[("GET", OVERFLOW)].requests == 14 and rec.dropped == 14
+    assert rec.totals()["requests"] == 20
+
+
+def test_bad_input_never_raises_and_is_counted_sanely() -> None:
+    rec = recorder()
+    rec.on_request("GET", "/a", float("nan"), 1, response=Response(200), exception=None)
+    rec.on_request("GET", "/a", float("inf"), 1, response=Response(200), exception=None)
+    rec.on_request("GET", "/a", "12", None, response=Response([1]), exception=None)
+    rec.on_request(None, ["unhashable"], 3.0, 1, response=Response(200), exception=None)
+    endpoint = rec.endpoints[("GET", "/a")]
+    assert endpoint.requests == 3 and endpoint.count == 0 and endpoint.sum_ms == 0
+    assert rec.endpoints[("None", "['unhashable']")].count == 1
+
+
+def test_per_endpoint_thresholds_exact_wins_over_regex() -> None:
+    rec = RequestRecorder((1.0,), 1000.0, [SlowThreshold("/api/.*", 50.0, regex=True), SlowThreshold("/api/x", 7.0)])
+    assert rec.slow_threshold_for("/api/x") == 7.0
+    assert rec.slow_threshold_for("/api/y") == 50.0
+    assert rec.slow_threshold_for("/web/api/y") == 1000.0  # whole-name match
+
+
+def test_rendered_output_is_valid_for_prometheus_and_promtool() -> None:
+    from locust_metrics.exposition import LocustCollector
+    from locust_metrics.plugin import MetricsExporter
+
+    class Env:
+        runner = None
+        user_classes = []
+        host = "http://127.0.0.1:1"
+        parsed_options = None
+        events = None
+
+    exporter = MetricsExporter(Env(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
+    for i in range(5):
+        exporter.recorder.on_request("POST", f'/q"uote\\{i}\n', 12.5, 3, response=Response(201), exception=CatchResponseError("x"))
+    registry = CollectorRegistry()
+    registry.register(LocustCollector(exporter))
+    text = generate_latest(registry).decode()
+    samples = Samples(text)
+    assert samples.sum("locust_requests_total", env="unit", status_code="201") == 5
+    assert samples.sum("locust_process_resident_memory_bytes", node="local") > 0
+    check = promtool_check_metrics(text)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
