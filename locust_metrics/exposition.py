@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
@@ -83,7 +84,7 @@ class LocustCollector:
     snapshot (no request event can run in between).
     """
 
-    def __init__(self, exporter: "MetricsExporter") -> None:
+    def __init__(self, exporter: MetricsExporter) -> None:
         self.exporter = exporter
 
     def describe(self) -> list[Metric]:
@@ -99,7 +100,7 @@ class LocustCollector:
         yield from self._test(f, exporter)
 
     # ------------------------------------------------------------------ requests
-    def _requests(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+    def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         recorder = exporter.totals
         les = [floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms] + ["+Inf"]
         duration = f.histogram(
@@ -145,7 +146,7 @@ class LocustCollector:
         yield from (duration, requests, failures, slow, threshold, size, dropped)
 
     # ------------------------------------------------------------------ runner, users, workers
-    def _runner(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+    def _runner(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         runner = exporter.environment.runner
         users = f.gauge("locust_users", "Running users by user class.", ["user_class"])
         target = f.gauge("locust_users_target", "Target user count of the test.")
@@ -170,7 +171,7 @@ class LocustCollector:
             yield family
 
     # ------------------------------------------------------------------ load generator resources
-    def _nodes(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+    def _nodes(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         cpu = f.counter("locust_process_cpu_seconds", "User + system CPU time of the Locust process, seconds.", ["node"])
         ratio = f.gauge(
             "locust_process_cpu_usage_ratio", "CPU use of the Locust process; 1.0 = one core (Locust warns at 0.9).",
@@ -185,7 +186,7 @@ class LocustCollector:
         yield from (cpu, ratio, memory)
 
     # ------------------------------------------------------------------ the test and ourselves
-    def _test(self, f: _Families, exporter: "MetricsExporter") -> Iterator[Metric]:
+    def _test(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         lifecycle = exporter.lifecycle
         if lifecycle.run_id is not None:
             info = f.gauge("locust_test_info", "1; labels describe the current test run.", ["run_id", "host", "locustfile"])

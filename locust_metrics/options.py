@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_PORT = 9646
 """Default TCP port of the metrics endpoint (``--metrics-port``)."""
@@ -410,7 +411,7 @@ class Settings:
         labels: Any = None,
         final_scrape_timeout: Any = DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
         serve_web_ui: bool = True,
-    ) -> "Settings":
+    ) -> Settings:
         """Validate keyword options (the arguments of :func:`locust_metrics.install`).
 
         ``slow_threshold`` is in milliseconds, ``buckets`` in seconds, ``final_scrape_timeout`` in
@@ -431,7 +432,7 @@ class Settings:
         )
 
     @classmethod
-    def from_options(cls, parsed_options: Any) -> "Settings":
+    def from_options(cls, parsed_options: Any) -> Settings:
         """Read settings from Locust's ``environment.parsed_options`` (defaults for missing attributes)."""
 
         def get(name: str, default: Any) -> Any:

@@ -22,7 +22,8 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 from prometheus_client import CollectorRegistry
@@ -124,7 +125,7 @@ class MetricsExporter:
         self._started = False
 
     # ------------------------------------------------------------------ setup
-    def start(self) -> "MetricsExporter":
+    def start(self) -> MetricsExporter:
         """Attach the listeners to ``environment.events`` and start serving. Idempotent.
 
         Raises ``OSError`` naming the address and ``--metrics-port`` when the port cannot be bound.

@@ -21,7 +21,8 @@ import logging
 import math
 import re
 from bisect import bisect_left
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .options import SlowThreshold
 

@@ -38,7 +38,7 @@ class NodeResources:
         return [self.cpu_seconds, self.cpu_usage_ratio, self.resident_memory_bytes, self.timestamp]
 
     @classmethod
-    def from_wire(cls, data: Any) -> "NodeResources":
+    def from_wire(cls, data: Any) -> NodeResources:
         """Inverse of :meth:`to_wire`; raises ``ValueError``/``TypeError`` on a malformed list."""
         cpu_seconds, ratio, rss, timestamp = data
         return cls(float(cpu_seconds), float(ratio), int(rss), float(timestamp))
