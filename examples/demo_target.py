@@ -73,8 +73,9 @@ import signal
 import socket
 import sys
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 import gevent
