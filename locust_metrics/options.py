@@ -280,8 +280,9 @@ def _argparse_type(parser_function, option: str, keep_text: bool = False):
 def add_arguments(parser: Any) -> None:
     """Add the ``--metrics-*`` options to Locust's argument parser (``init_command_line_parser``).
 
-    The options appear in ``locust --help`` under "locust-metrics (Prometheus)", and, being Locust
-    options, also read ``LOCUST_METRICS_*`` environment variables and ``metrics-*`` config-file keys.
+    Being Locust options, they also read ``LOCUST_METRICS_*`` environment variables and ``metrics-*``
+    config-file keys. Locust prints ``locust --help`` before it imports the locustfile, so they are not
+    listed there; ``python -m locust_metrics`` lists them (group "locust-metrics (Prometheus)").
     """
     if any("--metrics-port" in action.option_strings for action in getattr(parser, "_actions", [])):
         return  # already added (a second import, or a second parser hook)
@@ -294,6 +295,7 @@ def add_arguments(parser: Any) -> None:
         type=_argparse_type(parse_port, "--metrics-port"),
         default=DEFAULT_PORT,
         env_var="LOCUST_METRICS_PORT",
+        metavar="PORT",
         help=f"TCP port of the /metrics endpoint; 0 turns our own HTTP server off. Default {DEFAULT_PORT}.",
     )
     group.add_argument(
@@ -309,6 +311,7 @@ def add_arguments(parser: Any) -> None:
         "--metrics-host",
         default=DEFAULT_HOST,
         env_var="LOCUST_METRICS_HOST",
+        metavar="HOST",
         help="Address the metrics endpoint binds to. Default: all interfaces (as the web UI); "
         "127.0.0.1 keeps it local.",
     )

@@ -317,6 +317,23 @@ class MetricsExporter:
     @_guarded
     def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
         self.wait_for_final_scrape()
+        self._let_locust_csv_catch_up()
+
+    def _let_locust_csv_catch_up(self) -> None:
+        """With ``--csv``, stay up until Locust's CSV writer has rewritten its files after the last change.
+
+        Locust rewrites its CSV files once a second (``locust.stats.CSV_STATS_INTERVAL_SEC``) and not again
+        at exit, so a process that exits right after the test stops leaves CSV files up to a second old,
+        which then disagree with what we exported. Waiting at most that second makes Locust's CSV final.
+        """
+        options = self.environment.parsed_options
+        if not getattr(options, "csv_prefix", None) or self.is_worker() or self.last_change_time is None:
+            return
+        from locust.stats import CSV_STATS_INTERVAL_SEC
+
+        remaining = self.last_change_time + CSV_STATS_INTERVAL_SEC + 0.2 - time.time()
+        if remaining > 0:
+            gevent.sleep(remaining)
 
     # ------------------------------------------------------------------ the end of a run
     def wait_for_final_scrape(self, timeout: float | None = None) -> bool:

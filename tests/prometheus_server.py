@@ -1,0 +1,532 @@
+"""Real Prometheus and Alertmanager servers for tests, plus a webhook receiver. All on 127.0.0.1, all bounded.
+
+Reusable from any test::
+
+    from prometheus_server import PrometheusServer, AlertmanagerServer, WebhookReceiver, prometheus_config
+
+    with WebhookReceiver() as hook, \\
+         AlertmanagerServer(tmp_path / "am", alertmanager_config(hook.url)) as am, \\
+         PrometheusServer(tmp_path / "prom", prometheus_config(["127.0.0.1:9646"], alertmanagers=[am.address]),
+                          rule_files=[REPO / "deploy/prometheus/rules/locust.rules.yml"]) as prom:
+        prom.wait_for_targets_up()
+        prom.query('sum(rate(locust_requests_total[10s]))')          # -> list of {"metric": {...}, "value": [t, "v"]}
+        prom.wait_for(lambda: prom.alerts(state="firing"), timeout=60, what="a firing alert")
+        hook.wait_for_alert("LocustSlowRequests", status="firing", timeout=60)
+
+* :class:`PrometheusServer` runs the ``prometheus`` binary (Debian package ``prometheus``) with a config you give
+  as a dict (written as YAML) or as text, and rule files copied next to it; ``query``/``query_range``/``series``/
+  ``label_values``/``alerts``/``rules``/``targets`` wrap its HTTP API and raise :class:`PrometheusAPIError` on an
+  error answer.
+* :class:`AlertmanagerServer` runs ``prometheus-alertmanager`` (Debian package ``prometheus-alertmanager``) or an
+  upstream ``alertmanager`` binary, clustering off.
+* :class:`WebhookReceiver` is an in-process HTTP server recording every Alertmanager webhook payload.
+
+Every server binds a free port on 127.0.0.1, starts in its own process group, is waited for with a timeout, and
+is terminated (then killed) by ``stop()`` / the ``with`` block. A missing binary skips the test with the Debian
+package to install (under ``CI`` it fails instead, so CI cannot pass by skipping).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+PROMETHEUS_BINARIES = ("prometheus",)
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+PROMTOOL_BINARIES = ("promtool",)
+AMTOOL_BINARIES = ("amtool",)
+
+DEBIAN_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+}
+
+
+class PrometheusAPIError(RuntimeError):
+    """The server answered an API call with an error (bad query, ...); the message has its errorType/error."""
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_binary(*names: str) -> str | None:
+    """Path of the first of ``names`` on PATH, or None."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def require_binary(*names: str) -> str:
+    """Path of the first of ``names`` on PATH; else skip the test (fail under ``CI``) naming the Debian package."""
+    import pytest
+
+    path = find_binary(*names)
+    if path:
+        return path
+    package = DEBIAN_PACKAGES.get(names[0], names[0])
+    message = f"{' / '.join(names)} not installed: apt-get install {package}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI must install it)")
+    pytest.skip(message)
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25, what: str = "condition") -> T:
+    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (``TimeoutError``).
+
+    Exceptions of type ``OSError`` / ``PrometheusAPIError`` raised by ``predicate`` count as "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, PrometheusAPIError) as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def _http(method: str, url: str, data: Mapping[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    body = None
+    headers = {}
+    if data is not None:
+        body = urllib.parse.urlencode(data, doseq=True).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def prometheus_config(
+    targets: Sequence[str],
+    *,
+    job: str = "locust",
+    scrape_interval: str = "1s",
+    evaluation_interval: str = "1s",
+    alertmanagers: Sequence[str] = (),
+    extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """A minimal Prometheus config dict: one static job scraping ``targets`` ("host:port"), optional Alertmanagers."""
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": evaluation_interval,
+        },
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}, *extra_scrape_configs],
+    }
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    return config
+
+
+def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_interval: str = "1s",
+                        repeat_interval: str = "1h") -> dict[str, Any]:
+    """A minimal Alertmanager config dict: every alert, at once, to one webhook (``send_resolved`` on)."""
+    return {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["alertname", "job", "instance", "method", "name", "node"],
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+    }
+
+
+class _Process:
+    """A server binary run in its own process group, output to a log file, stopped for sure."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, port: int | None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen | None = None
+        self._log: Any = None
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``, e.g. for a scrape target or an Alertmanager target."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def _spawn(self, args: list[str]) -> None:
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            args, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            status, _ = _http("GET", f"{self.url}/-/ready", timeout=2)
+            return status == 200
+
+        try:
+            wait_for(ready, timeout, interval=0.1, what=f"{self.name} on {self.address} to be ready")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}\n{self.log()[-3000:]}") from None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        if self._log is not None and not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``timeout`` s) the server's process group. Idempotent."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=timeout)
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 30.0):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _write_config(path: Path, config: Mapping[str, Any] | str) -> Path:
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(dict(config), sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- Prometheus
+class PrometheusServer(_Process):
+    """A real Prometheus on 127.0.0.1:<free port>, with its TSDB and config in ``workdir``.
+
+    Args:
+        workdir: folder for ``prometheus.yml``, ``rules/``, ``data/`` and ``prometheus.log`` (created).
+        config: the configuration, a dict (dumped as YAML) or YAML text. Relative paths in it resolve against
+            ``workdir``.
+        rule_files: rule files to load: copied into ``workdir/rules/`` and listed as the config's ``rule_files``
+            (replacing any there). A dict value is dumped as YAML into a file of that key's name instead::
+
+                rule_files=[REPO / "deploy/prometheus/rules/locust.rules.yml"]
+                rule_files={"fast.rules.yml": {"groups": [...]}}
+        port: fixed port (default: a free one).
+        binary: path of the ``prometheus`` binary (default: found on PATH; the test is skipped if missing).
+        extra_args: more command-line flags.
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: Mapping[str, Any] | str,
+        rule_files: Iterable[Path] | Mapping[str, Any] = (),
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(workdir, port)
+        self.binary = binary or require_binary(*PROMETHEUS_BINARIES)
+        self.extra_args = list(extra_args)
+        parsed = yaml.safe_load(config) if isinstance(config, str) else dict(config)
+        rules_dir = self.workdir / "rules"
+        copied: list[str] = []
+        if isinstance(rule_files, Mapping):
+            items = list(rule_files.items())
+        else:
+            items = [(Path(p).name, Path(p)) for p in rule_files]
+        for file_name, source in items:
+            rules_dir.mkdir(exist_ok=True)
+            destination = rules_dir / file_name
+            if isinstance(source, Path):
+                shutil.copyfile(source, destination)
+            else:
+                _write_config(destination, source)
+            copied.append(str(destination))
+        if copied:
+            parsed["rule_files"] = copied
+        self.config = parsed
+        self.config_path = _write_config(self.workdir / "prometheus.yml", parsed)
+
+    def start(self, timeout: float = 30.0) -> "PrometheusServer":
+        """Start and wait until ``/-/ready`` answers 200; raises ``TimeoutError`` (with the log) otherwise."""
+        self._spawn([
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--storage.tsdb.retention.time=1d",
+            "--log.level=info",
+            *self.extra_args,
+        ])
+        self._wait_ready(timeout)
+        return self
+
+    # ---------------------------------------------------------------- HTTP API
+    def api(self, path: str, params: Mapping[str, Any] | None = None, timeout: float = 20.0) -> Any:
+        """POST ``/api/v1/<path>`` with form ``params``; returns ``data``; raises :class:`PrometheusAPIError`."""
+        status, body = _http("POST", f"{self.url}/api/v1/{path}", dict(params or {}), timeout=timeout)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise PrometheusAPIError(f"{path}: HTTP {status}: {body[:300]!r}") from None
+        if answer.get("status") != "success":
+            raise PrometheusAPIError(f"{path} {dict(params or {})}: {answer.get('errorType')}: {answer.get('error')}")
+        return answer["data"]
+
+    def query_data(self, expr: str, time: float | None = None) -> dict[str, Any]:
+        """Instant query; the whole ``data`` (``resultType`` and ``result``)."""
+        params: dict[str, Any] = {"query": expr}
+        if time is not None:
+            params["time"] = f"{time:.3f}"
+        return self.api("query", params)
+
+    def query(self, expr: str, time: float | None = None) -> list[dict[str, Any]]:
+        """Instant query at ``time`` (unix s; default now): the result list (vector samples; for a scalar or
+        string result a one-element list ``[{"metric": {}, "value": [t, "v"]}]``)."""
+        data = self.query_data(expr, time)
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        return data["result"]
+
+    def query_value(self, expr: str, time: float | None = None) -> float | None:
+        """The value of a query with a single-sample result, None when empty (raises if more than one)."""
+        result = self.query(expr, time)
+        if not result:
+            return None
+        assert len(result) == 1, f"{expr}: {len(result)} samples"
+        return float(result[0]["value"][1])
+
+    def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
+        """Range query: list of ``{"metric": {...}, "values": [[t, "v"], ...]}``."""
+        data = self.api("query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                        "step": f"{step:g}"})
+        return data["result"]
+
+    def series(self, match: str, start: float | None = None, end: float | None = None) -> list[dict[str, str]]:
+        """Label sets of the series matching selector ``match``."""
+        params: dict[str, Any] = {"match[]": match}
+        if start is not None:
+            params["start"] = f"{start:.3f}"
+        if end is not None:
+            params["end"] = f"{end:.3f}"
+        return self.api("series", params)
+
+    def label_values(self, label: str, match: str | None = None, start: float | None = None,
+                     end: float | None = None) -> list[str]:
+        """Values of ``label`` (of the series matching ``match``): what Grafana's ``label_values()`` does."""
+        params: dict[str, Any] = {}
+        if match:
+            params["match[]"] = match
+        if start is not None:
+            params["start"] = f"{start:.3f}"
+        if end is not None:
+            params["end"] = f"{end:.3f}"
+        status, body = _http("GET", f"{self.url}/api/v1/label/{urllib.parse.quote(label)}/values?"
+                             + urllib.parse.urlencode(params, doseq=True))
+        answer = json.loads(body)
+        if answer.get("status") != "success":
+            raise PrometheusAPIError(f"label values {label} {match}: {answer.get('error')}")
+        return answer["data"]
+
+    def alerts(self, state: str | None = None, alertname: str | None = None) -> list[dict[str, Any]]:
+        """Active alerts (``pending`` and ``firing``), optionally only those in ``state`` / named ``alertname``."""
+        status, body = _http("GET", f"{self.url}/api/v1/alerts")
+        alerts = json.loads(body)["data"]["alerts"]
+        return [a for a in alerts if (state is None or a["state"] == state)
+                and (alertname is None or a["labels"].get("alertname") == alertname)]
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Loaded rule groups (``/api/v1/rules``), with each rule's health and last error."""
+        status, body = _http("GET", f"{self.url}/api/v1/rules")
+        return json.loads(body)["data"]["groups"]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Active scrape targets with ``health`` ("up"/"down"/"unknown") and ``lastError``."""
+        status, body = _http("GET", f"{self.url}/api/v1/targets")
+        return json.loads(body)["data"]["activeTargets"]
+
+    def wait_for_targets_up(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until every active target has been scraped successfully at least once."""
+        return wait_for(lambda: (t := self.targets()) and all(x["health"] == "up" for x in t) and t,
+                        timeout, what="all scrape targets up")
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25,
+                 what: str = "condition") -> T:
+        """:func:`wait_for` that also fails at once if the server died."""
+        def checked() -> T:
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+            return predicate()
+        return wait_for(checked, timeout, interval, what)
+
+
+# ----------------------------------------------------------------------------------------------- Alertmanager
+class AlertmanagerServer(_Process):
+    """A real Alertmanager on 127.0.0.1:<free port> (clustering off), with config and data in ``workdir``.
+
+    Args:
+        workdir: folder for ``alertmanager.yml``, ``data/`` and ``alertmanager.log`` (created).
+        config: a dict (dumped as YAML) or YAML text, e.g. :func:`alertmanager_config`.
+        port, binary, extra_args: as for :class:`PrometheusServer`.
+    """
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, config: Mapping[str, Any] | str, *, port: int | None = None,
+                 binary: str | None = None, extra_args: Sequence[str] = ()) -> None:
+        super().__init__(workdir, port)
+        self.binary = binary or require_binary(*ALERTMANAGER_BINARIES)
+        self.extra_args = list(extra_args)
+        self.config_path = _write_config(self.workdir / "alertmanager.yml", config)
+
+    def start(self, timeout: float = 30.0) -> "AlertmanagerServer":
+        """Start and wait until ``/-/ready`` answers 200."""
+        self._spawn([
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--cluster.listen-address=",
+            *self.extra_args,
+        ])
+        self._wait_ready(timeout)
+        return self
+
+    def alerts(self, alertname: str | None = None) -> list[dict[str, Any]]:
+        """Alerts Alertmanager holds (``/api/v2/alerts``), optionally only ``alertname``."""
+        status, body = _http("GET", f"{self.url}/api/v2/alerts")
+        alerts = json.loads(body)
+        return [a for a in alerts if alertname is None or a["labels"].get("alertname") == alertname]
+
+
+# ----------------------------------------------------------------------------------------------- webhook
+class WebhookReceiver:
+    """In-process HTTP server on 127.0.0.1 recording every JSON document POSTed to it (Alertmanager webhooks).
+
+    ``url`` is what to put in a ``webhook_configs`` entry; ``payloads`` is the list of received documents (in
+    order); ``alerts()`` flattens their alerts. Thread-safe; runs in a daemon thread until ``stop()``.
+    """
+
+    def __init__(self, path: str = "/alerts") -> None:
+        self.path = path
+        self.payloads: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = {"invalid": body.decode(errors="replace")}
+                with receiver._lock:
+                    receiver.payloads.append(payload)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{self.path}"
+
+    def start(self) -> "WebhookReceiver":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every payload so far, each with the payload's ``receiver`` added."""
+        with self._lock:
+            payloads = list(self.payloads)
+        return [dict(alert, receiver=p.get("receiver")) for p in payloads for alert in p.get("alerts", [])]
+
+    def wait_for_alert(self, alertname: str, status: str = "firing", timeout: float = 60.0,
+                       **labels: str) -> dict[str, Any]:
+        """The first received alert named ``alertname`` with ``status`` and ``labels``; ``TimeoutError`` if none."""
+        def found() -> dict[str, Any] | None:
+            for alert in self.alerts():
+                alert_labels = alert.get("labels", {})
+                if (alert_labels.get("alertname") == alertname and alert.get("status") == status
+                        and all(alert_labels.get(k) == v for k, v in labels.items())):
+                    return alert
+            return None
+        return wait_for(found, timeout, interval=0.2, what=f"webhook with {status} {alertname} {labels or ''}")
+
+    def __enter__(self) -> "WebhookReceiver":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,32 @@
+"""A real Prometheus scrapes a real run; after Locust exited, Prometheus holds the final numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_server import PrometheusServer, prometheus_config
+from support import REPO, csv_stats, free_port, locust, require_binary
+
+
+def test_prometheus_gets_the_final_numbers_before_locust_exits(demo_target: str, workdir: Path) -> None:
+    require_binary("prometheus")
+    port = free_port()
+    config = prometheus_config([f"127.0.0.1:{port}"], scrape_interval="1s")
+    with PrometheusServer(workdir / "prometheus", config) as prometheus:
+        args = ["-f", str(REPO / "examples" / "locustfile.py"), "--headless", "-u", "20", "-r", "20", "-t", "8s",
+                "-H", demo_target, "--csv", str(workdir / "run"),
+                "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--metrics-final-scrape-timeout", "10"]
+        with locust(args, workdir) as process:
+            code = process.wait(timeout=60)  # exits by itself: test over, final scrape answered
+            output = process.output()
+        assert code in (0, 1), output[-3000:]
+        assert "waiting up to 10s for a final scrape" in output
+
+        total = csv_stats(workdir / "run")[("", "Aggregated")]["requests"]
+        # counters only grow, so the highest value Prometheus holds is the last one it scraped
+        in_prometheus = prometheus.query_value("sum(max_over_time(locust_request_duration_seconds_count[5m]))")
+        assert in_prometheus is not None and float(in_prometheus) == total > 0
+        failures = prometheus.query_value("sum(max_over_time(locust_request_failures_total[5m]))")
+        assert float(failures) == csv_stats(workdir / "run")[("", "Aggregated")]["failures"]
+        stopped = prometheus.query_value("max(max_over_time(locust_test_stop_time_seconds[5m]))")
+        assert stopped is not None, "the scrape after the test stopped reached Prometheus"
