@@ -112,6 +112,30 @@ def test_a_killed_worker_loses_nothing_already_received(demo_target: str, workdi
     assert {labels["node"] for labels, _ in missing.select("locust_process_cpu_seconds_total")} >= {"master"}
 
 
+def test_a_late_worker_is_counted_from_its_first_report(demo_target: str, workdir: Path) -> None:
+    port, master_port = free_port(), free_port()
+    common = ["-f", EXAMPLE, "-H", demo_target]
+    master_args = [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                   "--expect-workers", "1", "--enable-rebalancing", "--headless", "-u", "10", "-r", "10", "-t", "14s",
+                   "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+    with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker1"), \
+            locust(master_args, workdir, name="master") as master:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if scrape(port).sum("locust_requests_total") > 0:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"):
+            scrapes = scrape_until_exit(master, port, run_time=14)
+            assert master.wait(timeout=60) in (0, 1), master.output()[-3000:]
+    assert any({"worker-0", "worker-1"} <= {labels["node"] for labels, _ in s.select("locust_process_cpu_seconds_total")}
+               for s in scrapes), "the late worker's figures arrived with its reports"
+    assert_master_is_exact(scrapes[-1], csv_stats(workdir / "run"))
+
+
 def test_per_worker_endpoint_is_opt_in(demo_target: str, workdir: Path) -> None:
     port, master_port, base = free_port(), free_port(), free_port()
     common = ["-f", EXAMPLE, "-H", demo_target]
