@@ -44,9 +44,7 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     """
     endpoints = dict(recorder.endpoints)
     dropped = recorder.dropped
-    recorder.endpoints.clear()  # in place: the request listener holds this dict
-    recorder.named = 0
-    recorder.dropped = 0
+    recorder.clear()
     entries = [
         [
             e.method,

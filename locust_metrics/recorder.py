@@ -149,6 +149,9 @@ class RequestRecorder:
     ) -> None:
         self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names)
         self.endpoints: dict[tuple[str, str], EndpointStats] = {}
+        # the hot path's index of the same entries, {name: {method: EndpointStats}}: two lookups with
+        # str keys (hashes cached) are cheaper than building and hashing a (method, name) tuple
+        self._by_name: dict[str, dict[str, EndpointStats]] = {}
         self.named = 0  # entries counted against max_names (overflow entries are not)
         self.dropped = 0
         self._warned: set[str] = set()
@@ -172,13 +175,13 @@ class RequestRecorder:
 
     # ------------------------------------------------------------------ the hot path
     def _make_listener(self) -> Callable[..., None]:
-        """Build the ``request`` listener: a closure over the endpoints dict and the bounds list.
+        """Build the ``request`` listener: a closure over the endpoint index and the bounds list.
 
-        Both are mutated in place, never rebound (``take_payload`` clears the dict, :meth:`configure`
+        Both are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
         refills the list), so the listener stays valid for the recorder's life. Locals instead of
         attribute lookups keep it at a few hundred nanoseconds per request.
         """
-        endpoints = self.endpoints
+        by_name = self._by_name
         bounds = self._bounds
         careful = self._record_carefully
         bisect = bisect_left
@@ -204,7 +207,7 @@ class RequestRecorder:
             in Locust. The status code is ``response.status_code`` (0 when there is no response).
             """
             try:
-                endpoint = endpoints[(request_type, name)]
+                endpoint = by_name[name][request_type]
                 status = 0 if response is None else response.status_code
                 response_bytes = endpoint.response_bytes + response_length
                 if response_time is None:
@@ -306,9 +309,20 @@ class RequestRecorder:
             return self.endpoint(method, OVERFLOW)
         endpoint = EndpointStats(method, name, len(self.bounds_ms) + 1, self.slow_threshold_for(name))
         self.endpoints[key] = endpoint
+        self._by_name.setdefault(name, {})[method] = endpoint
         if name != OVERFLOW:
             self.named += 1
         return endpoint
+
+    def clear(self) -> None:
+        """Forget every entry and the dropped count (a worker, after shipping them to the master).
+
+        The containers are emptied in place: the request listener holds them.
+        """
+        self.endpoints.clear()
+        self._by_name.clear()
+        self.named = 0
+        self.dropped = 0
 
     def slow_threshold_for(self, name: str) -> float:
         """Slow threshold of a request name in milliseconds: exact match, else first regex, else default."""
