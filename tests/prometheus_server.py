@@ -39,9 +39,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -305,7 +306,7 @@ class PrometheusServer(_Process):
         self.config = parsed
         self.config_path = _write_config(self.workdir / "prometheus.yml", parsed)
 
-    def start(self, timeout: float = 30.0) -> "PrometheusServer":
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Start and wait until ``/-/ready`` answers 200; raises ``TimeoutError`` (with the log) otherwise."""
         self._spawn([
             self.binary,
@@ -437,7 +438,7 @@ class AlertmanagerServer(_Process):
         self.extra_args = list(extra_args)
         self.config_path = _write_config(self.workdir / "alertmanager.yml", config)
 
-    def start(self, timeout: float = 30.0) -> "AlertmanagerServer":
+    def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start and wait until ``/-/ready`` answers 200."""
         self._spawn([
             self.binary,
@@ -495,7 +496,7 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}{self.path}"
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
         self._thread.start()
         return self
@@ -525,7 +526,7 @@ class WebhookReceiver:
             return None
         return wait_for(found, timeout, interval=0.2, what=f"webhook with {status} {alertname} {labels or ''}")
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

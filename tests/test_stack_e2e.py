@@ -1,0 +1,400 @@
+"""The docker-compose stack's parts as local processes, end to end, on 127.0.0.1 (about a minute).
+
+One module-scoped run (:func:`stack`) starts, from the shipped files:
+
+* the demo target and a Locust master with two workers, from docker-compose.yml's own command lines (host
+  names and ports replaced, a run time added), so the example locustfile runs distributed with the plugin;
+* a real Alertmanager with deploy/alertmanager/alertmanager.yml, its webhook pointed at a receiver in the test;
+* a real Prometheus with deploy/prometheus/prometheus.yml (scrape and evaluation interval 1 s, targets pointed
+  at the local processes) and the shipped rules, whose ``for:`` durations are shortened in a test copy (the
+  shipped file itself is what ``promtool test rules`` exercises in tests/test_alert_rules.py).
+
+While the test runs, LocustSlowRequests must fire for the demo's slow endpoint and reach the webhook through
+Alertmanager; then one worker is killed and LocustWorkerMissing must arrive too. After Locust exits, every query
+of every dashboard (panel targets, annotations, variables; Grafana variables substituted) runs against that
+Prometheus: none may fail, nearly all must return data, and the key panels must show what the run did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_server import (
+    ALERTMANAGER_BINARIES,
+    PROMETHEUS_BINARIES,
+    AlertmanagerServer,
+    PrometheusAPIError,
+    PrometheusServer,
+    WebhookReceiver,
+    free_port,
+    require_binary,
+    wait_for,
+)
+from test_compose import local_command
+from test_dashboards import Query, dashboard_queries, load_dashboards, substitute
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_TIME = 35  # seconds of load; the whole module takes about a minute
+TEST_FOR = 2  # seconds: every alert's `for:` in the test copy of the rules
+MIN_DATA_SHARE = 0.9  # "nearly all" dashboard queries return data
+
+
+# ----------------------------------------------------------------------------------------------- processes
+class Proc:
+    """A local process of the stack: own process group, log file, killed for sure."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.running():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+
+    def close(self) -> None:
+        self.kill(signal.SIGTERM)
+        self._log.close()
+
+
+def rules_test_copy(for_seconds: int) -> dict[str, Any]:
+    """The shipped rules with every alert's ``for:`` capped at ``for_seconds`` (expressions unchanged)."""
+    document = yaml.safe_load((REPO / "deploy/prometheus/rules/locust.rules.yml").read_text())
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule and "for" in rule:
+                rule["for"] = f"{for_seconds}s"
+    return document
+
+
+def local_alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    """The shipped Alertmanager config, its webhooks sent to ``webhook_url`` and its waits shortened."""
+    config = yaml.safe_load((REPO / "deploy/alertmanager/alertmanager.yml").read_text())
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = webhook_url
+    config["route"].update(group_wait="0s", group_interval="1s")
+    return config
+
+
+def local_prometheus_config(locust: str, alertmanager: str, itself: str) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping and evaluating every second, its targets the local processes."""
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    targets = {"locust": [locust], "prometheus": [itself]}
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    return config
+
+
+@dataclass
+class Stack:
+    prometheus: PrometheusServer
+    alertmanager: AlertmanagerServer
+    webhook: WebhookReceiver
+    workdir: Path
+    instance: str
+    start: float = 0.0
+    end: float = 0.0
+    slow_alert: dict[str, Any] = field(default_factory=dict)
+    missing_alert: dict[str, Any] = field(default_factory=dict)
+    master_log: str = ""
+    master_exit: int | None = None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_binary(*PROMETHEUS_BINARIES)
+    require_binary(*ALERTMANAGER_BINARIES)
+    workdir = tmp_path_factory.mktemp("stack")
+    target_port, metrics_port, master_port, web_port, prom_port = (free_port() for _ in range(5))
+    instance = f"127.0.0.1:{metrics_port}"
+    processes: list[Proc] = []
+    with WebhookReceiver() as webhook, \
+            AlertmanagerServer(workdir / "alertmanager", local_alertmanager_config(webhook.url)) as alertmanager, \
+            PrometheusServer(workdir / "prometheus",
+                             local_prometheus_config(instance, alertmanager.address, f"127.0.0.1:{prom_port}"),
+                             rule_files={"locust.rules.yml": rules_test_copy(TEST_FOR)}, port=prom_port) as prom:
+        result = Stack(prom, alertmanager, webhook, workdir, instance)
+        try:
+            demo = Proc("demo-target", local_command("demo-target", {"0.0.0.0": "127.0.0.1", "8080": str(target_port)}),
+                        workdir)
+            processes.append(demo)
+            wait_for(lambda: demo.running() and _get(f"http://127.0.0.1:{target_port}/health"), 20, what="demo target")
+            master = Proc("locust-master", local_command(
+                "locust-master",
+                {"http://demo-target:8080": f"http://127.0.0.1:{target_port}", "--metrics-port=9646":
+                 f"--metrics-port={metrics_port}"},
+                ["--metrics-host=127.0.0.1", "--web-host=127.0.0.1", f"--web-port={web_port}",
+                 "--master-bind-host=127.0.0.1", f"--master-bind-port={master_port}", f"--run-time={RUN_TIME}s",
+                 "--autoquit=0", "--expect-workers=2"]), workdir)
+            processes.append(master)
+            workers = [Proc(f"worker-{i}", local_command(
+                "worker", {"--master-host=locust-master": "--master-host=127.0.0.1"},
+                [f"--master-port={master_port}"]), workdir) for i in range(2)]
+            processes.extend(workers)
+            result.start = time.time()
+            prom.wait_for(lambda: prom.query('locust_workers{job="locust", state="running"} == 2')
+                          and prom.query('sum(locust_users{job="locust"}) == 20'), 40,
+                          what="20 users running on 2 workers")
+            workers[1].kill()  # a worker dies: the master marks it missing after ~3 s without heartbeats
+            result.slow_alert = webhook.wait_for_alert("LocustSlowRequests", "firing", timeout=60,
+                                                       name="/reports/sales")
+            result.missing_alert = webhook.wait_for_alert("LocustWorkerMissing", "firing", timeout=30)
+
+            try:
+                result.master_exit = master.proc.wait(timeout=RUN_TIME + 60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the master did not stop after its run time:\n{master.log()[-3000:]}")
+            result.end = time.time()
+            result.master_log = master.log()
+            yield result
+        finally:
+            for process in reversed(processes):
+                process.close()
+
+
+def _get(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+# ----------------------------------------------------------------------------------------------- alerts
+def test_master_ran_and_exited_after_the_final_scrape(stack):
+    assert stack.master_exit in (0, 1), stack.master_log[-3000:]  # 1: the example's failures
+    assert "serving Prometheus metrics" in stack.master_log
+    assert 15 < stack.end - stack.start < RUN_TIME + 60
+
+
+def test_slow_request_alert_reaches_the_alertmanager_webhook(stack):
+    alert = stack.slow_alert
+    labels = alert["labels"]
+    assert labels["alertname"] == "LocustSlowRequests" and labels["severity"] == "warning"
+    assert labels["method"] == "GET" and labels["name"] == "/reports/sales"
+    assert labels["job"] == "locust" and labels["instance"] == stack.instance
+    assert labels["env"] == "demo", "the compose command's --metrics-label reaches the alert"
+    assert alert["receiver"] == "locust-webhook", "routed by the shipped Alertmanager config"
+    assert re.fullmatch(r"100% of GET /reports/sales requests are slow", alert["annotations"]["summary"])
+    assert "slow threshold of 1s" in alert["annotations"]["description"], "the threshold comes from the exporter"
+    held = stack.alertmanager.alerts("LocustSlowRequests")
+    assert any(a["labels"].get("name") == "/reports/sales" for a in held)
+    slow_names = {a["labels"].get("name") for a in stack.webhook.alerts()
+                  if a["labels"]["alertname"] == "LocustSlowRequests"}
+    assert "/health" not in slow_names, "the fast endpoint never fires"
+
+
+def test_worker_missing_alert_fires_when_a_worker_dies(stack):
+    alert = stack.missing_alert
+    assert alert["labels"]["severity"] == "warning" and alert["labels"]["instance"] == stack.instance
+    assert alert["annotations"]["summary"] == f"1 Locust worker(s) missing on {stack.instance}"
+
+
+def test_no_traffic_and_failure_alerts_stay_quiet(stack):
+    received = {a["labels"]["alertname"] for a in stack.webhook.alerts() if a["status"] == "firing"}
+    assert "LocustHighLatencyP95" not in received, "the demo's p95 stays under 2 s"
+    assert "LocustMetricsNamesDropped" not in received
+
+
+def test_every_rule_evaluates_without_errors(stack):
+    rules = [rule for group in stack.prometheus.rules() for rule in group["rules"]]
+    shipped = yaml.safe_load((REPO / "deploy/prometheus/rules/locust.rules.yml").read_text())["groups"]
+    assert len(rules) == sum(len(group["rules"]) for group in shipped)
+    bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not bad, bad
+
+
+# ----------------------------------------------------------------------------------------------- dashboards
+def grafana_regex(value: str) -> str:
+    """A value as Grafana puts it in a Prometheus regex matcher (special characters escaped)."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
+
+
+@dataclass
+class Outcome:
+    query: Query
+    expr: str
+    series: int = 0
+    error: str = ""
+    values: list[Any] = field(default_factory=list)
+
+
+def run_queries(stack: Stack, variables: dict[str, str]) -> list[Outcome]:
+    """Every query of every dashboard, as Grafana runs it when someone looks right after the test.
+
+    The time range runs from just before the test to now (Locust has exited: its gauges are stale by now);
+    instant queries (tables, some stats) run at now, range queries over the whole range, annotations with their
+    own step, variables as ``label_values()`` over the range.
+    """
+    prom = stack.prometheus
+    start, now = stack.start - 5, time.time()
+    values = {"__rate_interval": "4s", "__interval": "1s", "__range": f"{int(now - start)}s",
+              "__range_s": str(int(now - start)), "baseline": "15s", **variables}
+    outcomes = []
+    for name, board in load_dashboards().items():
+        for query in dashboard_queries(name, board):
+            expr = substitute(query.expr, values)
+            outcome = Outcome(query, expr)
+            assert "$" not in expr, f"{query.where}: unsubstituted variable in {expr}"
+            try:
+                if query.kind == "variable":
+                    label = re.search(r"\((\w+)\)$", query.where).group(1)
+                    outcome.values = prom.label_values(label, expr, start, now)
+                    outcome.series = len(outcome.values)
+                elif query.kind == "instant":
+                    outcome.values = prom.query(expr, now)
+                    outcome.series = len(outcome.values)
+                else:
+                    step = 5 if query.kind == "annotation" else 2
+                    outcome.values = prom.query_range(expr, start, now, step)
+                    outcome.series = sum(1 for s in outcome.values if s["values"])
+            except PrometheusAPIError as exc:
+                outcome.error = str(exc)
+            outcomes.append(outcome)
+    return outcomes
+
+
+ALL = {"job": ".*", "instance": ".*", "method": ".*", "name": ".*", "node": ".*"}
+
+
+@pytest.fixture(scope="module")
+def all_outcomes(stack) -> list[Outcome]:
+    # Annotations run with a 5 s step (aligned, as Grafana does): give the stop time one step to show up.
+    time.sleep(max(0.0, stack.end + 6 - time.time()))
+    outcomes = run_queries(stack, ALL)
+    report = [{"where": f"{o.query.dashboard}: {o.query.where}", "kind": o.query.kind, "series": o.series,
+               "error": o.error, "expr": o.expr} for o in outcomes]
+    (stack.workdir / "dashboard-queries.json").write_text(json.dumps(report, indent=2))
+    empty = [o for o in outcomes if not o.series and not o.error]
+    print(f"\n[dashboards] {len(outcomes)} queries, {sum(1 for o in outcomes if o.series)} with data, "
+          f"{len(empty)} empty, {sum(1 for o in outcomes if o.error)} errors "
+          f"(details: {stack.workdir / 'dashboard-queries.json'})")
+    for o in empty:
+        print(f"[dashboards] empty: {o.query.dashboard}: {o.query.where}: {o.expr}")
+    return outcomes
+
+
+def outcome(outcomes: list[Outcome], dashboard: str, title: str, ref: str = "A") -> Outcome:
+    for o in outcomes:
+        if o.query.dashboard == dashboard and o.query.panel and o.query.panel["title"] == title \
+                and o.query.target["refId"] == ref:
+            return o
+    raise AssertionError(f"no query {dashboard} {title} {ref}")
+
+
+def test_every_dashboard_query_runs_and_nearly_all_return_data(all_outcomes):
+    errors = [(o.query.where, o.expr, o.error) for o in all_outcomes if o.error]
+    assert not errors, errors
+    with_data = sum(1 for o in all_outcomes if o.series)
+    assert len(all_outcomes) >= 80
+    assert with_data / len(all_outcomes) >= MIN_DATA_SHARE, \
+        [f"{o.query.dashboard}: {o.query.where}" for o in all_outcomes if not o.series]
+    kinds = {o.query.kind for o in all_outcomes}
+    assert kinds == {"range", "instant", "annotation", "variable"}
+
+
+def series_by(o: Outcome, label: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for s in o.values:
+        out.setdefault(s["metric"].get(label, ""), []).extend(
+            float(v) for _, v in s.get("values", [s.get("value")] if s.get("value") else []))
+    return out
+
+
+def test_main_dashboard_shows_the_run(stack, all_outcomes):
+    main = "locust-metrics.json"
+    names = series_by(outcome(all_outcomes, main, "Requests/s by endpoint"), "name")
+    assert {"/reports/sales", "/health", "/search", "/products/[id]", "/checkout"} <= set(names)
+    p95 = series_by(outcome(all_outcomes, main, "p95 by endpoint"), "name")
+    finite = [v for v in p95["/reports/sales"] if not math.isnan(v)]
+    # the demo's report takes 1.1-1.5 s (plus client overhead: a few land in the (1.5, 2] bucket)
+    assert finite and all(1.0 < v <= 2.0 for v in finite) and min(finite) <= 1.5, finite
+    slow = series_by(outcome(all_outcomes, main, "Slow ratio against the threshold"), "name")
+    assert max(v for v in slow["/reports/sales"] if not math.isnan(v)) == 1.0
+    assert max(v for v in slow["/health"] if not math.isnan(v)) == 0.0
+    threshold = series_by(outcome(all_outcomes, main, "Slow ratio against the threshold", "B"), "name")
+    assert set(threshold["/reports/sales"]) == {1.0}
+    users = series_by(outcome(all_outcomes, main, "Users by class and target"), "user_class")
+    assert {"ShopUser", "ReportViewer", "ApiClient"} <= set(users)
+    assert max(series_by(outcome(all_outcomes, main, "Users"), "")[""]) == 20
+    assert 20.0 in series_by(outcome(all_outcomes, main, "Users by class and target", "B"), "")[""]
+    nodes = series_by(outcome(all_outcomes, main, "CPU per node"), "node")
+    assert {"master", "worker-0", "worker-1"} <= set(nodes)
+    workers = series_by(outcome(all_outcomes, main, "Workers by state"), "state")
+    assert max(workers["running"]) == 2 and max(workers["missing"]) == 1, "the killed worker shows as missing"
+    states = series_by(outcome(all_outcomes, main, "Runner state"), "instance")[stack.instance]
+    assert 3.0 in states, "running (3) appears in the runner state timeline"
+    heatmap = outcome(all_outcomes, main, "Response time heatmap")
+    assert len(heatmap.values) >= 10, "one series per bucket (le)"
+    endpoints = [o for o in all_outcomes if o.query.dashboard == main and o.query.panel
+                 and o.query.panel["title"] == "Endpoints"]
+    assert all(o.series for o in endpoints if o.query.target["refId"] not in ("C",))
+    alerts = outcome(all_outcomes, main, "Firing alerts")
+    assert any(s["metric"]["alertname"] == "LocustSlowRequests" for s in alerts.values)
+    annotations = {o.query.where: o for o in all_outcomes if o.query.dashboard == main and o.query.kind == "annotation"}
+    start = annotations["annotation 'Test start'"].values[0]["values"][-1][1]
+    stop = annotations["annotation 'Test stop'"].values[0]["values"][-1][1]
+    assert stack.start - 10 < float(start) / 1000 < float(stop) / 1000 < stack.end + 1
+
+
+def test_variables_list_the_run(all_outcomes):
+    variables = {o.query.where: set(o.values) for o in all_outcomes
+                 if o.query.dashboard == "locust-metrics.json" and o.query.kind == "variable"}
+    assert variables["variable job (job)"] == {"locust"}
+    assert variables["variable method (method)"] == {"GET", "POST"}
+    assert "/reports/sales" in variables["variable name (name)"]
+    assert {"master", "worker-0", "worker-1"} <= variables["variable node (node)"]
+
+
+def test_dashboards_filter_on_selected_values(stack):
+    """With one job, instance, method, name and two nodes selected, every query still runs and filters."""
+    selected = {"job": "locust", "instance": grafana_regex(stack.instance), "method": "GET",
+                "name": grafana_regex("/reports/sales"), "node": "(master|worker-0)"}
+    outcomes = run_queries(stack, selected)
+    errors = [(o.query.where, o.error) for o in outcomes if o.error]
+    assert not errors, errors
+    print(f"\n[dashboards, one endpoint selected] {len(outcomes)} queries, "
+          f"{sum(1 for o in outcomes if o.series)} with data")
+    for o in outcomes:
+        if not o.series:
+            print(f"[dashboards, one endpoint selected] empty: {o.query.dashboard}: {o.query.where}")
+    names = series_by(outcome(outcomes, "locust-metrics.json", "Requests/s by endpoint"), "name")
+    assert set(names) == {"/reports/sales"}
+    nodes = series_by(outcome(outcomes, "locust-metrics.json", "CPU per node"), "node")
+    assert set(nodes) == {"master", "worker-0"}
+    table = outcome(outcomes, "locust-metrics-compare.json", "Endpoints: now vs baseline", "C")
+    assert [s["metric"]["name"] for s in table.values] == ["/reports/sales"]
