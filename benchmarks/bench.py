@@ -2,46 +2,92 @@
 
 Run from the repository root::
 
-    python benchmarks/bench.py              # full sizes, prints one table (a few minutes)
-    python benchmarks/bench.py --quick      # small sizes, for the test suite (no timing claims)
-    python benchmarks/bench.py --json out.json
+    python benchmarks/bench.py              # full sizes, prints one table (about 6 minutes)
+    python benchmarks/bench.py --quick      # small sizes, for the test suite (< 60 s, no timing claims)
+    python benchmarks/bench.py --json out.json --repeats 9 --pairs 5 --e2e-seconds 10
 
-Sections (each figure is the median of ``--repeats`` measurements; variants are interleaved in every
-repeat so that they see the same machine state):
+Every figure is the median of ``--repeats`` measurements (end to end: of ``--pairs`` paired runs), and
+every comparison is measured side by side in the same run, variants interleaved, so that they see the
+same machine state. Sections:
 
 * **hot path**: the time Locust's ``request`` event takes per request, with (a) no listener at all,
   (b) Locust's own statistics listener (bare Locust), (c) locust-metrics' listener, (d) a naive
   prometheus_client listener (``Histogram.labels(...).observe()`` plus counters), each alone, and
-  (e) Locust's + ours together, as in a real run. "Added" = variant - (a): the cost a listener adds to
-  every request. Budgets: ours <= 1 µs, and <= 25% of the naive listener's.
+  (e) Locust's + ours together, as in a real run. "Added" = variant - (a). Budget: ours <= 25% of the
+  naive listener's added cost.
+* **end to end**: a ``FastHttpUser`` with no wait time against nginx (Debian's, on 127.0.0.1, a 13-byte
+  static file; a tiny gevent server when nginx is missing and in ``--quick``), bare Locust vs Locust
+  with ``import locust_metrics`` (scraped once a second with Prometheus' headers), measured inside each
+  Locust process over its steady state (1 s after the start to 1 s before the stop), Locust pinned to
+  one core and the target to the other. Paired designs, each the median of its per-pair ratios:
+  *sequential* pairs (order alternating), as requests/s and as requests per CPU-second of Locust;
+  *toggled*: one process whose listener and scrapes are switched on and off in 1 s phases (ABBA);
+  *concurrent* pairs: a bare and a plugin process at the same time on the same core, so that both see
+  the same machine noise (an A/A control of this design measured 99.9%, pairs 99.2-101.6%; harsher than a real
+  run, as the processes evict each other's caches). And the listener timed in place on every request
+  of a real run, against Locust's CPU per request. Budget: >= 99%.
+* **scrape**: at 10, 100 and 500 endpoint names with the default buckets, (1) the CPU time of a scrape
+  (snapshot + rendering, thread CPU time) against prometheus_client's ``generate_latest`` of the same
+  registry, text format, and the same for what Prometheus asks for (OpenMetrics + gzip) against
+  prometheus_client's WSGI app (OpenMetrics + ``gzip.compress``); (2) the longest stall of the gevent
+  loop while one scrape is served over HTTP by the real ``MetricsServer`` to a client in another
+  process (Prometheus' ``Accept`` and ``Accept-Encoding`` headers): a ticker greenlet sleeps 1 ms in a
+  loop and records its gaps, and each scrape's figure is the longest gap overlapping it (it includes the
+  1 ms sleep itself). prometheus_client's own WSGI app over the same registry is measured alongside.
+  Budgets at 500 names: stall <= 5 ms, CPU <= 50% of ``generate_latest``.
 * **merge**: on a master, the time to merge one worker report holding 500 endpoint names, and the
-  report's size in bytes (msgpack, as Locust sends it).
+  report's size in bytes (msgpack, as Locust sends it). Budget: <= 5 ms.
+* **memory**: at the default name cap (500 names, 3 status codes and 5 error labels each), the resident
+  memory a fresh Locust process gains from ``import locust_metrics`` + ``install()`` + the recorded data +
+  a scrape of each format (RSS delta), and tracemalloc's view of the data alone (retained recorder and
+  caches; peak while rendering); and the RSS delta in the worst case, every name at the cap of 20
+  error labels of 120+ characters. Budget: <= 20 MB.
+
+Exit status 0 whatever the figures (budgets are reported in the table, not asserted); 2 on bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
 
+import gevent  # noqa: E402
 import locust  # noqa: E402,F401  (gevent monkey-patching first, as in a real run)
 import msgpack  # noqa: E402
 from locust import User, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.exception import CatchResponseError  # noqa: E402
-from prometheus_client import CollectorRegistry, Counter, Histogram  # noqa: E402
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest  # noqa: E402
+from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from locust_metrics.distributed import PayloadMerger, take_payload  # noqa: E402
+from locust_metrics.exposition import MetricsServer, ScrapeTracker  # noqa: E402
 from locust_metrics.options import Settings  # noqa: E402
+from locust_metrics.plugin import MetricsExporter  # noqa: E402
 from locust_metrics.recorder import RequestRecorder  # noqa: E402
+from locust_metrics.rendering import OPENMETRICS, TEXT, compress  # noqa: E402
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+"""The ``Accept`` header of Prometheus 2.x scrapes (OpenMetrics first)."""
 
 
 class _BenchUser(User):
@@ -50,15 +96,32 @@ class _BenchUser(User):
         pass
 
 
-class _Response:
-    __slots__ = ("status_code",)
+class _GeventHttpClientResponse:
+    """The part of geventhttpclient's response that Locust's ``FastResponse.status_code`` reads."""
 
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def get_code(self) -> int:
+        return self.code
+
+
+def _Response(status_code: int) -> Any:
+    """A real ``FastResponse`` (what a ``FastHttpUser`` request event carries), status code ``status_code``.
+
+    Its ``status_code`` is a property that asks the underlying client response, as in a real run.
+    """
+    from locust.contrib.fasthttp import FastResponse
+
+    response = FastResponse.__new__(FastResponse)
+    response._response = _GeventHttpClientResponse(status_code)
+    return response
 
 
 def _events(n: int, names: int, seed: int = 1) -> list[dict[str, Any]]:
-    """``n`` realistic request events over ``names`` endpoint names: 2% failures, latencies 1..1500 ms."""
+    """``n`` realistic request events over ``names`` entries (method, name): 2% failures, latencies 1..1500 ms."""
     rng = random.Random(seed)
     ok, not_found, error = _Response(200), _Response(404), _Response(500)
     result = []
@@ -71,7 +134,7 @@ def _events(n: int, names: int, seed: int = 1) -> list[dict[str, Any]]:
             response, exception = error, CatchResponseError("payment failed")
         result.append(
             {
-                "request_type": "GET" if i % 4 else "POST",
+                "request_type": "POST" if i % names % 4 == 0 else "GET",
                 "name": f"/api/endpoint/{i % names}",
                 "response_time": rng.lognormvariate(3.5, 0.8) % 1500,
                 "response_length": 512,
@@ -172,33 +235,754 @@ def bench_merge(names: int, repeats: int) -> dict[str, float]:
     return {"names": names, "merge_ms": statistics.median(times), "payload_bytes": len(wire)}
 
 
+
+# ---------------------------------------------------------------------------------------------- scrape
+def _filled_exporter(names: int, port: int = 0) -> MetricsExporter:
+    """An exporter (not started: no listeners, no server) whose recorder holds ``names`` endpoints."""
+    env = Environment(user_classes=[_BenchUser])
+    exporter = MetricsExporter(env, Settings.from_kwargs(port=port))
+    for kwargs in _events(names * 40, names):
+        exporter.recorder.on_request(**kwargs)
+    return exporter
+
+
+def _thread_ms(function: Callable[[], Any]) -> float:
+    """CPU time of this thread while ``function()`` runs, milliseconds (robust against preemption)."""
+    start = time.thread_time_ns()
+    function()
+    return (time.thread_time_ns() - start) / 1e6
+
+
+def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
+    """Median CPU milliseconds of one scrape's rendering: ours vs prometheus_client, for ``names`` names.
+
+    ``ours_text_ms``: snapshot + render, text 0.0.4, no pauses; ``library_text_ms``: ``generate_latest``
+    of the exporter's registry (the same series). ``ours_prometheus_ms`` / ``library_prometheus_ms``:
+    what a Prometheus scrape costs: OpenMetrics + gzip (ours: level 1 in slices; prometheus_client's WSGI
+    app: ``gzip.compress``, level 9).
+    """
+    exporter = _filled_exporter(names)
+    renderer, registry = exporter.renderer, exporter.registry
+    om_encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    import gzip
+
+    variants: dict[str, Callable[[], Any]] = {
+        "ours_text_ms": lambda: renderer.render(renderer.snapshot(), TEXT),
+        "library_text_ms": lambda: generate_latest(registry),
+        "ours_prometheus_ms": lambda: compress(renderer.render(renderer.snapshot(), OPENMETRICS)),
+        "library_prometheus_ms": lambda: gzip.compress(om_encoder(registry)),
+    }
+    for function in variants.values():  # warm up (label caches, first-time imports)
+        function()
+    samples: dict[str, list[float]] = {key: [] for key in variants}
+    for repeat in range(repeats):
+        order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
+        for key in order:
+            samples[key].append(_thread_ms(variants[key]))
+    result: dict[str, float] = {"names": names, "series_lines": generate_latest(registry).count(b"\n")}
+    result.update({key: statistics.median(values) for key, values in samples.items()})
+    result["text_ratio"] = result["ours_text_ms"] / result["library_text_ms"]
+    result["prometheus_ratio"] = result["ours_prometheus_ms"] / result["library_prometheus_ms"]
+    return result
+
+
+_SCRAPE_CLIENT = r"""
+import json, sys, time, urllib.request
+url, count, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+headers = {"Accept": accept, "Accept-Encoding": "gzip"}
+spans = []
+for _ in range(count):
+    time.sleep(0.03)
+    start = time.monotonic()
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+        size = len(response.read())
+    spans.append([start, time.monotonic(), size])
+print(json.dumps(spans))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
+    """Serve ``scrapes`` scrapes of ``url`` to a client process while a 1 ms ticker greenlet runs.
+
+    Returns (longest ticker gap overlapping each scrape, scrape wall times), milliseconds. Gaps include
+    the ticker's own 1 ms sleep. CLOCK_MONOTONIC is shared by all processes, so the client's timestamps
+    and the ticker's compare directly. With two cores or more, this process is pinned to one core and
+    the client to another while they run.
+    """
+    gaps: list[tuple[float, float]] = []  # (end, gap) in seconds
+    running = True
+
+    def ticker() -> None:
+        clock = time.monotonic
+        while running:
+            before = clock()
+            gevent.sleep(0.001)
+            after = clock()
+            gaps.append((after, after - before))
+
+    # this process on one core, the client on the other: the client never preempts the loop we measure
+    own_pin, client_pin = _cpu_pins()
+    affinity = os.sched_getaffinity(0) if own_pin else None
+    if own_pin:
+        os.sched_setaffinity(0, {int(own_pin[-1])})
+    greenlet = gevent.spawn(ticker)
+    try:
+        result = subprocess.run(
+            [*client_pin, sys.executable, "-c", _SCRAPE_CLIENT, url, str(scrapes), PROMETHEUS_ACCEPT],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+    finally:
+        running = False
+        greenlet.join(timeout=5)
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+    spans = json.loads(result.stdout)
+    stalls, walls = [], []
+    for start, end, _size in spans:
+        overlapping = [gap for gap_end, gap in gaps if gap_end >= start and gap_end - gap <= end]
+        stalls.append(max(overlapping, default=0.0) * 1000)
+        walls.append((end - start) * 1000)
+    return stalls, walls
+
+
+def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
+    """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app.
+
+    Both servers are the real :class:`~locust_metrics.exposition.MetricsServer` on 127.0.0.1, over the
+    same exporter: one with the exporter's renderer (our fast path), one without (prometheus_client's
+    ``make_wsgi_app``). Also measures the ticker's idle gaps (no scrape) for reference.
+    """
+    exporter = _filled_exporter(names)
+    ours = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port(), exporter.renderer)
+    library = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port())
+    ours.start()
+    library.start()
+    try:
+        idle: list[float] = []
+        clock = time.monotonic
+        for _ in range(50):
+            before = clock()
+            gevent.sleep(0.001)
+            idle.append((clock() - before) * 1000)
+        result: dict[str, float] = {"names": names, "idle_gap_ms": statistics.median(idle)}
+        for _ in range(2):  # interleaved: ours, library, ours, library
+            for key, server in (("ours", ours), ("library", library)):
+                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // 2))
+                result.setdefault(f"{key}_stalls", []).extend(stalls)  # type: ignore[attr-defined]
+                result.setdefault(f"{key}_walls", []).extend(walls)  # type: ignore[attr-defined]
+        for key in ("ours", "library"):
+            result[f"{key}_stall_ms"] = statistics.median(result[f"{key}_stalls"])  # type: ignore[arg-type]
+            result[f"{key}_stall_max_ms"] = max(result[f"{key}_stalls"])  # type: ignore[arg-type]
+            result[f"{key}_wall_ms"] = statistics.median(result[f"{key}_walls"])  # type: ignore[arg-type]
+        result["fast_scrapes"] = exporter.renderer.fast_scrapes
+        return result
+    finally:
+        ours.stop()
+        library.stop()
+
+
+# ---------------------------------------------------------------------------------------------- memory
+_MEMORY_CHILD = r"""
+import gc, json, sys, tracemalloc
+sys.path.insert(0, sys.argv[3])
+import locust  # gevent patching, Locust's own imports: the baseline
+import psutil
+from locust import User, task
+from locust.env import Environment
+
+class U(User):
+    @task
+    def nothing(self):
+        pass
+
+class Response:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+mode, names = sys.argv[1], int(sys.argv[2])
+accept, worst = sys.argv[4], sys.argv[5] == "worst"
+env = Environment(user_classes=[U])
+process = psutil.Process()
+gc.collect()
+before = process.memory_info().rss
+if mode == "traced":
+    import locust_metrics
+    exporter = locust_metrics.install(env, port=0)
+    gc.collect()
+    tracemalloc.start()
+else:
+    import locust_metrics
+    exporter = locust_metrics.install(env, port=0)
+responses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(500), "HTTP 500"),
+             (Response(200), "ConnectionResetError"), (Response(200), "check failed: missing field"),
+             (Response(200), "check failed: slow")]
+if worst:  # every endpoint at the per-endpoint cap of error labels, each as long as a label may be
+    responses += [(Response(200), f"check {k:02d} failed: " + "x" * 120) for k in range(20)]
+for i in range(names):
+    for j, (response, error) in enumerate(responses):
+        for k in range(3):
+            exporter.recorder.on_request(
+                request_type="GET" if i % 4 else "POST", name=f"/api/v1/resource/{i}/items",
+                response_time=7.0 * (j + k + 1) + i % 50, response_length=1024,
+                response=response, exception=error,
+            )
+assert len(exporter.recorder.endpoints) == names
+if mode == "traced":
+    data = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+for _ in range(2):
+    exporter.renderer.respond(accept, "gzip", pause=None)
+    exporter.renderer.respond(None, None, pause=None)
+gc.collect()
+if mode == "traced":
+    retained, peak = tracemalloc.get_traced_memory()
+    print(json.dumps({"data_bytes": data, "retained_bytes": retained, "scrape_peak_bytes": peak}))
+else:
+    print(json.dumps({"rss_added_bytes": process.memory_info().rss - before}))
+"""
+
+
+def bench_memory(names: int, repeats: int) -> dict[str, float]:
+    """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes).
+
+    Typical data: 3 status codes and 5 error labels per endpoint. ``worst_rss_added_bytes``: every
+    endpoint also at the cap of 20 error labels, each 120+ characters.
+    """
+    samples: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst")):
+            result = subprocess.run(
+                [sys.executable, "-c", _MEMORY_CHILD, mode, str(names), REPO, PROMETHEUS_ACCEPT, data],
+                capture_output=True, text=True, timeout=120, check=True,
+            )
+            for key, value in json.loads(result.stdout.strip().splitlines()[-1]).items():
+                samples.setdefault(("worst_" if data == "worst" else "") + key, []).append(value)
+    result_: dict[str, float] = {"names": names}
+    result_.update({key: statistics.median(values) for key, values in samples.items()})
+    return result_
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+_E2E_LOCUSTFILE = '''
+import json
+import os
+import time
+
+if os.environ.get("BENCH_WITH_PLUGIN") == "1":
+    import locust_metrics  # noqa: F401
+import gevent
+import gevent.event
+from locust import FastHttpUser, events, task
+
+
+class NoWaitUser(FastHttpUser):
+    # no wait_time: Locust's default is constant(0), back-to-back requests
+
+    @task
+    def index(self):
+        self.client.get("/index.html")
+
+
+_stopped = gevent.event.Event()
+_measurer = []
+_timed = {"ns": 0, "calls": 0}
+
+
+@events.init.add_listener
+def _time_listener(environment, **_kwargs):
+    # BENCH_TIME_LISTENER: time the plugin's request listener in place, on every request of a real run
+    exporter = getattr(environment, "_locust_metrics_exporter", None)
+    if not os.environ.get("BENCH_TIME_LISTENER") or exporter is None:
+        return
+    hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
+
+    def timed(**kwargs):
+        before = clock()
+        start = clock()
+        listener(**kwargs)  # the same keyword binding as Locust's fire() does
+        end = clock()
+        _timed["ns"] += (end - start) - (start - before)  # minus one clock call
+        _timed["calls"] += 1
+
+    hook.remove_listener(listener)
+    hook.add_listener(timed)
+
+
+def _measure(environment, warmup, window):
+    # steady state only: from `warmup` seconds after the start, for `window` seconds (or until the stop)
+    stats = environment.stats.total
+    _stopped.wait(warmup)
+    requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
+    timed_ns, timed_calls = _timed["ns"], _timed["calls"]
+    _stopped.wait(window)
+    figures = {
+        "requests": stats.num_requests - requests,
+        "failures": stats.num_failures,
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "listener_ns": _timed["ns"] - timed_ns,
+        "listener_calls": _timed["calls"] - timed_calls,
+    }
+    with open(os.environ["BENCH_RESULT"], "w") as handle:
+        json.dump(figures, handle)
+
+
+def _toggle(environment, warmup, window, phase):
+    # one process, the plugin's work switched on and off in phases of `phase` seconds (ABBA order, so
+    # that a linear drift cancels): on = the request listener attached and one scrape rendered (as the
+    # endpoint serves it: OpenMetrics + gzip) per second; off = the listener detached, no scrape
+    exporter = environment._locust_metrics_exporter
+    hook, listener = environment.events.request, exporter.recorder.on_request
+    parts = os.environ.get("BENCH_TOGGLE_PARTS", "listener,scrape").split(",")  # for diagnosis
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    stats = environment.stats.total
+    _stopped.wait(warmup)
+    totals = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
+    phases = max(4, int(window / phase) // 4 * 4)
+    for index in range(phases):
+        on = index % 4 in (0, 3)
+        if on and listener not in hook._handlers and "listener" in parts:
+            hook.add_listener(listener)
+        elif not on and listener in hook._handlers:
+            hook.remove_listener(listener)
+        requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
+        end = wall + phase
+        while time.perf_counter() < end and not _stopped.is_set():
+            if on and "scrape" in parts:
+                exporter.renderer.respond(accept, "gzip")
+            _stopped.wait(min(1.0, max(0.0, end - time.perf_counter())))
+        total = totals[on]
+        total[0] += stats.num_requests - requests
+        total[1] += time.perf_counter() - wall
+        total[2] += time.process_time() - cpu
+        if _stopped.is_set():
+            break
+    figures = {
+        ("on" if on else "off"): {"requests": r, "wall_s": w, "cpu_s": c} for on, (r, w, c) in totals.items()
+    }
+    with open(os.environ["BENCH_RESULT"], "w") as handle:
+        json.dump(figures, handle)
+
+
+@events.test_start.add_listener
+def _started(environment, **_kwargs):
+    warmup, window = float(os.environ["BENCH_WARMUP"]), float(os.environ["BENCH_WINDOW"])
+    if os.environ.get("BENCH_TOGGLE"):
+        _measurer.append(gevent.spawn(_toggle, environment, warmup, window, float(os.environ["BENCH_TOGGLE"])))
+    else:
+        _measurer.append(gevent.spawn(_measure, environment, warmup, window))
+
+
+@events.test_stop.add_listener
+def _test_stopped(environment, **_kwargs):
+    _stopped.set()
+    for greenlet in _measurer:
+        greenlet.join(timeout=5)
+'''
+
+_GEVENT_TARGET = r"""
+# a minimal keep-alive HTTP/1.1 server: one fixed response per request head, written in one send
+import sys
+from gevent.server import StreamServer
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\nhello, locust"
+
+def handle(sock, address):
+    pending = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        pending += data
+        heads = pending.count(b"\r\n\r\n")
+        if heads:
+            sock.sendall(RESPONSE * heads)
+            pending = pending[pending.rfind(b"\r\n\r\n") + 4 :]
+
+StreamServer(("127.0.0.1", int(sys.argv[1])), handle).serve_forever()
+"""
+
+
+def _median(values: list[float]) -> float:
+    """Median, NaN when there is nothing to take it of."""
+    return statistics.median(values) if values else math.nan
+
+
+def _cpu_pins() -> tuple[list[str], list[str]]:
+    """``taskset`` prefixes pinning (Locust, the target) to two different cores, when possible."""
+    taskset = shutil.which("taskset")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if taskset is None or len(cores) < 2:
+        return [], []
+    return [taskset, "-c", str(cores[0])], [taskset, "-c", str(cores[1])]
+
+
+def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            gevent.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class _Target:
+    """The HTTP server the end-to-end runs hit: nginx (Debian) if installed and wanted, else gevent."""
+
+    def __init__(self, workdir: str, use_nginx: bool, pin: list[str]) -> None:
+        self.port = _free_port()
+        self.kind = "gevent"
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+        if use_nginx and nginx:
+            self.kind = "nginx"
+            root = os.path.join(workdir, "www")
+            os.makedirs(root)
+            with open(os.path.join(root, "index.html"), "w") as handle:
+                handle.write("hello, locust")
+            os.chmod(workdir, 0o755)  # nginx workers run as nobody when we are root
+            conf = os.path.join(workdir, "nginx.conf")
+            with open(conf, "w") as handle:
+                handle.write(textwrap.dedent(f"""\
+                    worker_processes 1;
+                    daemon off;
+                    pid {workdir}/nginx.pid;
+                    error_log {workdir}/nginx-error.log warn;
+                    events {{ worker_connections 1024; }}
+                    http {{
+                      access_log off;
+                      client_body_temp_path {workdir}/body;
+                      proxy_temp_path {workdir}/proxy;
+                      fastcgi_temp_path {workdir}/fastcgi;
+                      uwsgi_temp_path {workdir}/uwsgi;
+                      scgi_temp_path {workdir}/scgi;
+                      keepalive_requests 100000000;
+                      server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+                    }}
+                    """))
+            command = [*pin, nginx, "-p", workdir, "-e", f"{workdir}/nginx-error.log", "-c", conf]
+        else:
+            command = [*pin, sys.executable, "-c", _GEVENT_TARGET, str(self.port)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            _wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # nginx: fast shutdown of master and worker
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+class _LocustRun:
+    """One headless Locust process hitting ``target``; figures of its steady state (see the locustfile).
+
+    The steady state runs from 1 s after the test starts to 1 s before it stops (a fifth of ``seconds``
+    for short runs) and is measured inside the Locust process: requests, failures, wall and CPU seconds.
+    """
+
+    def __init__(
+        self, workdir: str, target: _Target, plugin: bool, seconds: float, users: int, pin: list[str],
+        toggle_s: float = 0.0, time_listener: bool = False,
+    ) -> None:
+        self.plugin = plugin
+        self.scraped = plugin and not toggle_s  # a toggled run renders its scrapes itself, in its "on" phases
+        tag = f"{'plugin' if plugin else 'bare'}-{time.monotonic_ns()}"
+        self.result_path = os.path.join(workdir, f"{tag}.json")
+        self.log_path = os.path.join(workdir, f"{tag}.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["BENCH_RESULT"] = self.result_path
+        env["BENCH_WARMUP"] = str(min(1.0, seconds / 5))
+        env["BENCH_WINDOW"] = str(seconds - 2 * min(1.0, seconds / 5))
+        self.metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
+        if plugin:
+            env.update(
+                BENCH_WITH_PLUGIN="1", LOCUST_METRICS_PORT=self.metrics_url.split(":")[2].split("/")[0],
+                LOCUST_METRICS_HOST="127.0.0.1", LOCUST_METRICS_FINAL_SCRAPE_TIMEOUT="0",
+            )
+        if toggle_s:
+            env["BENCH_TOGGLE"] = str(toggle_s)
+        if time_listener:
+            env["BENCH_TIME_LISTENER"] = "1"
+        command = [
+            *pin, sys.executable, "-m", "locust", "-f", os.path.join(workdir, "locustfile.py"), "--headless",
+            "-u", str(users), "-r", "100", "-t", f"{seconds:g}s", "-H", f"http://127.0.0.1:{target.port}",
+            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        ]
+        self.deadline = time.monotonic() + seconds + 60
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def running(self) -> bool:
+        return self.process.poll() is None and time.monotonic() < self.deadline
+
+    def scrape(self) -> None:
+        """Scrape the plugin's endpoint once with Prometheus' headers (nothing without the plugin)."""
+        import urllib.request
+
+        if self.scraped and self.process.poll() is None:
+            headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+            try:
+                urllib.request.urlopen(urllib.request.Request(self.metrics_url, headers=headers), timeout=5).read()
+            except OSError:
+                pass
+
+    def figures(self) -> dict[str, float]:
+        """Wait for the end (killing the process past its deadline); raises ``RuntimeError`` without figures."""
+        while self.running():
+            gevent.sleep(0.1)
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        try:
+            with open(self.result_path) as handle:
+                figures = json.load(handle)
+            for part in (figures["on"], figures["off"]) if "on" in figures else (figures,):
+                if part["requests"] <= 0 or part["wall_s"] <= 0 or part["cpu_s"] <= 0:
+                    raise ValueError(f"an empty measurement window: {figures}")
+            return figures
+        except (OSError, ValueError, KeyError) as exc:
+            with open(self.log_path, errors="replace") as handle:
+                output = handle.read()
+            raise RuntimeError(f"no figures from the Locust run ({exc}); Locust said:\n{output[-2000:]}") from exc
+
+
+def _run_together(runs: list[_LocustRun]) -> list[dict[str, float]]:
+    """Scrape the runs' endpoints once a second until they end; their figures, in order."""
+    while any(run.running() for run in runs):
+        for run in runs:
+            run.scrape()
+        gevent.sleep(1.0)
+    return [run.figures() for run in runs]
+
+
+def bench_end_to_end(
+    pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None
+) -> dict[str, Any]:
+    """Bare Locust vs Locust + locust-metrics (scraped every second), in paired measurements.
+
+    Three designs, each reported as the median of its per-pair ratios (Locust pinned to one core and
+    the target to the other, when there are two):
+
+    * sequential (``pairs`` pairs): a bare and a plugin run one after the other (order alternating);
+      ``ratio`` = with / bare requests per second, ``cpu_ratio`` = with / bare requests per CPU-second
+      of the Locust process (the rate Locust reaches with a core to itself);
+    * toggled (``pairs`` runs): one plugin process whose listener and scrapes are switched on and off in
+      1 s phases (ABBA); ``toggled_ratio`` = on / off requests per second. Phases a second apart see
+      nearly the same machine, so this resolves a percent where back-to-back runs cannot; it leaves out
+      what does not switch off (the imported modules, an idle server socket);
+    * concurrent (``shared_pairs`` pairs, default ``pairs + 3``): a bare and a plugin process at the same
+      time on the same core (the kernel gives each half of it), so that both see the same noise at the
+      same moments; ``shared_ratio`` = with / bare requests per second. Harsher than a real run: the two
+      processes evict each other's caches at every switch, which inflates per-request costs.
+
+    Plus ``min(pairs, 3)`` plugin runs whose request listener is timed in place on every request
+    (``listener_in_place_ns``, net of the clock calls) against the Locust process's CPU per request: the
+    share of Locust's work the listener adds, which noise hardly touches.
+    """
+    locust_pin, target_pin = _cpu_pins()
+    workdir = tempfile.mkdtemp(prefix="locust-metrics-bench-")
+    sequential: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    concurrent: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    toggled: list[dict[str, dict[str, float]]] = []
+    timed: list[dict[str, float]] = []
+    try:
+        with open(os.path.join(workdir, "locustfile.py"), "w") as handle:
+            handle.write(_E2E_LOCUSTFILE)
+        target = _Target(workdir, use_nginx, target_pin)
+        try:
+            shared_pairs = pairs + 3 if shared_pairs is None else shared_pairs
+            for pair in range(max(pairs, shared_pairs)):
+                if pair < pairs:
+                    for with_plugin in (False, True) if pair % 2 == 0 else (True, False):
+                        run = _LocustRun(workdir, target, with_plugin, seconds, users, locust_pin)
+                        sequential[with_plugin].append(_run_together([run])[0])
+                if pair < pairs:
+                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=1.0)
+                    toggled.append(_run_together([run])[0])
+                if pair < min(pairs, 3):
+                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True)
+                    timed.append(_run_together([run])[0])
+                if pair < shared_pairs:  # who starts first alternates too
+                    order = (False, True) if pair % 2 == 0 else (True, False)
+                    together = [_LocustRun(workdir, target, p, seconds, users, locust_pin) for p in order]
+                    for run, figures in zip(together, _run_together(together)):
+                        concurrent[run.plugin].append(figures)
+        finally:
+            target.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def rps(run: dict[str, float]) -> float:
+        return run["requests"] / run["wall_s"]
+
+    def cpu_rps(run: dict[str, float]) -> float:
+        return run["requests"] / run["cpu_s"]
+
+    def ratios(runs: dict[bool, list[dict[str, float]]], figure: Callable[[dict[str, float]], float]) -> list[float]:
+        return [figure(p) / figure(b) for b, p in zip(runs[False], runs[True])]
+
+    def paired(runs: dict[bool, list[dict[str, float]]], figure: Callable[[dict[str, float]], float]) -> float:
+        return _median(ratios(runs, figure))
+
+    return {
+        "target": target.kind, "pinned": bool(locust_pin), "users": users, "seconds": seconds, "pairs": pairs,
+        "shared_pairs": shared_pairs,
+        "bare_rps": _median(list(map(rps, sequential[False]))),
+        "plugin_rps": _median(list(map(rps, sequential[True]))),
+        "ratio": paired(sequential, rps),
+        "bare_cpu_rps": _median(list(map(cpu_rps, sequential[False]))),
+        "plugin_cpu_rps": _median(list(map(cpu_rps, sequential[True]))),
+        "cpu_ratio": paired(sequential, cpu_rps),
+        "shared_ratio": paired(concurrent, rps),
+        "shared_cpu_ratio": paired(concurrent, cpu_rps),
+        "ratios": ratios(sequential, rps), "cpu_ratios": ratios(sequential, cpu_rps),
+        "shared_ratios": ratios(concurrent, rps),
+        "toggled_ratio": _median([rps(run["on"]) / rps(run["off"]) for run in toggled]),
+        "toggled_ratios": [rps(run["on"]) / rps(run["off"]) for run in toggled],
+        "toggled_cpu_ratio": _median([cpu_rps(run["on"]) / cpu_rps(run["off"]) for run in toggled]),
+        "listener_in_place_ns": _median([run["listener_ns"] / run["listener_calls"] for run in timed]),
+        "locust_cpu_per_request_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in timed]),
+        "listener_share": _median([run["listener_ns"] / (run["cpu_s"] * 1e9) for run in timed]),
+        "sequential_runs": sequential, "concurrent_runs": concurrent, "toggled_runs": toggled, "timed_runs": timed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the table
+def _ok(value: float, limit: float, quick: bool, lower_is_better: bool = True) -> str:
+    if quick:
+        return "(quick: no verdict)"
+    met = value <= limit if lower_is_better else value >= limit
+    return "met" if met else "NOT MET"
+
+
+def _spread(values: list[float]) -> str:
+    """``min-max`` of ratios, as percentages (how noisy the pairs were)."""
+    return f"{min(values):.1%}-{max(values):.1%}" if values else "-"
+
+
+def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+    hot, merge, memory = results["hot_path"], results["merge"], results["memory"]
+    rows: list[tuple[str, str, str]] = [
+        ("hot path: request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
+        ("hot path: added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
+        ("hot path: added by locust-metrics", f"{hot['plugin_added_ns'] / 1000:.3f} µs", ""),
+        ("hot path: added by a naive prometheus_client listener", f"{hot['naive_added_ns'] / 1000:.3f} µs", ""),
+        ("hot path: added by Locust's statistics + locust-metrics", f"{hot['both_added_ns'] / 1000:.3f} µs", "a real run"),
+        ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
+         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, quick)}"),
+    ]
+    e2e = results.get("end_to_end")
+    if e2e:
+        where = f"{e2e['target']}, {e2e['users']} users, {e2e['seconds']:g} s runs"
+        if e2e["pinned"]:
+            where += ", pinned"
+        rows += [
+            (f"end to end: bare Locust requests/s ({where})", f"{e2e['bare_rps']:,.0f}/s",
+             f"per Locust CPU-second: {e2e['bare_cpu_rps']:,.0f}"),
+            ("end to end: with locust-metrics (scraped every 1 s)", f"{e2e['plugin_rps']:,.0f}/s",
+             f"per Locust CPU-second: {e2e['plugin_cpu_rps']:,.0f}"),
+            ("end to end: with / bare, requests/s, sequential pairs (median)", f"{e2e['ratio']:.2%}",
+             f">= 99%: {_ok(e2e['ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
+            ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
+             f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
+            ("end to end: locust-metrics' listener timed in place, per request",
+             f"{e2e['listener_in_place_ns'] / 1000:.2f} µs",
+             f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
+             f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
+            (f"end to end: on / off, requests/s, one process toggled in 1 s phases, {e2e['pairs']} runs",
+             f"{e2e['toggled_ratio']:.2%}",
+             f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, quick, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
+            (f"end to end: with / bare, requests/s, {e2e['shared_pairs']} concurrent pairs on one core",
+             f"{e2e['shared_ratio']:.2%}",
+             f">= 99%: {_ok(e2e['shared_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
+        ]
+    for cpu in results["scrape_cpu"]:
+        n = cpu["names"]
+        rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
+                     f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
+                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, quick)}" if n >= 500 else "")))
+        rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
+                     f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
+                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, quick)}" if n >= 500 else "")))
+    for stall in results["scrape_stall"]:
+        n = stall["names"]
+        rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
+                     f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
+                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, quick)}; " if n >= 500 else "")
+                     + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
+    rows += [
+        (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
+         f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, quick)}"),
+        (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
+        (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
+         f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, quick)}"),
+        (f"memory added at {memory['names']} names, worst case: 20 long error labels each",
+         f"{memory['worst_rss_added_bytes'] / 1e6:.1f} MB",
+         f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, quick)}"),
+        (f"memory at {memory['names']} names: recorded data (tracemalloc)", f"{memory['data_bytes'] / 1e6:.2f} MB",
+         f"retained after scrapes {memory['retained_bytes'] / 1e6:.2f} MB, peak {memory['scrape_peak_bytes'] / 1e6:.2f} MB"),
+    ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, no timing claims)")
     parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 9; quick: 2)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="end-to-end sequential pairs and toggled runs (default 5; quick: 1); concurrent pairs: this + 3")
+    parser.add_argument("--e2e-seconds", type=float, default=None, help="length of one end-to-end run (default 10)")
+    parser.add_argument("--users", type=int, default=10, help="end-to-end users (default 10)")
+    parser.add_argument("--no-nginx", action="store_true", help="end to end against a gevent server, not nginx")
+    parser.add_argument("--skip-e2e", action="store_true", help="leave the end-to-end runs out")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 9)
-    results: dict[str, Any] = {}
-    results["hot_path"] = bench_hot_path(2_000 if args.quick else 200_000, 20 if args.quick else 50, repeats)
-    results["merge"] = bench_merge(50 if args.quick else 500, repeats)
+    quick = args.quick
+    repeats = args.repeats or (2 if quick else 9)
+    pairs = args.pairs or (1 if quick else 5)
+    seconds = args.e2e_seconds or (3.0 if quick else 10.0)
+    sizes = (10, 50) if quick else (10, 100, 500)
+    started = time.monotonic()
 
-    hot = results["hot_path"]
-    merge = results["merge"]
-    rows = [
-        ("request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
-        ("added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
-        ("added by locust-metrics", f"{hot['plugin_added_ns'] / 1000:.3f} µs", "budget: <= 1 µs"),
-        ("added by a naive prometheus_client listener", f"{hot['naive_added_ns'] / 1000:.3f} µs", ""),
-        ("added by Locust's statistics + locust-metrics", f"{hot['both_added_ns'] / 1000:.3f} µs", "a real run"),
-        ("locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}", "budget: <= 25%"),
-        (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms", "budget: <= 5 ms"),
-        (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
-    ]
+    results: dict[str, Any] = {"quick": quick, "repeats": repeats, "cpus": os.cpu_count()}
+    results["hot_path"] = bench_hot_path(2_000 if quick else 200_000, 20 if quick else 50, repeats)
+    results["scrape_cpu"] = [bench_render_cpu(n, repeats) for n in sizes]
+    results["scrape_stall"] = [bench_scrape_stall(n, 4 if quick else 2 * repeats) for n in sizes]
+    results["merge"] = bench_merge(50 if quick else 500, repeats)
+    results["memory"] = bench_memory(50 if quick else 500, 1 if quick else 3)
+    if not args.skip_e2e:
+        results["end_to_end"] = bench_end_to_end(
+            pairs, seconds, args.users, use_nginx=not (quick or args.no_nginx), shared_pairs=1 if quick else None
+        )
+    results["seconds"] = time.monotonic() - started
+
+    rows = _rows(results, quick)
     width = max(len(r[0]) for r in rows)
-    print(f"{'measurement'.ljust(width)}  {'median':>14}  note")
+    value_width = max(len(r[1]) for r in rows)
+    print(f"{'measurement'.ljust(width)}  {'median'.rjust(value_width)}  budget / note")
     for label, value, note in rows:
-        print(f"{label.ljust(width)}  {value:>14}  {note}")
+        print(f"{label.ljust(width)}  {value.rjust(value_width)}  {note}")
+    print(f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, Locust {locust.__version__}; "
+          f"{repeats} repeats; {results['seconds']:.0f} s)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -1,0 +1,32 @@
+"""The benchmark script still runs: ``python benchmarks/bench.py --quick`` (small sizes, no timing claims)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from support import REPO, child_env
+
+
+def test_quick_benchmark_runs_and_prints_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, env=child_env(), cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout
+    for row in ("hot path: locust-metrics / naive", "end to end: with / bare", "listener timed in place",
+                "toggled in 1 s phases", "concurrent pairs on one core", "scrape CPU, 10 names",
+                "loop stall per HTTP scrape, 50 names", "master merge of one report", "memory added at 50 names"):
+        assert row in table, table
+    results = json.loads(out.read_text())
+    assert results["quick"] is True
+    assert {"hot_path", "scrape_cpu", "scrape_stall", "merge", "memory", "end_to_end"} <= set(results)
+    assert all(stall["fast_scrapes"] > 0 for stall in results["scrape_stall"])  # the fast path was measured
+    end_to_end = results["end_to_end"]
+    assert end_to_end["target"] == "gevent"  # --quick needs no nginx
+    assert all(run["requests"] > 0 for runs in end_to_end["sequential_runs"].values() for run in runs)
+    assert end_to_end["listener_in_place_ns"] > 0 and 0 < end_to_end["listener_share"] < 1

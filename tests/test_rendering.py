@@ -1,0 +1,368 @@
+"""The fast scrape path (``locust_metrics/rendering.py``): the same bytes as prometheus_client, sliced.
+
+Byte-for-byte against ``generate_latest`` (text 0.0.4) and the OpenMetrics encoder over the exporter's
+registry, for typical, hostile and random data; promtool and prometheus_client's parsers read it; the
+body is the snapshot's even when requests are recorded while it renders; content negotiation, gzip and
+the WSGI semantics (OPTIONS, 405, favicon, ``name[]``) as prometheus_client's app; fallbacks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import math
+import types
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from locust import User, task
+from locust.env import Environment
+from prometheus_client import generate_latest, make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from support import Samples, free_port, promtool_check_metrics
+
+from locust_metrics import rendering
+from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
+from locust_metrics.options import Settings
+from locust_metrics.plugin import MetricsExporter
+from locust_metrics.recorder import OVERFLOW, EndpointStats
+from locust_metrics.rendering import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
+from locust_metrics.resources import NodeResources
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+class _User(User):
+    @task
+    def nothing(self) -> None:  # pragma: no cover - never runs
+        pass
+
+
+class _Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class _FixedResources:
+    """CPU and memory that do not change between two renders (so outputs compare byte for byte)."""
+
+    def sample(self) -> NodeResources:
+        return NodeResources(12.5, 0.375, 123_456_789, 1_700_000_000.0)
+
+    def on_usage_monitor(self, **_kwargs) -> None:
+        pass
+
+
+def make_exporter(**options) -> MetricsExporter:
+    """An exporter (not started) with deterministic resources and a test lifecycle."""
+    exporter = MetricsExporter(Environment(user_classes=[_User]), Settings.from_kwargs(port=0, **options))
+    exporter.resources = _FixedResources()
+    lifecycle = exporter.lifecycle
+    lifecycle.run_id, lifecycle.host, lifecycle.locustfile = "abc123", 'http://h"o\\st\n', "locustfile.py"
+    lifecycle.start_time, lifecycle.stop_time = 1_700_000_000.25, 1_700_000_100.5
+    return exporter
+
+
+def fill(exporter: MetricsExporter, names: int = 30, per_name: int = 12) -> None:
+    """Typical traffic: a few statuses and failures per endpoint, latencies over all buckets."""
+    statuses = [(_Response(200), None), (_Response(404), "HTTP 404"), (_Response(503), "HTTP 503"),
+                (None, ConnectionResetError("reset")), (_Response(200), "check failed: 'total' missing")]
+    for i in range(names):
+        for j in range(per_name):
+            response, error = statuses[(i + j) % len(statuses)]
+            exporter.recorder.on_request(
+                request_type="POST" if i % 3 == 0 else "GET", name=f"/api/items/{i}", response_time=(i * 37 + j * 211) % 9000 + 0.5,
+                response_length=100 + j, response=response, exception=error,
+            )
+
+
+def library(exporter: MetricsExporter, fmt: str) -> bytes:
+    return generate_latest(exporter.registry) if fmt == TEXT else generate_openmetrics(exporter.registry)
+
+
+def fast(exporter: MetricsExporter, fmt: str, pause=None) -> bytes:
+    renderer = exporter.renderer
+    return renderer.render(renderer.snapshot(), fmt, pause)
+
+
+def assert_same(exporter: MetricsExporter) -> None:
+    for fmt in (TEXT, OPENMETRICS):
+        expected, actual = library(exporter, fmt), fast(exporter, fmt)
+        if actual != expected:  # show the first differing line
+            for want, got in zip(expected.splitlines(), actual.splitlines()):
+                assert got == want, fmt
+        assert actual == expected, fmt
+
+
+# ---------------------------------------------------------------------------------------------- same bytes
+def test_empty_and_typical_scrapes_are_byte_for_byte_prometheus_client() -> None:
+    exporter = make_exporter()
+    assert_same(exporter)  # no endpoint yet: HELP/TYPE only, dropped = 0
+    fill(exporter)
+    assert_same(exporter)
+    assert b"locust_request_duration_seconds_bucket" in fast(exporter, TEXT)
+    assert fast(exporter, OPENMETRICS).endswith(b"# EOF\n")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{}, {"env": "staging"}, {"aaa": 'q"uote', "zone": "back\\slash\nnew line", "Env": "ünïcødé ✓", "lf": "x"},
+     {"error_budget": "1", "methodology": "m", "named": "n", "le_x": "y", "status": "s"}],
+    ids=["none", "one", "hostile-values", "names-around-ours"],
+)
+def test_constant_labels_sort_and_escape_as_prometheus_client(labels: dict[str, str]) -> None:
+    exporter = make_exporter(labels=labels)
+    fill(exporter, names=8)
+    assert_same(exporter)
+
+
+def test_hostile_names_odd_statuses_big_numbers_and_thresholds() -> None:
+    exporter = make_exporter(
+        buckets=[0.0001, 0.001, 0.5, 1, 123456.789, 1e7], slow_threshold=250,
+        slow_thresholds={"/slow": 0.3, "re:/regex.*": 7_654_321}, max_names=6,
+    )
+    recorder = exporter.recorder
+    for name in ['q"uote', "back\\slash", "new\nline", "ünïcødé 🚀", "", "/slow", "/regex/1", "/x", "/y"]:
+        recorder.on_request(request_type='M"\n\\', name=name, response_time=3.0, response_length=1,
+                            response=_Response(200), exception=None)
+    endpoint = recorder.endpoints[('M"\n\\', 'q"uote')]
+    endpoint.statuses = {0: 1, 50: 2, 200: 3, 999: 4, 100: 1_000_000, 404: 10**17}  # 0 and 50 share "0"
+    endpoint.failures = {'say "hi"\\\n': 3, "ü": 2_500_000, OVERFLOW: 1}
+    endpoint.buckets = [999_999, 1, 0, 5, 0, 0, 2, 7, 0]  # cumulative crosses 1e6: Go's exponent form
+    endpoint.sum_ms = 1234567.891
+    endpoint.response_bytes = 2.5  # a float from an odd response_length
+    endpoint.slow = 10**20
+    other = recorder.endpoints[('M"\n\\', "back\\slash")]
+    other.buckets = [0, 0, 0, 0, 0, 0, 0, 0, 1.5]  # a float count (only a malformed payload does that)
+    other.sum_ms = math.inf
+    assert recorder.dropped > 0 and (('M"\n\\', OVERFLOW) in recorder.endpoints)
+    assert_same(exporter)
+
+
+def test_worker_totals_and_master_views_render_the_same() -> None:
+    exporter = make_exporter(labels={"env": "x"})
+    exporter.totals = exporter._new_recorder()  # a worker with its own endpoint exports its cumulative copy
+    fill(exporter, names=3)
+    assert exporter.renderer.snapshot().endpoints == []
+    fill(types.SimpleNamespace(recorder=exporter.totals), names=5)
+    assert len(exporter.renderer.snapshot().endpoints) == 5
+    assert_same(exporter)
+
+
+_label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_counts = st.one_of(st.integers(0, 2_000), st.integers(0, 10**18))
+_endpoint = st.tuples(
+    st.sampled_from(["GET", "POST", 'M"x']), _label_text,
+    st.lists(st.integers(0, 3_000_000), min_size=4, max_size=4),  # the test's 3 bounds + +Inf
+    st.one_of(st.floats(0, 1e12), st.integers(0, 10**9)),
+    _counts, st.sampled_from([0.0, 1.5, 250.0, 1e9]), st.one_of(_counts, st.floats(0, 1e15)),
+    st.dictionaries(st.integers(0, 1200), _counts, max_size=4),
+    st.dictionaries(_label_text, _counts, max_size=3),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_endpoint, max_size=6), st.dictionaries(st.sampled_from(["a", "env", "zz", "Lab"]), _label_text, max_size=2))
+def test_random_accumulators_render_byte_for_byte(endpoints, labels) -> None:
+    exporter = make_exporter(buckets="0.01,0.5,2.5", labels=labels)
+    recorder = exporter.recorder
+    for method, name, buckets, sum_ms, slow, slow_ms, size, statuses, failures in endpoints:
+        entry = EndpointStats(method, name, 4, slow_ms)
+        entry.buckets, entry.sum_ms, entry.slow, entry.response_bytes = buckets, sum_ms, slow, size
+        entry.statuses, entry.failures = statuses, failures
+        recorder.endpoints[(method, name)] = entry
+    assert_same(exporter)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def test_promtool_and_parsers_accept_the_fast_output() -> None:
+    exporter = make_exporter(labels={"env": 'a "b"\n\\c ü'})
+    fill(exporter, names=40)
+    text = fast(exporter, TEXT).decode()
+    result = promtool_check_metrics(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Samples(text).sum("locust_requests_total") == 40 * 12
+    families = {family.name: family for family in parse_openmetrics(fast(exporter, OPENMETRICS).decode())}
+    assert sum(s.value for s in families["locust_requests"].samples) == 40 * 12
+    assert families["locust_request_duration_seconds"].type == "histogram"
+
+
+# ---------------------------------------------------------------------------------------------- snapshot
+def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monkeypatch) -> None:
+    exporter = make_exporter()
+    fill(exporter, names=60)
+    expected = {fmt: library(exporter, fmt) for fmt in (TEXT, OPENMETRICS)}
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks) * 0.0004)  # a slice every few endpoints
+    pauses = []
+
+    def pause() -> None:  # what request greenlets would do between two slices
+        pauses.append(1)
+        fill(exporter, names=70, per_name=1)
+        exporter.recorder.endpoints[("GET", "/api/items/1")].statuses[200] += 5
+
+    renderer = exporter.renderer
+    for fmt in (TEXT, OPENMETRICS):
+        snapshot = renderer.snapshot()
+        assert renderer.render(snapshot, fmt, pause) == expected[fmt]
+        exporter.recorder.clear()
+        fill(exporter, names=60)
+    assert len(pauses) > 20
+    headers, body = renderer.respond(PROMETHEUS_ACCEPT, "gzip", pause=pause)
+    assert dict(headers)["Content-Encoding"] == "gzip"
+    assert b"locust_requests_total" in gzip.decompress(b"".join(body))
+
+
+def test_compress_is_gzip_of_the_joined_pieces_and_pauses() -> None:
+    pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]
+    calls = []
+    out = compress(pieces, pause=lambda: calls.append(1))
+    assert gzip.decompress(out) == b"".join(pieces)
+    assert gzip.decompress(compress(b"abc")) == b"abc"
+
+
+# ---------------------------------------------------------------------------------------------- negotiation
+@pytest.mark.parametrize(
+    ("accept", "fmt"),
+    [
+        (None, TEXT), ("", TEXT), ("*/*", TEXT), ("text/plain;version=0.0.4", TEXT), (PROMETHEUS_ACCEPT, OPENMETRICS),
+        ("application/openmetrics-text", OPENMETRICS), ("application/openmetrics-text; version=1.0.0", OPENMETRICS),
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8", OPENMETRICS),
+        ("text/plain;version=1.0.0;escaping=underscores", TEXT),
+        ("text/plain;version=1.0.0;escaping=dots", None),  # only prometheus_client rewrites names that way
+    ],
+)
+def test_negotiation_follows_prometheus_client(accept, fmt) -> None:
+    chosen, encoder, content_type = negotiate(accept)
+    expected_encoder, expected_content_type = choose_encoder(accept or "")
+    assert content_type == expected_content_type
+    assert getattr(encoder, "func", encoder) is getattr(expected_encoder, "func", expected_encoder)
+    assert chosen == fmt
+
+
+def _get(port: int, path: str = "/metrics", method: str = "GET", headers: dict[str, str] | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None:
+    exporter = make_exporter(labels={"env": "http"})
+    fill(exporter, names=25)
+    tracker = ScrapeTracker()
+    ours = MetricsServer(exporter.registry, tracker, "127.0.0.1", free_port(), exporter.renderer)
+    theirs = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", free_port())
+    ours.start()
+    theirs.start()
+    try:
+        for headers in ({}, {"Accept": PROMETHEUS_ACCEPT}, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+                        {"Accept-Encoding": "gzip, deflate"}):
+            status, got_headers, body = _get(ours.port, headers=headers)
+            want_status, want_headers, want = _get(theirs.port, headers=headers)
+            assert status == want_status == 200
+            assert got_headers["Content-Type"] == want_headers["Content-Type"]
+            assert got_headers.get("Content-Encoding") == want_headers.get("Content-Encoding")
+            assert int(got_headers["Content-Length"]) == len(body)
+            if got_headers.get("Content-Encoding") == "gzip":
+                body, want = gzip.decompress(body), gzip.decompress(want)
+            assert body == want
+        assert _get(ours.port, headers={"Accept": PROMETHEUS_ACCEPT})[1]["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
+        assert _get(ours.port)[1]["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+        assert exporter.renderer.fast_scrapes >= 6 and tracker.count >= 6
+
+        # name[] filters, OPTIONS, other methods and the favicon: as prometheus_client's app
+        for path, method in (("/metrics?name[]=locust_slow_requests_total&name[]=locust_users", "GET"),
+                             ("/metrics", "OPTIONS"), ("/metrics", "POST"), ("/favicon.ico", "GET")):
+            status, got_headers, body = _get(ours.port, path, method)
+            want_status, want_headers, want = _get(theirs.port, path, method)
+            assert (status, body, got_headers.get("Allow")) == (want_status, want, want_headers.get("Allow")), path
+        count = tracker.count
+        _get(ours.port, "/favicon.ico")
+        assert tracker.count == count  # a browser's favicon request is no scrape
+    finally:
+        ours.stop()
+        theirs.stop()
+    assert make_wsgi_app  # the reference app is prometheus_client's own
+
+
+def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:
+    flask = pytest.importorskip("flask")
+    exporter = make_exporter()
+    fill(exporter, names=5)
+    web_ui = types.SimpleNamespace(app=flask.Flask("test"))
+    tracker = ScrapeTracker()
+    assert add_web_ui_route(web_ui, exporter.registry, tracker, exporter.renderer)
+    client = web_ui.app.test_client()
+    response = client.get("/metrics", headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+    assert response.status_code == 200 and response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
+    assert gzip.decompress(response.data) == generate_openmetrics(exporter.registry)
+    plain = client.get("/metrics")
+    assert plain.data == generate_latest(exporter.registry) and plain.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+    assert tracker.count == 2 and exporter.renderer.fast_scrapes == 2
+
+
+# ---------------------------------------------------------------------------------------------- fallbacks
+def test_unknown_per_endpoint_family_falls_back_to_prometheus_client(monkeypatch, caplog) -> None:
+    exporter = make_exporter()
+    fill(exporter, names=4)
+    known = dict(rendering._ENDPOINT_FAMILIES)
+    del known["locust_slow_requests"]
+    monkeypatch.setattr(rendering, "_ENDPOINT_FAMILIES", known)
+    renderer = exporter.renderer
+    with pytest.raises(FastPathUnavailable):
+        renderer.render(renderer.snapshot(), TEXT)
+    with caplog.at_level(logging.WARNING, logger="locust_metrics.rendering"):
+        headers, body = renderer.respond(None, None, pause=None)
+        renderer.respond(OPENMETRICS_CONTENT_TYPE, None, pause=None)
+    assert b"".join(body) == generate_latest(exporter.registry)
+    assert renderer.library_scrapes == 2 and renderer.fast_scrapes == 0
+    assert sum("rendered by prometheus_client" in r.getMessage() for r in caplog.records) == 1  # logged once
+
+
+def test_a_bug_in_the_fast_path_never_fails_a_scrape(monkeypatch, caplog) -> None:
+    exporter = make_exporter()
+    fill(exporter, names=4)
+    renderer = exporter.renderer
+    monkeypatch.setattr(renderer, "_render_endpoints", lambda *_args: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.rendering"):
+        headers, body = renderer.respond(PROMETHEUS_ACCEPT, None, pause=None)
+    assert b"".join(body) == generate_openmetrics(exporter.registry)
+    assert any("fast rendering failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError):
+        renderer.render(renderer.snapshot(), "json")
+
+
+def test_the_default_pause_lets_timers_and_io_run_between_slices(monkeypatch) -> None:
+    """gevent.sleep(0) would resume the render before the loop polls (for up to 5 ms): a timer must fire."""
+    import gevent
+
+    exporter = make_exporter()
+    fill(exporter, names=40, per_name=2)
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks) * 0.01)  # pause after every endpoint
+    fired: list[int] = []
+    pauses: list[int] = []
+    timer = gevent.spawn_later(0.0002, lambda: fired.append(len(pauses)))
+    original = rendering._gevent_pause
+
+    def counting_pause() -> None:
+        pauses.append(1)
+        original()
+
+    exporter.renderer.respond(None, None, pause=counting_pause)
+    timer.join(timeout=5)
+    assert len(pauses) >= 40
+    assert fired and fired[0] <= 3, (fired, len(pauses))  # the timer ran right after a slice, not at the end
