@@ -51,6 +51,14 @@ def install(environment: Any, **options: Any) -> MetricsExporter:
     * ``labels`` (mapping or ``"k=v,..."``): constant labels on every series.
     * ``final_scrape_timeout`` (float, **seconds**, default 30): wait for a last scrape at exit.
     * ``serve_web_ui`` (bool, default True): add ``/metrics`` to the web UI when it exists.
+    * ``web_config`` (str path, or a mapping of its content; default none): exporter-toolkit web config:
+      ``tls_server_config`` (HTTPS) and ``basic_auth_users`` (bcrypt hashes); see
+      :mod:`locust_metrics.security`.
+    * ``pushgateway`` (str URL, default ``""``: off): also push to this Pushgateway, periodically, at test
+      stop, and in :meth:`MetricsExporter.stop` (Locust as a library has no ``quit`` event: call it at the
+      end); see :mod:`locust_metrics.push`.
+    * ``push_interval`` (float, **seconds** > 0, default 10), ``push_job`` (str, default ``"locust"``),
+      ``push_run`` (str, default: the first test's ``run_id``): push period and grouping key.
 
     Idempotent: a second call on the same Environment returns the first exporter and changes nothing.
     Call it before the test starts (requests before it are not counted).

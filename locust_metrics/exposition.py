@@ -2,7 +2,8 @@
 
 * :class:`LocustCollector` is a prometheus_client custom collector: at scrape time it reads the
   :class:`~locust_metrics.recorder.RequestRecorder`, the runner and the resource samples and yields
-  metric families. prometheus_client does the wire formats (text 0.0.4, OpenMetrics, gzip).
+  metric families. prometheus_client does the wire formats (text 0.0.4, OpenMetrics, gzip) for anyone
+  serving the registry; our own endpoints use the faster, loop-friendly renderer of ``rendering.py``.
 * :class:`MetricsServer` serves a registry on our own port with gevent's WSGI server (Locust runs on
   gevent; no threads).
 * :func:`add_web_ui_route` adds ``/metrics`` to Locust's web UI (Flask).
@@ -95,9 +96,18 @@ class LocustCollector:
         exporter = self.exporter
         f = _Families(dict(exporter.settings.labels))
         yield from self._requests(f, exporter)
-        yield from self._runner(f, exporter)
-        yield from self._nodes(f, exporter)
-        yield from self._test(f, exporter)
+        yield from self.collect_other(f)
+
+    def collect_other(self, f: _Families | None = None) -> Iterator[Metric]:
+        """The families that do not come from the recorder: runner, users, workers, resources, test, versions.
+
+        A few dozen series. The fast scrape path (``rendering.py``) snapshots these as they are and
+        renders the per-endpoint families from ``_requests`` itself.
+        """
+        exporter = self.exporter
+        f = f or _Families(dict(exporter.settings.labels))
+        for section in (self._runner, self._nodes, self._test):
+            yield from _section(section, f, exporter)
 
     # ------------------------------------------------------------------ requests
     def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
@@ -204,9 +214,32 @@ class LocustCollector:
         yield info
 
 
-def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker) -> Callable:
-    """prometheus_client's WSGI app for ``registry`` that records answered scrapes in ``tracker``."""
-    app = make_wsgi_app(registry)
+def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list[Metric]:
+    """The families of one part of a scrape, or none when it fails (e.g. psutil denied in a container).
+
+    A scrape never fails for one part: the error is logged once per part and exporter, with its
+    traceback, and the other families are served.
+    """
+    try:
+        return list(section(f, exporter))
+    except Exception:
+        failed = exporter.__dict__.setdefault("_failed_sections", set())
+        if section.__name__ not in failed:
+            failed.add(section.__name__)
+            logger.exception(
+                "locust-metrics: could not export the %s metrics; the others are served (further errors here "
+                "are not logged)", section.__name__.strip("_"),
+            )
+        return []
+
+
+def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, renderer: Any = None) -> Callable:
+    """A WSGI app serving ``registry`` that records answered scrapes in ``tracker``.
+
+    With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`), its fast path (snapshot, sliced
+    rendering that yields to the loop); else prometheus_client's ``make_wsgi_app``. Same bytes either way.
+    """
+    app = renderer.wsgi_app() if renderer is not None else make_wsgi_app(registry)
 
     def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = app(environ, start_response)
@@ -221,26 +254,42 @@ class MetricsServer:
     """Our own HTTP endpoint: gevent's WSGI server serving ``registry`` on every path (``/metrics``).
 
     Raises ``OSError`` from :meth:`start` when the address cannot be bound (port taken, bad host).
+    With ``ssl_context`` (an ``ssl.SSLContext``) it serves HTTPS; with ``auth`` (a
+    :class:`~locust_metrics.security.BasicAuth`) requests without valid credentials get 401 (and do not
+    count as scrapes).
     """
 
-    def __init__(self, registry: CollectorRegistry, tracker: ScrapeTracker, host: str, port: int) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, tracker: ScrapeTracker, host: str, port: int, renderer: Any = None,
+        ssl_context: Any = None, auth: Any = None,
+    ) -> None:
         self.host = host
         self.port = port
-        self._app = tracking_wsgi_app(registry, tracker)
+        self._app = tracking_wsgi_app(registry, tracker, renderer)
+        if auth is not None:
+            self._app = auth.wsgi(self._app)
+        self.ssl_context = ssl_context
         self._server: Any = None
 
     def start(self) -> None:
         """Bind and start serving in the background (greenlets)."""
         from gevent.pywsgi import WSGIServer
 
-        self._server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger)
+        if self.ssl_context is not None:  # HTTPS, quiet about failed handshakes
+            from .security import TLSWSGIServer
+
+            self._server = TLSWSGIServer(
+                (self.host, self.port), self._app, log=None, error_log=logger, ssl_context=self.ssl_context
+            )
+        else:
+            self._server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger)
         self._server.start()
 
     @property
     def url(self) -> str:
         """The endpoint's URL as a user would type it."""
         host = self.host or "0.0.0.0"
-        return f"http://{host}:{self.port}/metrics"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""
@@ -249,10 +298,17 @@ class MetricsServer:
             self._server = None
 
 
-def add_web_ui_route(web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTracker) -> bool:
+def add_web_ui_route(
+    web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTracker, renderer: Any = None, guard: Any = None
+) -> bool:
     """Serve ``registry`` at ``/metrics`` on Locust's web UI (Flask app). Returns False if it has one.
 
+    ``guard`` (from :func:`locust_metrics.security.web_ui_guard`) runs first: a Response it returns (401)
+    is answered instead, and is not counted as a scrape.
+
     The route honours the ``Accept`` header (OpenMetrics or text) like prometheus_client's own handlers.
+    With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`) it serves the fast path, and
+    gzip when ``Accept-Encoding`` allows it.
     """
     from flask import Response, request
 
@@ -261,6 +317,17 @@ def add_web_ui_route(web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTr
         return False
 
     def metrics() -> Response:
+        if guard is not None:
+            denied = guard()
+            if denied is not None:
+                return denied
+        if renderer is not None:  # the fast path of rendering.py (also gzip when asked)
+            headers, body = renderer.respond(
+                request.headers.get("Accept"), request.headers.get("Accept-Encoding"),
+                names=request.args.getlist("name[]") or None,
+            )
+            tracker.scraped()
+            return Response(body, headers=headers)
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
         tracker.scraped()

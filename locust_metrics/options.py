@@ -41,6 +41,15 @@ DEFAULT_MAX_NAMES = 500
 DEFAULT_FINAL_SCRAPE_TIMEOUT_S = 30.0
 """Default wait, in **seconds**, for a last scrape after the test stops (``--metrics-final-scrape-timeout``)."""
 
+DEFAULT_PUSH_INTERVAL_S = 10.0
+"""Default time between two pushes to the Pushgateway, in **seconds** (``--metrics-push-interval``)."""
+
+DEFAULT_PUSH_JOB = "locust"
+"""Default ``job`` grouping label of pushes (``--metrics-push-job``)."""
+
+PUSH_GROUPING_LABELS = frozenset({"job", "run"})
+"""Grouping-key labels of pushes; with ``--metrics-pushgateway`` constant labels may not take them."""
+
 REGEX_PREFIX = "re:"
 """Prefix that marks a per-endpoint slow threshold key as a regular expression (fully anchored)."""
 
@@ -258,6 +267,74 @@ def parse_slow_thresholds(values: Any, option: str = "--metrics-slow-threshold-f
     return result
 
 
+def parse_positive_seconds(value: Any, option: str = "--metrics-push-interval") -> float:
+    """Parse a duration in **seconds** into a finite float > 0; raises :class:`OptionError`."""
+    number = parse_seconds(value, option)
+    if number <= 0:
+        raise _fail(option, value, "must be a finite number of seconds > 0")
+    return number
+
+
+def parse_pushgateway(value: Any, option: str = "--metrics-pushgateway") -> str:
+    """Parse a Pushgateway URL: ``http://`` or ``https://`` with a host (``host:port`` alone gets ``http://``).
+
+    ``""`` (or None) means push mode is off. User info (``https://user:password@host:9091``) is kept: it is
+    used for HTTP basic auth and never logged. Returns the URL without a trailing slash. Raises
+    :class:`OptionError` (the message shows the URL without its password).
+    """
+    from urllib.parse import urlsplit
+
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return ""
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise _fail(option, _redact(text), f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(option, _redact(text), "expected http://HOST:PORT or https://HOST:PORT of a Pushgateway")
+    if parts.query or parts.fragment:
+        raise _fail(option, _redact(text), "a Pushgateway URL takes no query or fragment")
+    return text.rstrip("/")
+
+
+def _redact(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not at or "/" in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def parse_grouping_value(value: Any, option: str = "--metrics-push-job") -> str:
+    """Parse a push grouping-key value (job name or run id): non-empty text; raises :class:`OptionError`."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise _fail(option, value, "must not be empty")
+    return text
+
+
+def parse_web_config(value: Any, option: str = "--metrics-web-config"):
+    """Read and validate a web configuration file (TLS, basic auth); see :mod:`locust_metrics.security`.
+
+    Returns a :class:`~locust_metrics.security.WebConfig`, or None for ``""``/None. A mapping (what the
+    file holds) is accepted too. Raises :class:`OptionError` naming the file and the problem.
+    """
+    from .security import WebConfig, load_web_config, web_config_from_mapping
+
+    if value is None or isinstance(value, WebConfig):
+        return value
+    if isinstance(value, Mapping):
+        return web_config_from_mapping(value)
+    text = str(value).strip()
+    return load_web_config(text) if text else None
+
+
 def _argparse_type(parser_function, option: str, keep_text: bool = False):
     """Wrap one of our parsers as an argparse ``type=`` callable.
 
@@ -316,6 +393,16 @@ def add_arguments(parser: Any) -> None:
         "127.0.0.1 keeps it local.",
     )
     group.add_argument(
+        "--metrics-web-config",
+        type=_argparse_type(parse_web_config, "--metrics-web-config", keep_text=True),
+        default=None,
+        env_var="LOCUST_METRICS_WEB_CONFIG",
+        metavar="FILE",
+        help="Web configuration file (Prometheus exporter-toolkit format): tls_server_config (cert_file, "
+        "key_file, ...) for HTTPS, basic_auth_users (user: bcrypt hash) for basic auth on our endpoint and "
+        "on the web UI's /metrics. Default: none (plain HTTP, no auth).",
+    )
+    group.add_argument(
         "--metrics-slow-threshold",
         type=_argparse_type(parse_milliseconds, "--metrics-slow-threshold"),
         default=DEFAULT_SLOW_THRESHOLD_MS,
@@ -370,6 +457,40 @@ def add_arguments(parser: Any) -> None:
         help="After the test, if the endpoint was scraped during the run, keep serving until one more "
         f"scrape is answered or this many seconds pass. Default {DEFAULT_FINAL_SCRAPE_TIMEOUT_S:g}.",
     )
+    group.add_argument(
+        "--metrics-pushgateway",
+        type=_argparse_type(parse_pushgateway, "--metrics-pushgateway"),
+        default="",
+        env_var="LOCUST_METRICS_PUSHGATEWAY",
+        metavar="URL",
+        help="Also push the metrics to this Prometheus Pushgateway (http[s]://[user:password@]host:port): "
+        "periodically, when a test stops and once more at exit. For runs no Prometheus scrapes. Default: off.",
+    )
+    group.add_argument(
+        "--metrics-push-interval",
+        type=_argparse_type(parse_positive_seconds, "--metrics-push-interval"),
+        default=DEFAULT_PUSH_INTERVAL_S,
+        env_var="LOCUST_METRICS_PUSH_INTERVAL",
+        metavar="SECONDS",
+        help=f"Seconds between two pushes. Default {DEFAULT_PUSH_INTERVAL_S:g}.",
+    )
+    group.add_argument(
+        "--metrics-push-job",
+        type=_argparse_type(parse_grouping_value, "--metrics-push-job"),
+        default=DEFAULT_PUSH_JOB,
+        env_var="LOCUST_METRICS_PUSH_JOB",
+        metavar="NAME",
+        help=f"The job label of pushed metrics (the Pushgateway group's job). Default {DEFAULT_PUSH_JOB!r}.",
+    )
+    group.add_argument(
+        "--metrics-push-run",
+        type=_argparse_type(parse_grouping_value, "--metrics-push-run"),
+        default=None,
+        env_var="LOCUST_METRICS_PUSH_RUN",
+        metavar="ID",
+        help="The run label of the Pushgateway group, e.g. a CI pipeline id. Default: the run_id of the "
+        "process's first test (as in locust_test_info).",
+    )
 
 
 @dataclass(frozen=True)
@@ -387,6 +508,12 @@ class Settings:
         labels: constant labels added to every series.
         final_scrape_timeout_s: seconds to wait for a last scrape at exit.
         serve_web_ui: add ``/metrics`` to Locust's web UI when it runs.
+        web_config: TLS and basic auth (:class:`~locust_metrics.security.WebConfig`), or None (plain HTTP,
+            no auth).
+        pushgateway: Pushgateway URL (may hold user info); ``""`` = push mode off.
+        push_interval_s: seconds between pushes.
+        push_job: ``job`` grouping label of pushes.
+        push_run: ``run`` grouping label; ``""`` = the run_id of the process's first test.
     """
 
     port: int = DEFAULT_PORT
@@ -399,6 +526,11 @@ class Settings:
     labels: Mapping[str, str] = field(default_factory=dict)
     final_scrape_timeout_s: float = DEFAULT_FINAL_SCRAPE_TIMEOUT_S
     serve_web_ui: bool = True
+    web_config: Any = None
+    pushgateway: str = ""
+    push_interval_s: float = DEFAULT_PUSH_INTERVAL_S
+    push_job: str = DEFAULT_PUSH_JOB
+    push_run: str = ""
 
     @classmethod
     def from_kwargs(
@@ -414,13 +546,25 @@ class Settings:
         labels: Any = None,
         final_scrape_timeout: Any = DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
         serve_web_ui: bool = True,
+        web_config: Any = None,
+        pushgateway: Any = "",
+        push_interval: Any = DEFAULT_PUSH_INTERVAL_S,
+        push_job: Any = DEFAULT_PUSH_JOB,
+        push_run: Any = None,
     ) -> Settings:
         """Validate keyword options (the arguments of :func:`locust_metrics.install`).
 
-        ``slow_threshold`` is in milliseconds, ``buckets`` in seconds, ``final_scrape_timeout`` in
-        seconds. Raises :class:`OptionError` naming the option and the value.
+        ``slow_threshold`` is in milliseconds, ``buckets`` in seconds, ``final_scrape_timeout`` and
+        ``push_interval`` in seconds. ``web_config`` is a file path (or a mapping of its content).
+        Raises :class:`OptionError` naming the option and the value.
         """
         host = "" if host in (None, "*") else str(host)
+        constant_labels = parse_labels(labels, "--metrics-label")
+        pushgateway = parse_pushgateway(pushgateway, "--metrics-pushgateway")
+        if pushgateway:
+            clash = sorted(PUSH_GROUPING_LABELS & set(constant_labels))
+            if clash:
+                raise _fail("--metrics-label", labels, f"{clash[0]!r} is a grouping label of --metrics-pushgateway")
         return cls(
             port=parse_port(port, "--metrics-port"),
             worker_port=parse_port(worker_port, "--metrics-worker-port"),
@@ -429,18 +573,38 @@ class Settings:
             slow_thresholds=tuple(parse_slow_thresholds(slow_thresholds, "--metrics-slow-threshold-for")),
             buckets_s=tuple(parse_buckets(buckets, "--metrics-buckets")),
             max_names=parse_max_names(max_names, "--metrics-max-names"),
-            labels=parse_labels(labels, "--metrics-label"),
+            labels=constant_labels,
             final_scrape_timeout_s=parse_seconds(final_scrape_timeout, "--metrics-final-scrape-timeout"),
             serve_web_ui=bool(serve_web_ui),
+            web_config=parse_web_config(web_config, "--metrics-web-config"),
+            pushgateway=pushgateway,
+            push_interval_s=parse_positive_seconds(push_interval, "--metrics-push-interval"),
+            push_job=parse_grouping_value(push_job, "--metrics-push-job"),
+            push_run="" if push_run is None else parse_grouping_value(push_run, "--metrics-push-run"),
         )
 
     @classmethod
-    def from_options(cls, parsed_options: Any) -> Settings:
-        """Read settings from Locust's ``environment.parsed_options`` (defaults for missing attributes)."""
+    def from_options(cls, parsed_options: Any, recording_only: bool = False) -> Settings:
+        """Read settings from Locust's ``environment.parsed_options`` (defaults for missing attributes).
+
+        With ``recording_only``, only the options that shape what is recorded (buckets, thresholds, the
+        name cap, labels) are read; serving and pushing options keep their defaults (a worker adopting the
+        master's options must not read the master's files).
+        """
 
         def get(name: str, default: Any) -> Any:
             value = getattr(parsed_options, name, None) if parsed_options is not None else None
             return default if value is None else value
+
+        serving: dict[str, Any] = {}
+        if not recording_only:
+            serving = {
+                "web_config": get("metrics_web_config", None),
+                "pushgateway": get("metrics_pushgateway", ""),
+                "push_interval": get("metrics_push_interval", DEFAULT_PUSH_INTERVAL_S),
+                "push_job": get("metrics_push_job", DEFAULT_PUSH_JOB),
+                "push_run": get("metrics_push_run", None),
+            }
 
         return cls.from_kwargs(
             port=get("metrics_port", DEFAULT_PORT),
@@ -452,6 +616,7 @@ class Settings:
             max_names=get("metrics_max_names", DEFAULT_MAX_NAMES),
             labels=get("metrics_label", None),
             final_scrape_timeout=get("metrics_final_scrape_timeout", DEFAULT_FINAL_SCRAPE_TIMEOUT_S),
+            **serving,
         )
 
     def bounds_ms(self) -> tuple[float, ...]:

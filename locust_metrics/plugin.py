@@ -17,6 +17,7 @@ context, and never propagates into Locust (where it would change the exit code o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -32,8 +33,11 @@ from ._version import __version__
 from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
 from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
 from .options import Settings
-from .recorder import RequestRecorder
+from .push import PUSH_TIMEOUT_S, Pusher
+from .recorder import RequestRecorder, label_text
+from .rendering import ScrapeRenderer
 from .resources import NodeResources, ProcessResources
+from .security import web_ui_guard
 
 logger = logging.getLogger("locust_metrics")
 
@@ -120,9 +124,12 @@ class MetricsExporter:
         self.scrapes = ScrapeTracker()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(LocustCollector(self))
+        self.renderer = ScrapeRenderer(self)  # our endpoints' fast scrape path (same bytes as the registry)
         self.server: MetricsServer | None = None
+        self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
         self._started = False
+        self._quit_done: Any = None  # set once the first quit event's final push and scrape are over
 
     # ------------------------------------------------------------------ setup
     def start(self) -> MetricsExporter:
@@ -148,8 +155,13 @@ class MetricsExporter:
                 port += int(getattr(self.environment.runner, "worker_index", 0) or 0)
                 self.totals = self._new_recorder()
                 self._totals_merger = PayloadMerger(self.totals)
+        web_config = self.settings.web_config
         if port:
-            server = MetricsServer(self.registry, self.scrapes, self.settings.host, port)
+            server = MetricsServer(
+                self.registry, self.scrapes, self.settings.host, port, self.renderer,
+                ssl_context=web_config.ssl_context() if web_config is not None and web_config.tls else None,
+                auth=web_config.basic_auth() if web_config is not None else None,
+            )
             try:
                 server.start()
             except OSError as exc:
@@ -162,6 +174,9 @@ class MetricsExporter:
                 ) from exc
             self.server = server
             logger.info("locust-metrics: serving Prometheus metrics on %s", server.url)
+        if self.settings.pushgateway and not self.is_worker():
+            s = self.settings
+            self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s)
         self.attach_web_ui(getattr(self.environment, "web_ui", None))
         return self
 
@@ -172,10 +187,18 @@ class MetricsExporter:
     def attach_web_ui(self, web_ui: Any) -> None:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
         if web_ui is not None and self.settings.serve_web_ui and not self.web_ui_route:
-            self.web_ui_route = add_web_ui_route(web_ui, self.registry, self.scrapes)
+            web_config = self.settings.web_config
+            guard = web_ui_guard(web_ui, web_config.basic_auth() if web_config is not None else None)
+            self.web_ui_route = add_web_ui_route(web_ui, self.registry, self.scrapes, self.renderer, guard)
 
     def stop(self) -> None:
-        """Detach our listeners and stop our HTTP server (idempotent). Counts recorded so far stay."""
+        """Detach our listeners, push a last time (push mode) and stop our HTTP server (idempotent).
+
+        Counts recorded so far stay. Locust as a library has no ``quit`` event: call this at the end so
+        the Pushgateway gets the final numbers (bounded by the push timeout).
+        """
+        if self.pusher is not None:
+            self.pusher.close(final_push=True)
         events = self.environment.events
         for hook, listener in (
             (events.request, self.recorder.on_request),
@@ -256,14 +279,22 @@ class MetricsExporter:
             self._follow_master_options()
         lifecycle = self.lifecycle
         lifecycle.run_id = uuid.uuid4().hex[:12]
-        lifecycle.host = str(self.environment.host or "")
-        lifecycle.locustfile = _locustfile_label(self.environment.parsed_options)
+        lifecycle.host = label_text(self.environment.host or "")
+        lifecycle.locustfile = label_text(_locustfile_label(self.environment.parsed_options))
         lifecycle.start_time = time.time()
         lifecycle.stop_time = None
+        if self.pusher is not None:
+            self.pusher.start(run=self.settings.push_run or lifecycle.run_id)
+
+    @_guarded
+    def _push_at_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
+        if self.pusher is not None:
+            self.pusher.request_push()
 
     @_guarded
     def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
         self.lifecycle.stop_time = self.last_change_time = time.time()
+        self._push_at_test_stop()
 
     @_guarded
     def _on_report_to_master(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
@@ -295,7 +326,11 @@ class MetricsExporter:
 
         Data recorded under the old settings is kept and shipped as it is with the next report.
         """
-        settings = Settings.from_options(self.environment.parsed_options)
+        master = Settings.from_options(self.environment.parsed_options, recording_only=True)
+        settings = dataclasses.replace(
+            self.settings, slow_threshold_ms=master.slow_threshold_ms, slow_thresholds=master.slow_thresholds,
+            buckets_s=master.buckets_s, max_names=master.max_names, labels=master.labels,
+        )
         if (settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names) == (
             self.settings.bounds_ms(), self.settings.slow_threshold_ms, self.settings.slow_thresholds,
             self.settings.max_names,
@@ -316,8 +351,22 @@ class MetricsExporter:
 
     @_guarded
     def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
-        self.wait_for_final_scrape()
-        self._let_locust_csv_catch_up()
+        # On SIGTERM Locust shuts down twice at once (its signal handler, then its main greenlet once the
+        # runner is gone), firing ``quit`` twice; either may exit the process first. So the second call
+        # waits (bounded) for the first one's final push and final scrape instead of returning at once.
+        if self._quit_done is not None:
+            self._quit_done.wait(timeout=PUSH_TIMEOUT_S + self.settings.final_scrape_timeout_s + 5)
+            return
+        from gevent.event import Event
+
+        self._quit_done = Event()
+        try:
+            if self.pusher is not None:
+                self.pusher.close(final_push=True)  # the final push (bounded), then the final scrape
+            self.wait_for_final_scrape()
+            self._let_locust_csv_catch_up()
+        finally:
+            self._quit_done.set()
 
     def _let_locust_csv_catch_up(self) -> None:
         """With ``--csv``, stay up until Locust's CSV writer has rewritten its files after the last change.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -39,6 +40,20 @@ MAX_FAILURE_MESSAGE = 120
 
 NO_STATUS = 0
 """Status key for requests with no response or no numeric status code (exported as ``"0"``)."""
+
+MAX_NAME_LENGTH = 1000
+"""Longest request name (and method) kept as a label, in characters; longer ones are cut to this length,
+their last character replaced by ``"…"``. Names that share their first 999 characters share one entry
+(totals stay exact; the ``name`` label no longer tells them apart)."""
+
+MAX_RESPONSE_TIME_MS = 1e12
+"""Largest response time, in **milliseconds** (about 31.7 years), put in the histogram as it is; a larger
+finite value counts as this (``+Inf`` bucket, slow). Negative values count as 0; NaN and infinities are
+not put in the histogram (the request is still counted)."""
+
+MAX_OVERFLOW_METHODS = 20
+"""Most distinct methods of overflow entries (``name="__overflow__"``); further methods count under
+``method="__overflow__"`` too, so hostile methods cannot grow memory either."""
 
 try:  # Locust's exception for ``response.failure(...)`` in ``catch_response`` blocks
     from locust.exception import CatchResponseError
@@ -95,32 +110,70 @@ class EndpointStats:
             failures[OVERFLOW] = failures.get(OVERFLOW, 0) + n
 
 
+def label_text(value: Any) -> str:
+    """``value`` as a label value that every Prometheus parser accepts: ``str``, valid UTF-8, bounded.
+
+    Non-strings are converted with ``str()`` (``"<TypeName>"`` if that raises); text longer than
+    :data:`MAX_NAME_LENGTH` characters is cut to that length, ending in ``"…"``; lone surrogates (from
+    undecodable bytes), which cannot be encoded as UTF-8, become ``"?"``. Idempotent; never raises.
+    Quotes, backslashes, newlines and other characters need nothing here: the renderer escapes them.
+    """
+    if type(value) is not str:
+        try:
+            value = str(value)
+            if type(value) is not str:  # a str subclass: keep its characters, drop its behaviour
+                value = str.__str__(value)
+        except Exception:
+            value = f"<{_type_name(value)}>"
+    if len(value) > MAX_NAME_LENGTH:
+        value = value[: MAX_NAME_LENGTH - 1] + "…"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    try:
+        name = type(value).__name__
+        return name if type(name) is str and name.isascii() else label_text(name)
+    except Exception:
+        return "object"
+
+
 _HTTP_LABELS: dict[int, str] = {}
 
 
 def error_label(status: Any, exception: Any) -> str:
-    """The ``error`` label of a failed request.
+    """The ``error`` label of a failed request. Never raises.
 
     ``"HTTP <code>"`` when the response has a numeric status >= 400; else the ``response.failure(...)``
-    message (or a string exception), trimmed to :data:`MAX_FAILURE_MESSAGE` characters; else the
-    exception's class name (e.g. ``"ConnectionRefusedError"``). Never the exception's full text, which
-    often holds a URL.
+    message (or a string exception), on one line, trimmed to :data:`MAX_FAILURE_MESSAGE` characters; else
+    the exception's class name (e.g. ``"ConnectionRefusedError"``). Never the exception's full text, which
+    often holds a URL. A message whose ``str()`` raises, or that is empty, gives the class name.
     """
-    if type(status) is int and status >= 400:
-        label = _HTTP_LABELS.get(status)
-        if label is None:
-            label = f"HTTP {status}"
-            if len(_HTTP_LABELS) < 1000:  # cache the common ones; bounded against odd status codes
-                _HTTP_LABELS[status] = label
-        return label
-    if isinstance(exception, str):
-        message = exception
-    elif CatchResponseError and isinstance(exception, CatchResponseError):
-        message = str(exception)
-    else:
-        return type(exception).__name__
-    message = " ".join(message.split())  # one line: no newlines or runs of white space in a label
-    return message[:MAX_FAILURE_MESSAGE] if message else type(exception).__name__
+    try:
+        if type(status) is int and status >= 400:
+            label = _HTTP_LABELS.get(status)
+            if label is None:
+                label = f"HTTP {status}"
+                if len(_HTTP_LABELS) < 1000:  # cache the common ones; bounded against odd status codes
+                    _HTTP_LABELS[status] = label
+            return label
+        if isinstance(exception, str):
+            message = str.__str__(exception)
+        elif CatchResponseError and isinstance(exception, CatchResponseError):
+            message = str(exception)
+        else:
+            return _type_name(exception)
+        if len(message) > 8 * MAX_FAILURE_MESSAGE:  # huge messages: only their start can reach the label
+            message = message[: 8 * MAX_FAILURE_MESSAGE]
+        message = " ".join(message.split())[:MAX_FAILURE_MESSAGE]  # one line: no newlines or runs of blanks
+        return label_text(message) if message else _type_name(exception)
+    except Exception:
+        return _type_name(exception)
 
 
 class RequestRecorder:
@@ -153,6 +206,7 @@ class RequestRecorder:
         # str keys (hashes cached) are cheaper than building and hashing a (method, name) tuple
         self._by_name: dict[str, dict[str, EndpointStats]] = {}
         self.named = 0  # entries counted against max_names (overflow entries are not)
+        self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
         self._warned: set[str] = set()
         self.on_request = self._make_listener()
@@ -184,8 +238,10 @@ class RequestRecorder:
         by_name = self._by_name
         bounds = self._bounds
         careful = self._record_carefully
+        careful_failure = self._record_failure_carefully
         bisect = bisect_left
         label_of = error_label
+        max_time = MAX_RESPONSE_TIME_MS
 
         def on_request(
             request_type: Any = None,
@@ -205,19 +261,24 @@ class RequestRecorder:
             ``response_time`` is Locust's, in milliseconds (``None``: counted in requests, not in the
             histogram, as in Locust's statistics). A request is a failure when ``exception`` is truthy, as
             in Locust. The status code is ``response.status_code`` (0 when there is no response).
+            Anything unusual (a new name or status, a time or length out of range, odd types) is left,
+            untouched, to the careful path, which records the request exactly once.
             """
             try:
                 endpoint = by_name[name][request_type]
                 status = 0 if response is None else response.status_code
                 response_bytes = endpoint.response_bytes + response_length
                 if response_time is None:
+                    if response_length < 0:  # negative or NaN: the careful path counts it as 0
+                        raise ValueError
                     endpoint.statuses[status] += 1  # KeyError (new status): nothing changed yet
                     endpoint.response_bytes = response_bytes
                 else:
                     index = bisect(bounds, response_time)
                     sum_ms = endpoint.sum_ms + response_time
                     slow = response_time > endpoint.slow_ms
-                    if sum_ms - sum_ms:  # NaN or infinite: leave it to the careful path
+                    # a negative, NaN, infinite or huge time, a negative or NaN length: the careful path decides
+                    if not (0 <= response_time <= max_time and response_length >= 0):
                         raise ValueError
                     # nothing below raises, but a status seen for the first time (KeyError) or an
                     # unhashable one (TypeError), and then nothing has changed yet
@@ -227,10 +288,14 @@ class RequestRecorder:
                     endpoint.sum_ms = sum_ms
                     if slow:
                         endpoint.slow += 1
+            except Exception:
+                careful(request_type, name, response_time, response_length, response, exception)
+                return
+            try:  # the request is recorded: whatever happens now must not record it again
                 if exception:
                     endpoint.add_failure(label_of(status, exception))
             except Exception:
-                careful(request_type, name, response_time, response_length, response, exception)
+                careful_failure(endpoint, exception)
 
         return on_request
 
@@ -240,78 +305,142 @@ class RequestRecorder:
     ) -> None:
         """Record one request whose fast path did not complete (nothing of it was recorded yet).
 
-        Handles first sightings (new endpoint, new status code) and sanitizes bad input: non-string
-        names, response times that are not finite numbers, missing or non-numeric status codes, a
-        non-numeric ``response_length``. Logs a warning once per kind of bad input. Never raises.
+        Handles first sightings (new endpoint, new status code) and sanitizes bad input (see
+        :data:`MAX_NAME_LENGTH`, :data:`MAX_RESPONSE_TIME_MS`): names and
+        methods that are not strings, too long or not encodable; response times that are negative (count
+        as 0), huge (count as the maximum), NaN or infinite (not put in the histogram) or not numbers (not
+        put in the histogram); missing, raising, non-numeric or non-3-digit status codes (status 0);
+        lengths that are not numbers, NaN or negative (0; so the bytes counter never goes backwards; an
+        infinite length makes it ``+Inf``). The request is always counted once in ``locust_requests_total``. Logs a
+        warning once per kind of bad input. Never raises.
         """
         try:
-            method = request_type if type(request_type) is str else str(request_type)
-            request_name = name if type(name) is str else str(name)
-            endpoint = self.endpoint(method, request_name)
-            if endpoint.name != request_name:
+            label = label_text(name)
+            endpoint = self.endpoint(label_text(request_type), label)
+            if endpoint.name != label:
                 self.dropped += 1
 
             status = NO_STATUS
             if response is not None:
-                status = getattr(response, "status_code", NO_STATUS)
-                if type(status) is not int:
-                    try:
-                        status = int(status) if isinstance(status, (int, str)) and str(status).isdigit() else NO_STATUS
-                    except (TypeError, ValueError):
-                        status = NO_STATUS
-                if not 0 < status < 1000:
+                try:
+                    status = response.status_code
+                    if type(status) is not int:
+                        if isinstance(status, str) and 0 < len(status) <= 3 and status.isdigit():
+                            status = int(status)
+                        elif isinstance(status, int) and not isinstance(status, bool):
+                            status = int(status)
+                        else:
+                            status = NO_STATUS
+                except Exception:  # no status_code attribute, or a property that raises
+                    status = NO_STATUS
+                if not 100 <= status <= 999:  # HTTP status codes have three digits
                     status = NO_STATUS
 
-            if isinstance(response_length, bool) or not isinstance(response_length, (int, float)):
-                self._warn_once("response_length", f"non-numeric response_length {response_length!r} on {request_name!r}; counted as 0")
-                response_length = 0
-            elif not math.isfinite(response_length):
-                response_length = 0
+            length = self._number(response_length, "response_length", label)
+            if length is None or not length >= 0:  # not a number, NaN or negative
+                if length is not None:
+                    self._warn_once("response_length_bad", f"response_length {response_length!r} on {_short(label)}; counted as 0")
+                length = 0
 
-            if response_time is not None:
-                if isinstance(response_time, bool) or not isinstance(response_time, (int, float)):
-                    self._warn_once("response_time", f"non-numeric response_time {response_time!r} on {request_name!r}; not put in the histogram")
-                    response_time = None
-                elif not math.isfinite(response_time):
-                    self._warn_once("response_time_nan", f"response_time {response_time!r} on {request_name!r}; not put in the histogram")
-                    response_time = None
+            time_ms = None if response_time is None else self._number(response_time, "response_time", label)
+            if time_ms is not None:
+                if time_ms != time_ms or time_ms in (math.inf, -math.inf):
+                    self._warn_once("response_time_nan", f"response_time {response_time!r} on {_short(label)}; not put in the histogram")
+                    time_ms = None
+                elif time_ms < 0:
+                    self._warn_once("response_time_negative", f"negative response_time {response_time!r} on {_short(label)}; counted as 0")
+                    time_ms = 0.0
+                elif time_ms > MAX_RESPONSE_TIME_MS:
+                    self._warn_once("response_time_huge", f"response_time {response_time!r} ms on {_short(label)}; counted as {MAX_RESPONSE_TIME_MS:g}")
+                    time_ms = MAX_RESPONSE_TIME_MS
 
             statuses = endpoint.statuses
             statuses[status] = statuses.get(status, 0) + 1
-            endpoint.response_bytes += int(response_length)
-            if response_time is not None:
-                endpoint.buckets[bisect_left(self.bounds_ms, response_time)] += 1
-                endpoint.sum_ms += response_time
-                if response_time > endpoint.slow_ms:
+            endpoint.response_bytes += length
+            if time_ms is not None:
+                endpoint.buckets[bisect_left(self.bounds_ms, time_ms)] += 1
+                endpoint.sum_ms += time_ms
+                if time_ms > endpoint.slow_ms:
                     endpoint.slow += 1
+        except Exception:  # a bug of ours: never break the user's test
+            self._log_bug_once(name)
+            return
+        try:
             if exception:
                 endpoint.add_failure(error_label(status, exception))
-        except Exception:  # a bug of ours: never break the user's test
-            logger.exception("locust-metrics: could not record a request (name %r); further errors are not logged", name)
+        except Exception:
+            self._record_failure_carefully(endpoint, exception)
+
+    def _record_failure_carefully(self, endpoint: EndpointStats, exception: Any) -> None:
+        """Count the failure of a request already recorded, when its label could not be made. Never raises."""
+        try:
+            endpoint.add_failure(_type_name(exception))
+        except Exception:
+            self._log_bug_once(endpoint.name)
+
+    def _number(self, value: Any, kind: str, label: str) -> float | int | None:
+        """``value`` as an int or float (any ``numbers.Real``; ``True`` is 1, as on the fast path), else None
+        with a warning once."""
+        if type(value) is int or type(value) is float:
+            return value
+        try:
+            if isinstance(value, numbers.Real):
+                return float(value)
+        except Exception:
+            pass
+        self._warn_once(kind, f"non-numeric {kind} {_short(value)} on {_short(label)}; {'counted as 0' if kind == 'response_length' else 'not put in the histogram'}")
+        return None
+
+    def _log_bug_once(self, name: Any) -> None:
+        if "bug" not in self._warned:
+            self._warned.add("bug")
+            logger.exception(
+                "locust-metrics: could not record a request (name %s); the test goes on, further errors are not logged",
+                _short(name),
+            )
 
     def endpoint(self, method: str, name: str) -> EndpointStats:
-        """The entry of ``(method, name)``, created on first sight; past ``max_names`` the overflow entry.
+        """The entry of ``(method, name)``, created on first sight; past ``max_names`` an overflow entry.
 
-        An overflowed name is not stored (memory stays bounded), so each of its requests takes the careful
-        path, which adds it to :attr:`dropped`.
+        ``method`` and ``name`` are made label-safe with :func:`label_text` first (a no-op for ordinary
+        names). An overflowed name is not stored (memory stays bounded), so each of its requests takes the
+        careful path, which adds it to :attr:`dropped`. Overflow entries are per method, for at most
+        :data:`MAX_OVERFLOW_METHODS` methods, then ``("__overflow__", "__overflow__")``.
         """
         key = (method, name)
         endpoint = self.endpoints.get(key)
         if endpoint is not None:
             return endpoint
-        if self.named >= self.max_names and name != OVERFLOW:
+        method, name = label_text(method), label_text(name)
+        endpoint = self.endpoints.get((method, name))
+        if endpoint is not None:
+            return endpoint
+        if name == OVERFLOW:
+            return self._overflow(method)
+        if self.named >= self.max_names:
             if "max_names" not in self._warned:
                 self._warn_once(
                     "max_names",
                     f"more than {self.max_names} distinct request names (--metrics-max-names); "
-                    f"further names, starting with {name!r}, are counted under name={OVERFLOW!r}",
+                    f"further names, starting with {_short(name)}, are counted under name={OVERFLOW!r}",
                 )
-            return self.endpoint(method, OVERFLOW)
+            return self._overflow(method)
         endpoint = EndpointStats(method, name, len(self.bounds_ms) + 1, self.slow_threshold_for(name))
-        self.endpoints[key] = endpoint
+        self.endpoints[(method, name)] = endpoint
         self._by_name.setdefault(name, {})[method] = endpoint
-        if name != OVERFLOW:
-            self.named += 1
+        self.named += 1
+        return endpoint
+
+    def _overflow(self, method: str) -> EndpointStats:
+        endpoint = self.endpoints.get((method, OVERFLOW))
+        if endpoint is not None:
+            return endpoint
+        if self.overflow_entries >= MAX_OVERFLOW_METHODS and method != OVERFLOW:
+            return self._overflow(OVERFLOW)
+        endpoint = EndpointStats(method, OVERFLOW, len(self.bounds_ms) + 1, self.slow_threshold_for(OVERFLOW))
+        self.endpoints[(method, OVERFLOW)] = endpoint
+        self._by_name.setdefault(OVERFLOW, {})[method] = endpoint
+        self.overflow_entries += 1
         return endpoint
 
     def clear(self) -> None:
@@ -322,6 +451,7 @@ class RequestRecorder:
         self.endpoints.clear()
         self._by_name.clear()
         self.named = 0
+        self.overflow_entries = 0
         self.dropped = 0
 
     def slow_threshold_for(self, name: str) -> float:
@@ -349,3 +479,11 @@ class RequestRecorder:
             "slow": sum(e.slow for e in self.endpoints.values()),
         }
 
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A bounded ``repr`` of ``value`` for log messages (names can be megabytes long)."""
+    try:
+        text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    except Exception:
+        text = f"<{_type_name(value)}>"
+    return text if len(text) <= limit + 2 else text[:limit] + "…"
