@@ -303,6 +303,8 @@ def add_web_ui_route(
 ) -> bool:
     """Serve ``registry`` at ``/metrics`` on Locust's web UI (Flask app). Returns False if it has one.
 
+    The path follows Locust's ``--web-base-path`` (``/base/metrics``), like the web UI's own routes.
+
     ``guard`` (from :func:`locust_metrics.security.web_ui_guard`) runs first: a Response it returns (401)
     is answered instead, and is not counted as a scrape.
 
@@ -313,7 +315,9 @@ def add_web_ui_route(
     from flask import Response, request
 
     app = web_ui.app
-    if any(rule.rule == "/metrics" for rule in app.url_map.iter_rules()):
+    options = getattr(getattr(web_ui, "environment", None), "parsed_options", None)
+    path = (getattr(options, "web_base_path", "") or "").rstrip("/") + "/metrics"  # under --web-base-path
+    if any(rule.rule == path for rule in app.url_map.iter_rules()):
         return False
 
     def metrics() -> Response:
@@ -333,5 +337,5 @@ def add_web_ui_route(
         tracker.scraped()
         return Response(body, content_type=content_type)
 
-    app.add_url_rule("/metrics", "locust_metrics", metrics)
+    app.add_url_rule(path, "locust_metrics", metrics)
     return True

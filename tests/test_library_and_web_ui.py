@@ -96,3 +96,15 @@ def test_web_ui_serves_metrics_too(demo_target: str, workdir: Path) -> None:
         assert status == 200 and openmetrics.rstrip().endswith("# EOF")
         assert process.wait(timeout=30) == 0, process.output()[-2000:]
         assert "waiting up to 1s for a final scrape" in process.output()  # scraped, then not after the stop
+
+
+def test_web_ui_metrics_follow_the_web_base_path(demo_target: str, workdir: Path) -> None:
+    web_port = free_port()
+    args = ["-f", str(LOCUSTFILES / "double_import.py"), "-H", demo_target, "--web-host", "127.0.0.1",
+            "--web-port", str(web_port), "--web-base-path", "/locust", "--autostart", "-u", "1", "-r", "1",
+            "-t", "2s", "--autoquit", "1", "--metrics-port", "0", "--metrics-final-scrape-timeout", "1"]
+    with locust(args, workdir) as process:
+        wait_for_http(f"http://127.0.0.1:{web_port}/locust/", timeout=30)
+        status, body = http_get(f"http://127.0.0.1:{web_port}/locust/metrics")
+        assert status == 200 and "locust_runner_state" in body, (status, body[:300])
+        process.wait(timeout=30)
