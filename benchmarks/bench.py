@@ -544,6 +544,7 @@ def _toggle(environment, warmup, window, phase):
     stats = environment.stats.total
     _stopped.wait(warmup)
     totals = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
+    per_phase = []  # [on, requests, wall_s, cpu_s] of every phase, in order
     phases = max(4, int(window / phase) // 4 * 4)
     for index in range(phases):
         on = index % 4 in (0, 3)
@@ -557,15 +558,17 @@ def _toggle(environment, warmup, window, phase):
             if on and "scrape" in parts:
                 exporter.renderer.respond(accept, "gzip")
             _stopped.wait(min(1.0, max(0.0, end - time.perf_counter())))
+        figures = [stats.num_requests - requests, time.perf_counter() - wall, time.process_time() - cpu]
+        per_phase.append([on, *figures])
         total = totals[on]
-        total[0] += stats.num_requests - requests
-        total[1] += time.perf_counter() - wall
-        total[2] += time.process_time() - cpu
+        for i, value in enumerate(figures):
+            total[i] += value
         if _stopped.is_set():
             break
     figures = {
         ("on" if on else "off"): {"requests": r, "wall_s": w, "cpu_s": c} for on, (r, w, c) in totals.items()
     }
+    figures["phases"] = per_phase
     with open(os.environ["BENCH_RESULT"], "w") as handle:
         json.dump(figures, handle)
 

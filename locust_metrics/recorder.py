@@ -5,8 +5,9 @@ One :class:`EndpointStats` holds everything we export for one Locust statistics 
 response bytes, completed requests by status code and failures by error label.
 
 The hot path, :meth:`RequestRecorder.on_request`, is a plain function called by Locust for every request:
-one dict lookup, one ``bisect``, a handful of integer additions. It takes no lock (gevent is cooperative:
-nothing else runs while it runs), touches no prometheus_client object and formats no string. Everything
+two dict lookups, one table lookup for the bucket (:func:`bucket_table`), a handful of integer additions.
+It takes no lock (gevent is cooperative: nothing else runs while it runs), touches no prometheus_client
+object and formats no string. Everything
 that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. Rendering
 (``exposition.py``) reads these objects at scrape time; distributed mode (``distributed.py``) ships and
 merges them.
@@ -23,6 +24,7 @@ import numbers
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from math import ceil
 from typing import Any
 
 from .options import SlowThreshold
@@ -51,6 +53,12 @@ MAX_RESPONSE_TIME_MS = 1e12
 finite value counts as this (``+Inf`` bucket, slow). Negative values count as 0; NaN and infinities are
 not put in the histogram (the request is still counted)."""
 
+BUCKET_TABLE_MIN_MS = 60_000
+"""The bucket table (:func:`bucket_table`) covers response times up to at least this many milliseconds."""
+
+BUCKET_TABLE_MAX_MS = 131_072
+"""... and at most this many (about 1 MB of table); longer responses take the careful path."""
+
 MAX_OVERFLOW_METHODS = 20
 """Most distinct methods of overflow entries (``name="__overflow__"``); further methods count under
 ``method="__overflow__"`` too, so hostile methods cannot grow memory either."""
@@ -71,20 +79,26 @@ class EndpointStats:
         sum_ms: sum of response times, milliseconds.
         slow: requests with a response time greater than ``slow_ms``.
         slow_ms: this endpoint's slow threshold, milliseconds.
+        slow_index: the bucket index of ``slow_ms`` among the recorder's bounds (the threshold is always a
+            bound): a response time is slow exactly when its bucket index is greater. Only the recorder's
+            hot path reads it; the default, the last bucket, counts nothing as slow.
         response_bytes: sum of Locust's ``response_length``.
         statuses: ``{status code (int): completed requests}``; :data:`NO_STATUS` (0) = no numeric status.
         failures: ``{error label (str): failures}``.
     """
 
-    __slots__ = ("method", "name", "buckets", "sum_ms", "slow", "slow_ms", "response_bytes", "statuses", "failures")
+    __slots__ = (
+        "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses", "failures"
+    )
 
-    def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float) -> None:
+    def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
         self.method = method
         self.name = name
         self.buckets = [0] * n_buckets
         self.sum_ms = 0.0
         self.slow = 0
         self.slow_ms = slow_ms
+        self.slow_index = n_buckets - 1 if slow_index is None else slow_index
         self.response_bytes = 0
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
@@ -141,6 +155,32 @@ def _type_name(value: Any) -> str:
         return name if type(name) is str and name.isascii() else label_text(name)
     except Exception:
         return "object"
+
+
+def bucket_table(bounds_ms: tuple[float, ...]) -> list[int | None]:
+    """The hot path's bucket lookup: ``table[ceil(t)]`` is the bucket index of a response time ``t`` (ms).
+
+    Args:
+        bounds_ms: bucket upper bounds in milliseconds, ascending (``+Inf`` implicit).
+
+    Returns:
+        A list of ``max(ceil(max bound), BUCKET_TABLE_MIN_MS) + 1`` entries, capped at
+        :data:`BUCKET_TABLE_MAX_MS` + 1. Entry ``c`` is ``bisect_left(bounds_ms, t)`` for every ``t`` with
+        ``c - 1 < t <= c`` (``t == 0`` for entry 0). That is exact when no bound lies strictly between
+        ``c - 1`` and ``c``: every bound ``>= c`` is then ``>= t`` and every bound ``<= c - 1`` is ``< t``.
+        Where a bound does (one that is not a whole millisecond, e.g. 2.5 ms), the entry is ``None`` and
+        the caller bisects. One lookup replaces a ``bisect`` of about five comparisons. Times above the
+        last entry are left to the caller too (``IndexError``).
+    """
+    top = min(max(ceil(bounds_ms[-1]) if bounds_ms else 0, BUCKET_TABLE_MIN_MS), BUCKET_TABLE_MAX_MS)
+    table: list[int | None] = []
+    for index, bound in enumerate(bounds_ms):  # entries up to ceil(bound) are in this bucket or a lower one
+        table += [index] * (min(ceil(bound), top) + 1 - len(table))
+    table += [len(bounds_ms)] * (top + 1 - len(table))
+    for bound in bounds_ms:
+        if bound != int(bound) and bound < top:
+            table[ceil(bound)] = None
+    return table
 
 
 _HTTP_LABELS: dict[int, str] = {}
@@ -217,31 +257,36 @@ class RequestRecorder:
         """Set bucket bounds (ms), thresholds (ms) and the name cap. Only valid while no endpoint exists."""
         if getattr(self, "endpoints", None):
             raise RuntimeError("configure() needs an empty recorder")
-        self.bounds_ms = tuple(float(b) for b in bounds_ms)
-        if not hasattr(self, "_bounds"):
-            self._bounds: list[float] = []
-        self._bounds[:] = self.bounds_ms  # in place: the listener holds this list
         self.default_slow_ms = float(default_slow_ms)
         thresholds = list(slow_thresholds)
         self._exact_thresholds = {t.pattern: t.ms for t in thresholds if not t.regex}
         self._regex_thresholds = [(re.compile(t.pattern), t.ms) for t in thresholds if t.regex]
         self.max_names = int(max_names)
+        # every threshold is a bound (Settings.bounds_ms() adds them too), so slow = "bucket above it"
+        bounds = {float(b) for b in bounds_ms} | {self.default_slow_ms} | {float(t.ms) for t in thresholds}
+        self.bounds_ms = tuple(sorted(bounds))
+        if not hasattr(self, "_bounds"):
+            self._bounds: list[float] = []
+            self._table: list[int | None] = []
+        # in place: the listener holds these lists
+        self._bounds[:] = self.bounds_ms
+        self._table[:] = bucket_table(self.bounds_ms)
 
     # ------------------------------------------------------------------ the hot path
     def _make_listener(self) -> Callable[..., None]:
-        """Build the ``request`` listener: a closure over the endpoint index and the bounds list.
+        """Build the ``request`` listener: a closure over the endpoint index, the bounds and the bucket table.
 
-        Both are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
-        refills the list), so the listener stays valid for the recorder's life. Locals instead of
+        All three are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
+        refills the lists), so the listener stays valid for the recorder's life. Locals instead of
         attribute lookups keep it at a few hundred nanoseconds per request.
         """
         by_name = self._by_name
         bounds = self._bounds
+        table = self._table
         careful = self._record_carefully
         careful_failure = self._record_failure_carefully
         bisect = bisect_left
         label_of = error_label
-        max_time = MAX_RESPONSE_TIME_MS
 
         def on_request(
             request_type: Any = None,
@@ -265,28 +310,33 @@ class RequestRecorder:
             untouched, to the careful path, which records the request exactly once.
             """
             try:
+                # everything that can raise comes before the first change, so that the careful path,
+                # which then records the request, never records it twice
                 endpoint = by_name[name][request_type]
                 status = 0 if response is None else response.status_code
                 response_bytes = endpoint.response_bytes + response_length
                 if response_time is None:
-                    if response_length < 0:  # negative or NaN: the careful path counts it as 0
+                    if not response_length >= 0:  # negative or NaN: the careful path counts it as 0
                         raise ValueError
                     endpoint.statuses[status] += 1  # KeyError (new status): nothing changed yet
                     endpoint.response_bytes = response_bytes
                 else:
-                    index = bisect(bounds, response_time)
-                    sum_ms = endpoint.sum_ms + response_time
-                    slow = response_time > endpoint.slow_ms
-                    # a negative, NaN, infinite or huge time, a negative or NaN length: the careful path decides
-                    if not (0 <= response_time <= max_time and response_length >= 0):
+                    # a negative or NaN time or length: the careful path decides
+                    if not (response_time >= 0.0 and response_length >= 0):
                         raise ValueError
+                    # beyond the table (over 60 s by default: IndexError) or infinite (OverflowError):
+                    # the careful path
+                    index = table[ceil(response_time)]
+                    if index is None:  # a bound that is not a whole millisecond lies in this millisecond
+                        index = bisect(bounds, response_time)
+                    sum_ms = endpoint.sum_ms + response_time
                     # nothing below raises, but a status seen for the first time (KeyError) or an
                     # unhashable one (TypeError), and then nothing has changed yet
                     endpoint.statuses[status] += 1
                     endpoint.response_bytes = response_bytes
                     endpoint.buckets[index] += 1
                     endpoint.sum_ms = sum_ms
-                    if slow:
+                    if index > endpoint.slow_index:  # the threshold is a bound: slow = in a bucket above it
                         endpoint.slow += 1
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
@@ -425,7 +475,7 @@ class RequestRecorder:
                     f"further names, starting with {_short(name)}, are counted under name={OVERFLOW!r}",
                 )
             return self._overflow(method)
-        endpoint = EndpointStats(method, name, len(self.bounds_ms) + 1, self.slow_threshold_for(name))
+        endpoint = self._new_endpoint(method, name)
         self.endpoints[(method, name)] = endpoint
         self._by_name.setdefault(name, {})[method] = endpoint
         self.named += 1
@@ -437,11 +487,15 @@ class RequestRecorder:
             return endpoint
         if self.overflow_entries >= MAX_OVERFLOW_METHODS and method != OVERFLOW:
             return self._overflow(OVERFLOW)
-        endpoint = EndpointStats(method, OVERFLOW, len(self.bounds_ms) + 1, self.slow_threshold_for(OVERFLOW))
+        endpoint = self._new_endpoint(method, OVERFLOW)
         self.endpoints[(method, OVERFLOW)] = endpoint
         self._by_name.setdefault(OVERFLOW, {})[method] = endpoint
         self.overflow_entries += 1
         return endpoint
+
+    def _new_endpoint(self, method: str, name: str) -> EndpointStats:
+        slow_ms = self.slow_threshold_for(name)
+        return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms))
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).

@@ -183,10 +183,11 @@ def test_payload_round_trips_through_msgpack_and_merges_exactly() -> None:
     assert master.totals() == {"requests": 60, "failures": 20, "count": 60, "slow": 2 * 19}
     assert master.dropped == 2 * 12 and master.endpoints[("GET", OVERFLOW)].requests == 24
 
-    coarse = RequestRecorder((100.0,), 50.0)
-    PayloadMerger(coarse).merge(wire[0])  # other bounds: re-binned, totals exact
+    coarse = RequestRecorder((100.0,), 50.0)  # bounds 50 (the threshold is a bound too) and 100
+    PayloadMerger(coarse).merge(wire[0])  # other bounds than the worker's 10, 50, 100: re-binned, totals exact
     assert coarse.totals()["count"] == 30
-    assert sum(e.buckets[0] for e in coarse.endpoints.values()) == 21  # <= 100 ms: 0..100 step 5
+    assert sum(e.buckets[0] for e in coarse.endpoints.values()) == 11  # <= 50 ms: 0..50 step 5
+    assert sum(e.buckets[1] for e in coarse.endpoints.values()) == 10  # <= 100 ms: 55..100 step 5
 
     with pytest.raises(ValueError):
         PayloadMerger(master).merge({"v": 99})

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from locust.exception import CatchResponseError
 from prometheus_client import CollectorRegistry, generate_latest
 from support import Samples, promtool_check_metrics
 
 from locust_metrics.options import Settings, SlowThreshold
-from locust_metrics.recorder import MAX_ERRORS_PER_ENDPOINT, OVERFLOW, RequestRecorder, error_label
+from locust_metrics.recorder import (
+    BUCKET_TABLE_MAX_MS,
+    BUCKET_TABLE_MIN_MS,
+    MAX_ERRORS_PER_ENDPOINT,
+    OVERFLOW,
+    RequestRecorder,
+    bucket_table,
+    error_label,
+)
 
 
 class Response:
@@ -36,6 +47,66 @@ def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
     assert endpoint.slow == 4  # greater than 100 ms, not equal
     assert endpoint.count == 6 and endpoint.requests == 6
     assert math.isclose(endpoint.sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
+
+
+class CountingRecorder(RequestRecorder):
+    """Counts the requests that the hot path leaves to the careful path."""
+
+    careful_calls = 0
+
+    def _record_carefully(self, *args) -> None:
+        self.careful_calls += 1
+        super()._record_carefully(*args)
+
+
+bounds_strategy = st.lists(
+    st.one_of(st.integers(1, 200_000).map(float), st.floats(0.001, 200_000.0), st.sampled_from([0.5, 2.5, 1e-3, 131_072.0])),
+    min_size=1, max_size=25, unique=True,
+).map(sorted)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bounds_strategy, st.data())
+@example([5.0, 2.5 * 4, 1000.0], None)
+def test_the_fast_path_puts_every_time_in_the_bucket_bisect_gives(bounds, data) -> None:
+    """The bucket table, the bisect fallback and the careful path agree with ``bisect_left`` and ``t > threshold``."""
+    threshold = bounds[len(bounds) // 2]
+    rec = CountingRecorder(bounds, threshold)
+    candidates = [0.0, -0.0, threshold, math.nextafter(threshold, math.inf), math.nextafter(threshold, 0)]
+    for b in bounds:
+        candidates += [b, math.nextafter(b, math.inf), math.nextafter(b, 0), math.floor(b), math.ceil(b), int(b) + 0.5]
+    if data is not None:
+        candidates += data.draw(st.lists(st.floats(0, 300_000.0) | st.integers(0, 300_000), max_size=50))
+    rec.on_request("GET", "/t", 1.0, 0, response=Response(200), exception=None)  # first sightings
+    expected = [0] * (len(bounds) + 1)
+    expected[bisect_left(bounds, 1.0)] += 1
+    for t in candidates:
+        rec.on_request("GET", "/t", t, 1, response=Response(200), exception=None)
+        expected[bisect_left(bounds, t)] += 1
+    endpoint = rec.endpoints[("GET", "/t")]
+    assert endpoint.buckets == expected
+    assert endpoint.slow == sum(1 for t in [1.0] + candidates if t > threshold)
+    assert endpoint.requests == len(candidates) + 1 and endpoint.response_bytes == len(candidates)
+    # only first sightings and times beyond the table take the careful path
+    top = min(max(math.ceil(bounds[-1]), BUCKET_TABLE_MIN_MS), BUCKET_TABLE_MAX_MS)
+    assert rec.careful_calls == 1 + sum(1 for t in candidates if math.ceil(t) > top)
+
+
+def test_the_bucket_table_marks_milliseconds_that_hold_a_bound() -> None:
+    table = bucket_table((2.5, 5.0, 1000.0))
+    assert len(table) == BUCKET_TABLE_MIN_MS + 1
+    assert table[:7] == [0, 0, 0, None, 1, 1, 2]  # (2, 3] holds 2.5: bisect; 5 exactly is le=5
+    assert table[1000] == 2 and table[1001] == 3 and table[-1] == 3
+    assert len(bucket_table((5.0, 10 * BUCKET_TABLE_MAX_MS))) == BUCKET_TABLE_MAX_MS + 1
+
+
+def test_thresholds_become_bounds_so_slow_is_a_bucket_above_the_threshold() -> None:
+    rec = RequestRecorder((100.0,), 250.0, [SlowThreshold("/x", 7.5)])
+    assert rec.bounds_ms == (7.5, 100.0, 250.0)
+    for t in (7.5, 7.6, 250.0, 250.1):
+        rec.on_request("GET", "/x", t, 0, response=Response(200), exception=None)
+        rec.on_request("GET", "/y", t, 0, response=Response(200), exception=None)
+    assert rec.endpoints[("GET", "/x")].slow == 3 and rec.endpoints[("GET", "/y")].slow == 1
 
 
 def test_status_codes_and_error_labels() -> None:
