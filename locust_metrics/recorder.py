@@ -25,6 +25,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from math import ceil
+from operator import add
 from typing import Any
 
 from .options import SlowThreshold
@@ -69,8 +70,40 @@ except ImportError:  # pragma: no cover - Locust always has it
     CatchResponseError = ()  # type: ignore[assignment,misc]
 
 
+HOT_SUM, HOT_BYTES, HOT_NO_TIME, HOT_BUCKETS = 0, 1, 2, 3
+"""Layout of a hot record (:attr:`EndpointStats.hot`): ``[sum_ms, response_bytes, requests without a
+response time, bucket 0, bucket 1, ..., +Inf bucket]``; bucket ``i`` is at ``HOT_BUCKETS + i``."""
+
+MAX_HOT_STATUSES = 8
+"""Most status codes per endpoint with a hot record; requests with further status codes are exact too,
+through the careful path (slower)."""
+
+
+class _FoldedTotal:
+    """A total of :class:`EndpointStats`, kept in the slot of the same name with a leading ``_``; the hot
+    records are folded into the totals before each read or write of it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = owner.__dict__[f"_{name}"]  # the slot's member descriptor
+
+    def __get__(self, endpoint: Any, owner: type | None = None) -> Any:
+        if endpoint is None:
+            return self
+        endpoint.fold()
+        return self.slot.__get__(endpoint, owner)
+
+    def __set__(self, endpoint: Any, value: Any) -> None:
+        endpoint.fold()
+        self.slot.__set__(endpoint, value)
+
+
 class EndpointStats:
     """Accumulators of one ``(method, name)`` statistics entry.
+
+    The request listener's fast path writes only :attr:`hot`, one flat list per status code (one list
+    subscript per counter, no dict update, no attribute store); every read of the totals below first
+    folds those records into them (:meth:`fold`). The careful path and the master's merge write the
+    totals directly.
 
     Attributes:
         method, name: Locust's request type and request name (the labels ``method`` and ``name``).
@@ -80,28 +113,55 @@ class EndpointStats:
         slow: requests with a response time greater than ``slow_ms``.
         slow_ms: this endpoint's slow threshold, milliseconds.
         slow_index: the bucket index of ``slow_ms`` among the recorder's bounds (the threshold is always a
-            bound): a response time is slow exactly when its bucket index is greater. Only the recorder's
-            hot path reads it; the default, the last bucket, counts nothing as slow.
+            bound): a response time is slow exactly when its bucket index is greater (how :meth:`fold`
+            counts the hot records' slow requests). The default, the last bucket, counts nothing as slow.
         response_bytes: sum of Locust's ``response_length``.
         statuses: ``{status code (int): completed requests}``; :data:`NO_STATUS` (0) = no numeric status.
         failures: ``{error label (str): failures}``.
+        hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
     """
 
     __slots__ = (
-        "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses", "failures"
+        "method", "name", "_buckets", "_sum_ms", "_slow", "slow_ms", "slow_index", "_response_bytes", "_statuses",
+        "failures", "hot",
     )
 
     def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
         self.method = method
         self.name = name
-        self.buckets = [0] * n_buckets
-        self.sum_ms = 0.0
-        self.slow = 0
+        self._buckets = [0] * n_buckets
+        self._sum_ms = 0.0
+        self._slow = 0
         self.slow_ms = slow_ms
         self.slow_index = n_buckets - 1 if slow_index is None else slow_index
-        self.response_bytes = 0
-        self.statuses: dict[int, int] = {}
+        self._response_bytes = 0
+        self._statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
+        self.hot: dict[int, list] = {}
+
+    def add_hot_record(self, status: int) -> None:
+        """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
+        if status not in self.hot and len(self.hot) < MAX_HOT_STATUSES:
+            self.hot[status] = [0.0, 0, 0] + [0] * len(self._buckets)
+
+    def fold(self) -> None:
+        """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
+        for status, record in self.hot.items():
+            if not any(record):
+                continue
+            buckets = record[HOT_BUCKETS:]
+            self._statuses[status] = self._statuses.get(status, 0) + record[HOT_NO_TIME] + sum(buckets)
+            self._buckets = list(map(add, self._buckets, buckets))
+            self._sum_ms += record[HOT_SUM]
+            self._response_bytes += record[HOT_BYTES]
+            self._slow += sum(buckets[self.slow_index + 1 :])
+            record[:] = [0.0, 0, 0] + [0] * len(buckets)
+
+    buckets = _FoldedTotal()
+    sum_ms = _FoldedTotal()
+    slow = _FoldedTotal()
+    response_bytes = _FoldedTotal()
+    statuses = _FoldedTotal()
 
     @property
     def count(self) -> int:
@@ -157,11 +217,12 @@ def _type_name(value: Any) -> str:
         return "object"
 
 
-def bucket_table(bounds_ms: tuple[float, ...]) -> list[int | None]:
+def bucket_table(bounds_ms: tuple[float, ...], offset: int = 0) -> list[int | None]:
     """The hot path's bucket lookup: ``table[ceil(t)]`` is the bucket index of a response time ``t`` (ms).
 
     Args:
         bounds_ms: bucket upper bounds in milliseconds, ascending (``+Inf`` implicit).
+        offset: added to every index (where bucket 0 is in the caller's list).
 
     Returns:
         A list of ``max(ceil(max bound), BUCKET_TABLE_MIN_MS) + 1`` entries, capped at
@@ -174,9 +235,9 @@ def bucket_table(bounds_ms: tuple[float, ...]) -> list[int | None]:
     """
     top = min(max(ceil(bounds_ms[-1]) if bounds_ms else 0, BUCKET_TABLE_MIN_MS), BUCKET_TABLE_MAX_MS)
     table: list[int | None] = []
-    for index, bound in enumerate(bounds_ms):  # entries up to ceil(bound) are in this bucket or a lower one
+    for index, bound in enumerate(bounds_ms, offset):  # entries up to ceil(bound): this bucket or a lower one
         table += [index] * (min(ceil(bound), top) + 1 - len(table))
-    table += [len(bounds_ms)] * (top + 1 - len(table))
+    table += [offset + len(bounds_ms)] * (top + 1 - len(table))
     for bound in bounds_ms:
         if bound != int(bound) and bound < top:
             table[ceil(bound)] = None
@@ -270,7 +331,7 @@ class RequestRecorder:
             self._table: list[int | None] = []
         # in place: the listener holds these lists
         self._bounds[:] = self.bounds_ms
-        self._table[:] = bucket_table(self.bounds_ms)
+        self._table[:] = bucket_table(self.bounds_ms, offset=HOT_BUCKETS)
 
     # ------------------------------------------------------------------ the hot path
     def _make_listener(self) -> Callable[..., None]:
@@ -314,30 +375,27 @@ class RequestRecorder:
                 # which then records the request, never records it twice
                 endpoint = by_name[name][request_type]
                 status = 0 if response is None else response.status_code
-                response_bytes = endpoint.response_bytes + response_length
+                record = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
+                response_bytes = record[1] + response_length  # 1: HOT_BYTES
                 if response_time is None:
                     if not response_length >= 0:  # negative or NaN: the careful path counts it as 0
                         raise ValueError
-                    endpoint.statuses[status] += 1  # KeyError (new status): nothing changed yet
-                    endpoint.response_bytes = response_bytes
+                    record[2] += 1  # HOT_NO_TIME
+                    record[1] = response_bytes
                 else:
                     # a negative or NaN time or length: the careful path decides
                     if not (response_time >= 0.0 and response_length >= 0):
                         raise ValueError
                     # beyond the table (over 60 s by default: IndexError) or infinite (OverflowError):
                     # the careful path
-                    index = table[ceil(response_time)]
+                    index = table[ceil(response_time)]  # the bucket's index in the record
                     if index is None:  # a bound that is not a whole millisecond lies in this millisecond
-                        index = bisect(bounds, response_time)
-                    sum_ms = endpoint.sum_ms + response_time
-                    # nothing below raises, but a status seen for the first time (KeyError) or an
-                    # unhashable one (TypeError), and then nothing has changed yet
-                    endpoint.statuses[status] += 1
-                    endpoint.response_bytes = response_bytes
-                    endpoint.buckets[index] += 1
-                    endpoint.sum_ms = sum_ms
-                    if index > endpoint.slow_index:  # the threshold is a bound: slow = in a bucket above it
-                        endpoint.slow += 1
+                        index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
+                    sum_ms = record[0] + response_time  # 0: HOT_SUM
+                    # nothing below raises
+                    record[index] += 1
+                    record[0] = sum_ms
+                    record[1] = response_bytes
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
                 return
@@ -406,6 +464,7 @@ class RequestRecorder:
 
             statuses = endpoint.statuses
             statuses[status] = statuses.get(status, 0) + 1
+            endpoint.add_hot_record(status)  # the fast path takes this status from now on
             endpoint.response_bytes += length
             if time_ms is not None:
                 endpoint.buckets[bisect_left(self.bounds_ms, time_ms)] += 1

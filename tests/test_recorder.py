@@ -16,6 +16,7 @@ from locust_metrics.recorder import (
     BUCKET_TABLE_MAX_MS,
     BUCKET_TABLE_MIN_MS,
     MAX_ERRORS_PER_ENDPOINT,
+    MAX_HOT_STATUSES,
     OVERFLOW,
     RequestRecorder,
     bucket_table,
@@ -107,6 +108,24 @@ def test_thresholds_become_bounds_so_slow_is_a_bucket_above_the_threshold() -> N
         rec.on_request("GET", "/x", t, 0, response=Response(200), exception=None)
         rec.on_request("GET", "/y", t, 0, response=Response(200), exception=None)
     assert rec.endpoints[("GET", "/x")].slow == 3 and rec.endpoints[("GET", "/y")].slow == 1
+
+
+def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
+    rec = CountingRecorder((100.0,), 100.0)
+    statuses = [200 + i for i in range(MAX_HOT_STATUSES + 4)]
+    for _ in range(3):
+        for status in statuses:
+            rec.on_request("GET", "/s", 150.0, 2, response=Response(status), exception=None)
+        rec.on_request("GET", "/s", None, 2, response=None, exception=ConnectionError())
+    endpoint = rec.endpoints[("GET", "/s")]
+    assert len(endpoint.hot) == MAX_HOT_STATUSES
+    assert endpoint.statuses == {**{status: 3 for status in statuses}, 0: 3}
+    assert endpoint.buckets == [0, 3 * len(statuses)] and endpoint.slow == 3 * len(statuses)
+    assert endpoint.response_bytes == 2 * 3 * (len(statuses) + 1) and endpoint.sum_ms == 150.0 * 3 * len(statuses)
+    # the first request of each status (with 0), then every request of those without a hot record
+    without_record = len(statuses) + 1 - MAX_HOT_STATUSES
+    assert rec.careful_calls == (len(statuses) + 1) + 2 * without_record
+    assert not any(any(record) for record in endpoint.hot.values())  # folded by the reads above
 
 
 def test_status_codes_and_error_labels() -> None:
