@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from operator import add
 from typing import Any
 
 from .recorder import OVERFLOW, EndpointStats, RequestRecorder
@@ -45,19 +44,14 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     endpoints = dict(recorder.endpoints)
     dropped = recorder.dropped
     recorder.clear()
-    entries = [
-        [
-            e.method,
-            e.name,
-            e.buckets,
-            e.sum_ms,
-            e.slow,
-            e.response_bytes,
-            [[status, n] for status, n in e.statuses.items()],
+    entries = []
+    for e in endpoints.values():
+        buckets, sum_ms, slow, response_bytes, statuses = e.folded()
+        entries.append([
+            e.method, e.name, buckets, sum_ms, slow, response_bytes,
+            [[status, n] for status, n in statuses.items()],
             [[error, n] for error, n in e.failures.items()],
-        ]
-        for e in endpoints.values()
-    ]
+        ])
     return {
         "v": WIRE_VERSION,
         "node": node,
@@ -91,21 +85,9 @@ class PayloadMerger:
         merged = 0
         for method, name, buckets, sum_ms, slow, response_bytes, statuses, failures in payload["entries"]:
             endpoint: EndpointStats = recorder.endpoint(method, name)
-            requests = 0
-            for status, n in statuses:
-                endpoint.statuses[status] = endpoint.statuses.get(status, 0) + n
-                requests += n
+            requests = endpoint.add_totals(buckets, sum_ms, slow, response_bytes, statuses, bucket_map)
             if endpoint.name != name:
                 recorder.dropped += requests  # folded into the overflow entry by the master's cap
-            if bucket_map is None:
-                endpoint.buckets = list(map(add, endpoint.buckets, buckets))
-            else:
-                target = endpoint.buckets
-                for index, n in enumerate(buckets):
-                    target[bucket_map[index]] += n
-            endpoint.sum_ms += sum_ms
-            endpoint.slow += slow
-            endpoint.response_bytes += response_bytes
             for error, n in failures:
                 endpoint.add_failure(error, n)
             merged += requests

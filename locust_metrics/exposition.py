@@ -135,19 +135,20 @@ class LocustCollector:
         )
         for endpoint in list(recorder.endpoints.values()):
             labels = f.labels(endpoint.method, endpoint.name)
-            cumulative = list(accumulate(endpoint.buckets))
-            duration.add_metric(labels, list(zip(les, cumulative)), endpoint.sum_ms / 1000.0)
+            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()
+            cumulative = list(accumulate(buckets))
+            duration.add_metric(labels, list(zip(les, cumulative)), sum_ms / 1000.0)
             statuses: dict[str, int] = {}
-            for status, n in endpoint.statuses.items():
+            for status, n in by_status.items():
                 label = _status_label(status)
                 statuses[label] = statuses.get(label, 0) + n
             for label, n in statuses.items():
                 requests.add_metric(labels + [label], n)
             for error, n in endpoint.failures.items():
                 failures.add_metric(labels + [error], n)
-            slow.add_metric(labels, endpoint.slow)
+            slow.add_metric(labels, slow_requests)
             threshold.add_metric(labels, endpoint.slow_ms / 1000.0)
-            size.add_metric(labels, endpoint.response_bytes)
+            size.add_metric(labels, response_bytes)
         dropped = f.counter(
             "locust_metrics_dropped_names",
             "Requests counted under name=\"__overflow__\" because of --metrics-max-names.",

@@ -23,7 +23,7 @@ import math
 import numbers
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from math import ceil
 from operator import add
 from typing import Any
@@ -77,6 +77,24 @@ response time, bucket 0, bucket 1, ..., +Inf bucket]``; bucket ``i`` is at ``HOT
 MAX_HOT_STATUSES = 8
 """Most status codes per endpoint with a hot record; requests with further status codes are exact too,
 through the careful path (slower)."""
+
+
+def fold_records(
+    records: Iterable[tuple[int, Sequence[Any]]], buckets: Sequence[int], statuses: dict[int, int], slow_index: int
+) -> tuple[list[int], float, int | float, int]:
+    """Add hot records (``(status, record)`` pairs, layout :data:`HOT_SUM`) to ``statuses`` (in place)
+    and ``buckets``; returns ``(buckets + theirs (a new list), their sum_ms, their response_bytes, their
+    slow requests)``, slow meaning in a bucket above ``slow_index``."""
+    buckets = list(buckets)
+    sum_ms, size, slow = 0.0, 0, 0
+    for status, record in records:
+        counts = record[HOT_BUCKETS:]
+        statuses[status] = statuses.get(status, 0) + record[HOT_NO_TIME] + sum(counts)
+        buckets = list(map(add, buckets, counts))
+        sum_ms += record[HOT_SUM]
+        size += record[HOT_BYTES]
+        slow += sum(counts[slow_index + 1 :])
+    return buckets, sum_ms, size, slow
 
 
 class _FoldedTotal:
@@ -146,16 +164,72 @@ class EndpointStats:
 
     def fold(self) -> None:
         """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
-        for status, record in self.hot.items():
-            if not any(record):
-                continue
-            buckets = record[HOT_BUCKETS:]
-            self._statuses[status] = self._statuses.get(status, 0) + record[HOT_NO_TIME] + sum(buckets)
+        dirty = [(status, record) for status, record in self.hot.items() if any(record)]
+        if dirty:
+            self._buckets, sum_ms, size, slow = fold_records(dirty, self._buckets, self._statuses, self.slow_index)
+            self._sum_ms += sum_ms
+            self._response_bytes += size
+            self._slow += slow
+            zero = [0.0, 0, 0] + [0] * len(self._buckets)
+            for _, record in dirty:
+                record[:] = zero
+
+    def copy_unfolded(self) -> tuple[Any, ...]:
+        """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
+        snapshot (no list arithmetic), which folds the copies later, in slices (:func:`fold_records`).
+
+        Returns ``(buckets, sum_ms, slow, response_bytes, statuses, hot)``: ``buckets`` a tuple,
+        ``statuses`` a tuple of ``(status, requests)`` pairs, ``hot`` a list of ``(status, record)``
+        pairs of the records that are not zero, as tuples.
+        """
+        dirty = []
+        for status, record in self.hot.items():  # a loop, not a comprehension: no frame per endpoint
+            if any(record):
+                dirty.append((status, tuple(record)))
+        return tuple(self._buckets), self._sum_ms, self._slow, self._response_bytes, tuple(self._statuses.items()), dirty
+
+    def folded(self) -> tuple[list[int], float, int, int | float, dict[int, int]]:
+        """``(buckets, sum_ms, slow, response_bytes, statuses)`` after one fold: the totals for bulk readers
+        (one fold instead of one per attribute). The containers are the live ones: copy to keep them."""
+        self.fold()
+        return self._buckets, self._sum_ms, self._slow, self._response_bytes, self._statuses
+
+    def add_totals(
+        self, buckets: Iterable[int], sum_ms: float, slow: int, response_bytes: int | float,
+        statuses: Iterable[tuple[int, int]], bucket_map: list[int] | None = None,
+    ) -> int:
+        """Add another entry's totals (a worker's, on the master); returns the requests added.
+
+        ``bucket_map[i]`` is where bucket ``i`` of ``buckets`` goes in ours (None: the same bounds).
+        """
+        self.fold()
+        requests = 0
+        own = self._statuses
+        for status, n in statuses:
+            own[status] = own.get(status, 0) + n
+            requests += n
+        if bucket_map is None:
             self._buckets = list(map(add, self._buckets, buckets))
-            self._sum_ms += record[HOT_SUM]
-            self._response_bytes += record[HOT_BYTES]
-            self._slow += sum(buckets[self.slow_index + 1 :])
-            record[:] = [0.0, 0, 0] + [0] * len(buckets)
+        else:
+            target = self._buckets
+            for index, n in enumerate(buckets):
+                target[bucket_map[index]] += n
+        self._sum_ms += sum_ms
+        self._slow += slow
+        self._response_bytes += response_bytes
+        return requests
+
+    def add_request(self, status: int, index: int | None, time_ms: float | None, length: int | float) -> None:
+        """Count one request in the totals (the careful path): ``index`` is the bucket of ``time_ms``
+        (milliseconds), both None for a request without a response time."""
+        self.fold()
+        self._statuses[status] = self._statuses.get(status, 0) + 1
+        self._response_bytes += length
+        if index is not None and time_ms is not None:
+            self._buckets[index] += 1
+            self._sum_ms += time_ms
+            if time_ms > self.slow_ms:
+                self._slow += 1
 
     buckets = _FoldedTotal()
     sum_ms = _FoldedTotal()
@@ -462,15 +536,8 @@ class RequestRecorder:
                     self._warn_once("response_time_huge", f"response_time {response_time!r} ms on {_short(label)}; counted as {MAX_RESPONSE_TIME_MS:g}")
                     time_ms = MAX_RESPONSE_TIME_MS
 
-            statuses = endpoint.statuses
-            statuses[status] = statuses.get(status, 0) + 1
+            endpoint.add_request(status, None if time_ms is None else bisect_left(self.bounds_ms, time_ms), time_ms, length)
             endpoint.add_hot_record(status)  # the fast path takes this status from now on
-            endpoint.response_bytes += length
-            if time_ms is not None:
-                endpoint.buckets[bisect_left(self.bounds_ms, time_ms)] += 1
-                endpoint.sum_ms += time_ms
-                if time_ms > endpoint.slow_ms:
-                    endpoint.slow += 1
         except Exception:  # a bug of ours: never break the user's test
             self._log_bug_once(name)
             return

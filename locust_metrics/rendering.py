@@ -44,6 +44,7 @@ from prometheus_client.openmetrics import exposition as _openmetrics
 from prometheus_client.utils import floatToGoString
 
 from .exposition import LocustCollector, _Families, _status_label
+from .recorder import fold_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugin import MetricsExporter
@@ -129,9 +130,10 @@ class Snapshot:
 
     Attributes:
         endpoints: one tuple per ``(method, name)`` entry, in the recorder's order:
-            ``(method, name, buckets, sum_ms, slow, slow_ms, response_bytes, statuses, failures)`` with
-            ``buckets`` the non-cumulative bucket counts (tuple), ``sum_ms`` and ``slow_ms`` in
-            milliseconds, ``statuses`` and ``failures`` tuples of ``(key, count)`` pairs.
+            ``(method, name, slow_ms, slow_index, failures, buckets, sum_ms, slow, response_bytes, statuses,
+            hot)``: the entry's totals and its hot records not folded yet (see
+            :meth:`~locust_metrics.recorder.EndpointStats.copy_unfolded`), ``slow_ms`` and ``sum_ms`` in
+            milliseconds, ``failures`` a tuple of ``(error, count)`` pairs.
         families: the collector's families in exposition order; the per-endpoint ones carry no samples
             (they are templates for HELP/TYPE and label names), the others are complete.
         request_families: how many of ``families``, from the start, are the collector's request families
@@ -231,11 +233,9 @@ class ScrapeRenderer:
         exporter = self.exporter
         recorder = exporter.totals
         labels = dict(exporter.settings.labels)
+        # copies only, no folding of the hot records (rendering folds the copies, in slices)
         endpoints = [
-            (
-                e.method, e.name, tuple(e.buckets), e.sum_ms, e.slow, e.slow_ms, e.response_bytes,
-                tuple(e.statuses.items()), tuple(e.failures.items()),
-            )
+            (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()), *e.copy_unfolded())
             for e in list(recorder.endpoints.values())
         ]
         # the collector's request families, built over no endpoint: empty templates (HELP, TYPE, label
@@ -249,6 +249,17 @@ class ScrapeRenderer:
         les = tuple(floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms) + ("+Inf",)
         pairs = tuple((str(k), escape_label_value(str(v))) for k, v in labels.items())
         return Snapshot(endpoints, templates + others, len(templates), les, pairs)
+
+    def fold(self, pause: Callable[[], None] | None = None) -> None:
+        """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
+        :data:`SLICE_S` seconds of work. Changes no exported value, so it may yield between endpoints."""
+        clock = time.perf_counter
+        deadline = clock() + SLICE_S
+        for endpoint in list(self.exporter.totals.endpoints.values()):
+            endpoint.fold()
+            if pause is not None and clock() >= deadline:
+                pause()
+                deadline = clock() + SLICE_S
 
     # ------------------------------------------------------------------ rendering
     def render(self, snapshot: Snapshot, fmt: str, pause: Callable[[], None] | None = None) -> bytes:
@@ -361,9 +372,13 @@ class ScrapeRenderer:
                     pieces[role].append("".join(lines[role]).encode("utf-8"))
                     lines[role].clear()
 
-        for index, (method, name, buckets, sum_ms, slow, slow_ms, size, statuses, errors) in enumerate(
+        for index, (method, name, slow_ms, slow_index, errors, buckets, sum_ms, slow, size, statuses, hot) in enumerate(
             snapshot.endpoints, 1
         ):
+            if hot:  # what the fast path recorded since the last fold
+                by_status = dict(statuses)
+                buckets, hot_sum_ms, hot_size, hot_slow = fold_records(hot, buckets, by_status, slow_index)
+                sum_ms, size, slow, statuses = sum_ms + hot_sum_ms, size + hot_size, slow + hot_slow, by_status.items()
             labels = get_labels((method, name))
             if labels is None:
                 labels = self._endpoint_labels(method, name, snapshot)
@@ -427,6 +442,7 @@ class ScrapeRenderer:
         body: list[bytes] | None = None
         if fmt is not None and not names:
             try:
+                self.fold(pause)  # folds in slices, so that the snapshot has few hot records to copy
                 snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
                 if pause is not None:
                     pause()
