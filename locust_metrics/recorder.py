@@ -182,10 +182,9 @@ class EndpointStats:
         ``statuses`` a tuple of ``(status, requests)`` pairs, ``hot`` a list of ``(status, record)``
         pairs of the records that are not zero, as tuples.
         """
-        dirty = []
-        for status, record in self.hot.items():  # a loop, not a comprehension: no frame per endpoint
-            if any(record):
-                dirty.append((status, tuple(record)))
+        hot = self.hot
+        # usually all zero (a served scrape folds first): then one C-level check, no comprehension frame
+        dirty = [(status, tuple(record)) for status, record in hot.items() if any(record)] if any(map(any, hot.values())) else ()
         return tuple(self._buckets), self._sum_ms, self._slow, self._response_bytes, tuple(self._statuses.items()), dirty
 
     def folded(self) -> tuple[list[int], float, int, int | float, dict[int, int]]:

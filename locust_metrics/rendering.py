@@ -442,7 +442,9 @@ class ScrapeRenderer:
         body: list[bytes] | None = None
         if fmt is not None and not names:
             try:
-                self.fold(pause)  # folds in slices, so that the snapshot has few hot records to copy
+                if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
+                    self.fold(pause)
+                    pause()
                 snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
                 if pause is not None:
                     pause()
