@@ -42,16 +42,21 @@ WORKER_STATES = ("ready", "spawning", "running", "missing")
 
 
 class ScrapeTracker:
-    """Counts answered scrapes and remembers when the last one was answered (unix time, seconds)."""
+    """Counts answered scrapes and remembers when the last one started (unix time, seconds).
+
+    The start, not the answer: a scrape reads its numbers after it starts, so one that started after
+    the test stopped holds the final numbers; one that was answered after the stop may not (its
+    snapshot can predate the last requests).
+    """
 
     def __init__(self) -> None:
         self.count = 0
         self.last_time: float | None = None
 
-    def scraped(self) -> None:
-        """Record one answered scrape."""
+    def scraped(self, started: float | None = None) -> None:
+        """Record one answered scrape that started at ``started`` (unix seconds; default: now)."""
         self.count += 1
-        self.last_time = time.time()
+        self.last_time = time.time() if started is None else started
 
 
 class _Families:
@@ -243,9 +248,10 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
     app = renderer.wsgi_app() if renderer is not None else make_wsgi_app(registry)
 
     def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.time()
         body = app(environ, start_response)
         if environ.get("PATH_INFO", "/") != "/favicon.ico":
-            tracker.scraped()
+            tracker.scraped(started)
         return body
 
     return metrics_app
@@ -322,6 +328,7 @@ def add_web_ui_route(
         return False
 
     def metrics() -> Response:
+        started = time.time()
         if guard is not None:
             denied = guard()
             if denied is not None:
@@ -331,11 +338,11 @@ def add_web_ui_route(
                 request.headers.get("Accept"), request.headers.get("Accept-Encoding"),
                 names=request.args.getlist("name[]") or None,
             )
-            tracker.scraped()
+            tracker.scraped(started)
             return Response(body, headers=headers)
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
-        tracker.scraped()
+        tracker.scraped(started)
         return Response(body, content_type=content_type)
 
     app.add_url_rule(path, "locust_metrics", metrics)

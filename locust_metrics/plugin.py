@@ -409,8 +409,11 @@ class MetricsExporter:
             timeout,
             where,
         )
-        seen = self.scrapes.count
         deadline = time.monotonic() + timeout
-        while self.scrapes.count == seen and time.monotonic() < deadline:
+
+        def final_scraped() -> bool:  # a scrape that started after the last change was answered
+            return self.scrapes.last_time is not None and self.scrapes.last_time >= reference
+
+        while not final_scraped() and time.monotonic() < deadline:
             gevent.sleep(0.05)
-        return self.scrapes.count != seen
+        return final_scraped()
