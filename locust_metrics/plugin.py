@@ -2,7 +2,7 @@
 
 :class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It owns
 
-* ``recorder``: the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (listener on ``request``);
+* ``recorder``: the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (on ``request``, through ``dispatch.py``);
 * ``registry``: a ``prometheus_client.CollectorRegistry`` holding one :class:`LocustCollector`, so an
   application can serve it itself (``prometheus_client.generate_latest(exporter.registry)``);
 * ``server``: our own HTTP endpoint (``--metrics-port``), and ``/metrics`` on Locust's web UI;
@@ -30,6 +30,7 @@ import gevent
 from prometheus_client import CollectorRegistry
 
 from ._version import __version__
+from .dispatch import attach, detach
 from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
 from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
 from .options import Settings
@@ -102,6 +103,8 @@ class MetricsExporter:
         server: our :class:`~locust_metrics.exposition.MetricsServer`, or None (port 0, or a worker).
         scrapes: :class:`~locust_metrics.exposition.ScrapeTracker` of answered scrapes.
         lifecycle: :class:`TestLifecycle` of the current run.
+        fast_dispatch: True while Locust's ``request`` event calls ``recorder.record`` directly (a Locust
+            ``EventHook`` we know, see ``dispatch.py``); False: our listener is called the ordinary way.
     """
 
     def __init__(self, environment: Any, settings: Settings, from_options: bool = False) -> None:
@@ -128,6 +131,7 @@ class MetricsExporter:
         self.server: MetricsServer | None = None
         self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
+        self.fast_dispatch = False  # True while Locust's request event calls recorder.record directly
         self._started = False
         self._quit_done: Any = None  # set once the first quit event's final push and scrape are over
 
@@ -140,7 +144,7 @@ class MetricsExporter:
         if self._started:
             return self
         events = self.environment.events
-        events.request.add_listener(self.recorder.on_request)
+        self.fast_dispatch = attach(events.request, self.recorder.on_request, self.recorder.record)
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
         events.quit.add_listener(self._on_quit)
@@ -200,8 +204,9 @@ class MetricsExporter:
         if self.pusher is not None:
             self.pusher.close(final_push=True)
         events = self.environment.events
+        detach(events.request, self.recorder.on_request)
+        self.fast_dispatch = False
         for hook, listener in (
-            (events.request, self.recorder.on_request),
             (events.test_start, self._on_test_start),
             (events.test_stop, self._on_test_stop),
             (events.quit, self._on_quit),

@@ -4,8 +4,9 @@ One :class:`EndpointStats` holds everything we export for one Locust statistics 
 ``(method, name)`` pair: a non-cumulative histogram of response times, their sum, the slow count, the
 response bytes, completed requests by status code and failures by error label.
 
-The hot path, :meth:`RequestRecorder.on_request`, is a plain function called by Locust for every request:
-two dict lookups, one table lookup for the bucket (:func:`bucket_table`), a handful of integer additions.
+The hot path, :meth:`RequestRecorder.record`, is a plain function called (through ``dispatch.py``) with
+the keyword dict of every ``request`` event: two dict lookups, one table lookup for the bucket
+(:func:`bucket_table`), a handful of integer additions.
 It takes no lock (gevent is cooperative: nothing else runs while it runs), touches no prometheus_client
 object and formats no string. Everything
 that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. Rendering
@@ -350,6 +351,14 @@ def error_label(status: Any, exception: Any) -> str:
         return _type_name(exception)
 
 
+EVENT_DEFAULTS: dict[str, Any] = {
+    "request_type": None, "name": None, "response_time": None, "response_length": 0, "response": None, "exception": None,
+}
+"""The keyword arguments of Locust's ``request`` event that we read, with the values taken for those an
+event is fired without (Locust's own clients always pass all of them; ``context``, ``start_time`` and
+``url`` are not read)."""
+
+
 class RequestRecorder:
     """Accumulates Locust ``request`` events per ``(method, name)``; bounded by ``max_names``.
 
@@ -363,8 +372,10 @@ class RequestRecorder:
     Attributes:
         endpoints: ``{(method, name): EndpointStats}``, the exported entries plus overflow entries.
         dropped: requests folded into an overflow entry.
-        on_request: the ``request`` event listener (a closure; add it with
-            ``environment.events.request.add_listener(recorder.on_request)``).
+        record: the hot path, ``record(event)``: records one ``request`` event given as its keyword dict.
+        on_request: the same as a ``request`` event listener (keyword arguments). Add both to an
+            Environment with ``dispatch.attach(environment.events.request, recorder.on_request,
+            recorder.record)``: Locust's own ``EventHook`` then calls ``record`` directly, cheaper.
     """
 
     def __init__(
@@ -383,7 +394,7 @@ class RequestRecorder:
         self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
         self._warned: set[str] = set()
-        self.on_request = self._make_listener()
+        self.record, self.on_request = self._make_listener()
 
     def configure(
         self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int
@@ -407,12 +418,13 @@ class RequestRecorder:
         self._table[:] = bucket_table(self.bounds_ms, offset=HOT_BUCKETS)
 
     # ------------------------------------------------------------------ the hot path
-    def _make_listener(self) -> Callable[..., None]:
-        """Build the ``request`` listener: a closure over the endpoint index, the bounds and the bucket table.
+    def _make_listener(self) -> tuple[Callable[[dict[str, Any]], None], Callable[..., None]]:
+        """Build the hot path: ``(record, on_request)``, closures over the endpoint index, the bounds and the
+        bucket table.
 
         All three are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
-        refills the lists), so the listener stays valid for the recorder's life. Locals instead of
-        attribute lookups keep it at a few hundred nanoseconds per request.
+        refills the lists), so the closures stay valid for the recorder's life. Locals instead of
+        attribute lookups keep ``record`` at a few hundred nanoseconds per request.
         """
         by_name = self._by_name
         bounds = self._bounds
@@ -422,39 +434,33 @@ class RequestRecorder:
         bisect = bisect_left
         label_of = error_label
 
-        def on_request(
-            request_type: Any = None,
-            name: Any = None,
-            response_time: Any = None,
-            response_length: Any = 0,
-            *,
-            response: Any = None,
-            context: Any = None,
-            exception: Any = None,
-            start_time: Any = None,
-            url: Any = None,
-            **_kwargs: Any,
-        ) -> None:
-            """Locust ``request`` event listener (locust-metrics). Never raises.
+        def record(event: dict[str, Any]) -> None:
+            """Record one Locust ``request`` event, given as its keyword dict (locust-metrics). Never raises.
 
-            ``response_time`` is Locust's, in milliseconds (``None``: counted in requests, not in the
-            histogram, as in Locust's statistics). A request is a failure when ``exception`` is truthy, as
-            in Locust. The status code is ``response.status_code`` (0 when there is no response).
+            ``event`` holds Locust's keyword arguments of the ``request`` event: ``request_type``,
+            ``name``, ``response_time`` (milliseconds, float or ``None``: counted in requests, not in the
+            histogram, as in Locust's statistics), ``response_length``, ``response`` (its
+            ``status_code``; 0 when there is none) and ``exception`` (a request is a failure when it is
+            truthy, as in Locust). It is read, never changed; missing keys take :data:`EVENT_DEFAULTS`.
             Anything unusual (a new name or status, a time or length out of range, odd types) is left,
             untouched, to the careful path, which records the request exactly once.
             """
             try:
                 # everything that can raise comes before the first change, so that the careful path,
                 # which then records the request, never records it twice
-                endpoint = by_name[name][request_type]
+                endpoint = by_name[event["name"]][event["request_type"]]
+                response = event["response"]
                 status = 0 if response is None else response.status_code
-                record = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
-                response_bytes = record[1] + response_length  # 1: HOT_BYTES
+                counts = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
+                response_time = event["response_time"]
+                response_length = event["response_length"]
+                exception = event["exception"]
+                response_bytes = counts[1] + response_length  # 1: HOT_BYTES
                 if response_time is None:
                     if not response_length >= 0:  # negative or NaN: the careful path counts it as 0
                         raise ValueError
-                    record[2] += 1  # HOT_NO_TIME
-                    record[1] = response_bytes
+                    counts[2] += 1  # HOT_NO_TIME
+                    counts[1] = response_bytes
                 else:
                     # a negative or NaN time or length: the careful path decides
                     if not (response_time >= 0.0 and response_length >= 0):
@@ -464,13 +470,19 @@ class RequestRecorder:
                     index = table[ceil(response_time)]  # the bucket's index in the record
                     if index is None:  # a bound that is not a whole millisecond lies in this millisecond
                         index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
-                    sum_ms = record[0] + response_time  # 0: HOT_SUM
+                    sum_ms = counts[0] + response_time  # 0: HOT_SUM
                     # nothing below raises
-                    record[index] += 1
-                    record[0] = sum_ms
-                    record[1] = response_bytes
+                    counts[index] += 1
+                    counts[0] = sum_ms
+                    counts[1] = response_bytes
             except Exception:
-                careful(request_type, name, response_time, response_length, response, exception)
+                if not EVENT_DEFAULTS.keys() <= event.keys():  # fired without some keys: once more, with defaults
+                    record({**EVENT_DEFAULTS, **event})
+                else:
+                    careful(
+                        event["request_type"], event["name"], event["response_time"], event["response_length"],
+                        event["response"], event["exception"],
+                    )
                 return
             try:  # the request is recorded: whatever happens now must not record it again
                 if exception:
@@ -478,7 +490,15 @@ class RequestRecorder:
             except Exception:
                 careful_failure(endpoint, exception)
 
-        return on_request
+        def on_request(*args: Any, **event: Any) -> None:
+            """Locust ``request`` event listener (locust-metrics): ``record(event)`` of its keyword arguments
+            (positional ones are taken in the order of :data:`EVENT_DEFAULTS`). Never raises. Locust's own
+            ``EventHook`` calls ``record`` in its place (``dispatch.py``)."""
+            if args:
+                event.update(zip(EVENT_DEFAULTS, args))
+            record(event)
+
+        return record, on_request
 
     # ------------------------------------------------------------------ slow paths
     def _record_carefully(

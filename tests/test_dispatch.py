@@ -1,0 +1,191 @@
+"""The request event's fast dispatch (locust_metrics/dispatch.py): the same behaviour as Locust's own
+``EventHook.fire``, the same counts as an ordinary listener, and a clean fallback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from locust import log as locust_log
+from locust.env import Environment
+from locust.event import EventHook
+from locust.exception import CatchResponseError, StopUser
+from test_recorder import CountingRecorder, NoStatus, Response, recorder
+
+import locust_metrics
+from locust_metrics.dispatch import attach, detach, known_fire
+
+EVENTS = [
+    dict(request_type="GET", name="/a", response_time=12.5, response_length=100, response=Response(200), exception=None),
+    dict(request_type="GET", name="/a", response_time=1500.0, response_length=10, response=Response(200), exception=None),
+    dict(request_type="GET", name="/a", response_time=3.0, response_length=0, response=Response(404),
+         exception=Exception("404 Client Error for url: http://x/a")),
+    dict(request_type="POST", name="/a", response_time=None, response_length=0, response=None,
+         exception=ConnectionRefusedError("[Errno 111]")),
+    dict(request_type="GET", name="/b", response_time=0.0, response_length=5, response=Response(200),
+         exception=CatchResponseError("bad body")),
+    dict(request_type="GET", name="/b", response_time=float("nan"), response_length=-3, response=NoStatus(), exception=None),
+    dict(request_type="GET", name="/b", response_time=-2.0, response_length=1, response=Response("abc"), exception=None),
+    dict(request_type="GET", name="/b", response_time=7e12, response_length=1, response=Response(503), exception="a string"),
+    # fired the way a custom client might: without response and exception, or with extra keys
+    dict(request_type="grpc", name="Say", response_time=4.2, response_length=7),
+    dict(request_type="grpc", name="Say", response_time=4.2, response_length=7, context={"x": 1}, url=None, extra=1),
+    dict(request_type=None, name=["unhashable"], response_time="12", response_length=None, response=Response(200), exception=None),
+]
+
+
+def _state(rec) -> dict:
+    return {
+        key: (e.buckets, e.sum_ms, e.slow, e.response_bytes, e.statuses, e.failures)
+        for key, e in sorted(rec.endpoints.items(), key=repr)
+    }
+
+
+def _fast_hook(rec) -> EventHook:
+    hook = EventHook()
+    assert attach(hook, rec.on_request, rec.record)
+    return hook
+
+
+def test_this_locust_gets_the_fast_dispatch() -> None:
+    """A canary: if a Locust release changes EventHook.fire, this fails (we then fall back, slower)."""
+    assert known_fire(EventHook()) is not None
+    env = Environment()
+    exporter = locust_metrics.install(env, port=0)
+    assert exporter.fast_dispatch
+    assert vars(env.events.request)["fire"]._locust_metrics_listener is exporter.recorder.on_request
+    env.events.request.fire(request_type="GET", name="/x", response_time=1.0, response_length=2,
+                            response=Response(200), context={}, exception=None)
+    assert exporter.recorder.totals()["requests"] == 1
+    exporter.stop()
+    assert "fire" not in vars(env.events.request) and not exporter.fast_dispatch
+    env.events.request.fire(request_type="GET", name="/x", response_time=1.0, response_length=2,
+                            response=Response(200), context={}, exception=None)
+    assert exporter.recorder.totals()["requests"] == 1  # detached: not recorded
+
+
+def test_fast_and_ordinary_dispatch_record_the_same() -> None:
+    fast, ordinary, direct = recorder(slow_threshold=1000), recorder(slow_threshold=1000), recorder(slow_threshold=1000)
+    fast_hook, ordinary_hook = _fast_hook(fast), EventHook()
+    ordinary_hook.add_listener(ordinary.on_request)
+    for _ in range(3):  # first sightings (careful path), then the fast path
+        for event in EVENTS:
+            fast_hook.fire(**event)
+            ordinary_hook.fire(**event)
+            direct.record(dict(event))
+    assert _state(fast) == _state(ordinary) == _state(direct)
+    assert fast.totals() == {"requests": 33, "failures": 12, "count": 24, "slow": 6}
+    assert fast.endpoints[("grpc", "Say")].statuses == {0: 6}
+
+
+def test_missing_keys_take_the_fast_path_after_the_first_sighting() -> None:
+    rec = CountingRecorder(recorder().bounds_ms, 1000.0)
+    hook = _fast_hook(rec)
+    for _ in range(100):
+        hook.fire(request_type="grpc", name="Say", response_time=4.2, response_length=7)
+    assert rec.careful_calls == 1 and rec.endpoints[("grpc", "Say")].requests == 100
+
+
+def _trace_run(hook: EventHook, ours, trace: list, setup) -> list:
+    """Fire ``hook`` through listeners around ours that log, raise, stop the user and remove themselves."""
+
+    def first(**kw):
+        trace.append(("first", kw["name"]))
+
+    def failing(**kw):
+        trace.append(("failing", kw["name"]))
+        raise ValueError("a listener's bug")
+
+    def stopper(**kw):
+        trace.append(("stopper", kw["name"]))
+        if kw["name"] == "/stop":
+            raise StopUser()
+
+    def once(**kw):
+        trace.append(("once", kw["name"]))
+        hook.remove_listener(once)
+
+    for listener in (first, failing, ours, stopper, once):
+        hook.add_listener(listener)
+    setup(hook)
+    for name in ("/a", "/b", "/stop", "/c"):
+        try:
+            hook.fire(request_type="GET", name=name, response_time=1.0, response_length=1, response=None, exception=None)
+        except StopUser:
+            trace.append(("raised StopUser", name))
+    hook.fire(reverse=True, request_type="GET", name="/reverse", response_time=1.0, response_length=1,
+              response=None, exception=None)
+    return trace
+
+
+def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> None:
+    """Same calls, same order, same exceptions through, same logging, same requests recorded."""
+    traces, states = [], []
+    for fast in (False, True):
+        rec = recorder()
+        trace: list = []
+
+        def ours(trace=trace, rec=rec, **kw):  # the listener as Locust sees it; records what reaches it too
+            trace.append(("ours", kw["name"]))
+            rec.on_request(**kw)
+
+        def record(event, trace=trace, rec=rec):
+            trace.append(("ours", event["name"]))
+            rec.record(event)
+
+        hook = EventHook()
+
+        def setup(hook, fast=fast, ours=ours, record=record):
+            assert attach(hook, ours, record) if fast else known_fire(hook)
+            assert hook._handlers.count(ours) == 1
+        locust_log.unhandled_greenlet_exception = False
+        with caplog.at_level(logging.ERROR):
+            caplog.clear()
+            traces.append(_trace_run(hook, ours, trace, setup))
+        errors = [r for r in caplog.records if "Uncaught exception in event handler" in r.getMessage()]
+        assert len(errors) == 5 and "a listener's bug" in errors[0].getMessage()
+        assert locust_log.unhandled_greenlet_exception
+        states.append(_state(rec))
+    locust_log.unhandled_greenlet_exception = False
+    assert traces[0] == traces[1]
+    assert ("raised StopUser", "/stop") in traces[1] and ("once", "/b") not in traces[1]
+    assert traces[1][-4:] == [("stopper", "/reverse"), ("ours", "/reverse"), ("failing", "/reverse"), ("first", "/reverse")]
+    assert states[0] == states[1]
+
+
+def test_attach_is_idempotent_and_detach_restores_locusts_fire() -> None:
+    rec = recorder()
+    hook = EventHook()
+    assert attach(hook, rec.on_request, rec.record) and attach(hook, rec.on_request, rec.record)
+    assert hook._handlers == [rec.on_request]
+    hook.fire(request_type="GET", name="/x", response_time=1.0, response_length=1, response=None, exception=None)
+    detach(hook, rec.on_request)
+    assert hook._handlers == [] and "fire" not in vars(hook)
+    hook.fire(request_type="GET", name="/x", response_time=1.0, response_length=1, response=None, exception=None)
+    assert rec.totals()["requests"] == 1
+
+
+class CustomHook(EventHook):
+    def fire(self, *, reverse=False, **kwargs):
+        kwargs["name"] = kwargs["name"].upper()  # a hook that does something of its own
+        super().fire(reverse=reverse, **kwargs)
+
+
+def test_a_hook_we_do_not_know_calls_the_ordinary_listener() -> None:
+    wrapped = EventHook()
+    own_fire = wrapped.fire
+    wrapped.fire = lambda **kw: own_fire(**kw)  # another plugin wrapped it already
+    for hook in (CustomHook(), wrapped):
+        rec = recorder()
+        assert known_fire(hook) is None
+        assert not attach(hook, rec.on_request, rec.record)
+        for _ in range(2):
+            for event in EVENTS[:4]:
+                hook.fire(**event)
+        expected = recorder()
+        for _ in range(2):
+            for event in EVENTS[:4]:
+                expected.record({**event, "name": event["name"].upper()} if isinstance(hook, CustomHook) else event)
+        assert _state(rec) == _state(expected)
+        detach(hook, rec.on_request)
+        assert hook._handlers == []
