@@ -78,6 +78,7 @@ from locust.exception import CatchResponseError  # noqa: E402
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 
+from locust_metrics.dispatch import attach  # noqa: E402
 from locust_metrics.distributed import PayloadMerger, take_payload  # noqa: E402
 from locust_metrics.exposition import MetricsServer, ScrapeTracker  # noqa: E402
 from locust_metrics.options import Settings  # noqa: E402
@@ -170,10 +171,13 @@ def _environment(variant: str) -> Environment:
         return env
     if variant in ("bare", "both"):
         env.create_local_runner()  # registers Locust's own statistics listener
-    if variant in ("plugin", "both"):
+    if variant in ("plugin", "both", "listener"):
         settings = Settings.from_kwargs(port=0)
         recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names)
-        env.events.request.add_listener(recorder.on_request)
+        if variant == "listener":  # the fallback for an EventHook we do not know: an ordinary listener
+            env.events.request.add_listener(recorder.on_request)
+        else:  # as install() does it
+            assert attach(env.events.request, recorder.on_request, recorder.record)
     elif variant == "naive":
         env.events.request.add_listener(naive_listener(CollectorRegistry()))
     return env
@@ -191,7 +195,7 @@ def bench_hot_path(chunk: int, names: int, rounds: int) -> dict[str, float]:
     # a small working set, fired again and again: a real event's kwargs are freshly made and in cache,
     # so a huge list of pre-made events would measure memory traffic instead of listeners
     events = _events(chunk, names)
-    variants = ("empty", "bare", "plugin", "naive", "both")
+    variants = ("empty", "bare", "plugin", "naive", "both", "listener")
     environments = {variant: _environment(variant) for variant in variants}
     for env in environments.values():  # warm up: first sightings of every name and status
         fire = env.events.request.fire
@@ -209,7 +213,7 @@ def bench_hot_path(chunk: int, names: int, rounds: int) -> dict[str, float]:
     empty = per_event["empty"]
     added = {variant: [t - e for t, e in zip(per_event[variant], empty)] for variant in variants if variant != "empty"}
     result = {"chunk": chunk, "rounds": rounds, "empty_ns": statistics.median(empty)}
-    for variant, key in (("bare", "locust"), ("plugin", "plugin"), ("naive", "naive"), ("both", "both")):
+    for variant, key in (("bare", "locust"), ("plugin", "plugin"), ("naive", "naive"), ("both", "both"), ("listener", "listener")):
         result[f"{key}_added_ns"] = statistics.median(added[variant])
         result[f"{variant}_ns"] = statistics.median(per_event[variant])
     result["plugin_vs_naive"] = statistics.median(p / n for p, n in zip(added["plugin"], added["naive"]) if n > 0)
@@ -498,24 +502,37 @@ _timed = {"ns": 0, "calls": 0}
 
 @events.init.add_listener
 def _time_listener(environment, **_kwargs):
-    # BENCH_TIME_LISTENER: time the plugin's request listener in place, on every request of a real run
+    # BENCH_TIME_LISTENER: time the plugin's hot path in place, on every request of a real run
+    from locust_metrics.dispatch import attach, detach
+
     exporter = getattr(environment, "_locust_metrics_exporter", None)
     if exporter is not None and os.environ.get("BENCH_NO_LISTENER"):  # for diagnosis: the plugin minus its listener
-        environment.events.request.remove_listener(exporter.recorder.on_request)
+        detach(environment.events.request, exporter.recorder.on_request)
     if not os.environ.get("BENCH_TIME_LISTENER") or exporter is None:
         return
     hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
+    record = exporter.recorder.record
 
-    def timed(**kwargs):
+    def timed(event):
         before = clock()
         start = clock()
-        listener(**kwargs)  # the same keyword binding as Locust's fire() does
+        record(event)  # as Locust's request event calls it (locust_metrics.dispatch)
         end = clock()
         _timed["ns"] += (end - start) - (start - before)  # minus one clock call
         _timed["calls"] += 1
 
-    hook.remove_listener(listener)
-    hook.add_listener(timed)
+    if not attach(hook, listener, timed):  # an EventHook we do not know: the ordinary listener, timed
+
+        def timed(**kwargs):  # noqa: F811
+            before = clock()
+            start = clock()
+            listener(**kwargs)  # the same keyword binding as Locust's fire() does
+            end = clock()
+            _timed["ns"] += (end - start) - (start - before)
+            _timed["calls"] += 1
+
+        hook.remove_listener(listener)
+        hook.add_listener(timed)
 
 
 def _measure(environment, warmup, window):
@@ -541,6 +558,8 @@ def _toggle(environment, warmup, window, phase):
     # one process, the plugin's work switched on and off in phases of `phase` seconds (ABBA order, so
     # that a linear drift cancels): on = the request listener attached and one scrape rendered (as the
     # endpoint serves it: OpenMetrics + gzip) per second; off = the listener detached, no scrape
+    from locust_metrics.dispatch import attach, detach
+
     exporter = environment._locust_metrics_exporter
     hook, listener = environment.events.request, exporter.recorder.on_request
     parts = os.environ.get("BENCH_TOGGLE_PARTS", "listener,scrape").split(",")  # for diagnosis
@@ -553,9 +572,9 @@ def _toggle(environment, warmup, window, phase):
     for index in range(phases):
         on = index % 4 in (0, 3)
         if on and listener not in hook._handlers and "listener" in parts:
-            hook.add_listener(listener)
+            attach(hook, listener, exporter.recorder.record)  # as install() does it
         elif not on and listener in hook._handlers:
-            hook.remove_listener(listener)
+            detach(hook, listener)  # Locust's own fire again
         requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
         end = wall + phase
         while time.perf_counter() < end and not _stopped.is_set():
@@ -895,6 +914,8 @@ def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
          f"<= 1 µs: {_ok(hot['plugin_added_ns'] / 1000, 1.0, quick)}; {hot['plugin_vs_locust']:.0%} of Locust's own"),
         ("hot path: added by a naive prometheus_client listener", f"{hot['naive_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's statistics + locust-metrics", f"{hot['both_added_ns'] / 1000:.3f} µs", "a real run"),
+        ("hot path: added by locust-metrics as an ordinary listener", f"{hot['listener_added_ns'] / 1000:.3f} µs",
+         "the fallback for an EventHook we do not know"),
         ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
          f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, quick)}"),
     ]
