@@ -11,9 +11,11 @@ every comparison is measured side by side in the same run, variants interleaved,
 same machine state. Sections:
 
 * **hot path**: the time Locust's ``request`` event takes per request, with (a) no listener at all,
-  (b) Locust's own statistics listener (bare Locust), (c) locust-metrics' listener, (d) a naive
-  prometheus_client listener (``Histogram.labels(...).observe()`` plus counters), each alone, and
-  (e) Locust's + ours together, as in a real run. The events carry real ``FastResponse`` objects over
+  (b) Locust's own statistics listener (bare Locust), (c) locust-metrics, attached as ``install()``
+  does it (``dispatch.attach``: the event hands the recorder its keyword dict), (d) a naive
+  prometheus_client listener (``Histogram.labels(...).observe()`` plus counters), each alone,
+  (e) Locust's + ours together, as in a real run, and (f) locust-metrics as an ordinary listener (the
+  fallback for an ``EventHook`` we do not know). The events carry real ``FastResponse`` objects over
   real geventhttpclient responses. Rounds of 2,048 events through every variant (``25 x --repeats``
   rounds, the order rotating); "added" = the median over rounds of variant - (a) in the same round.
   Budgets: ours <= 1 µs and <= 25% of the naive listener's added cost.

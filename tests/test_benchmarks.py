@@ -18,7 +18,7 @@ def test_quick_benchmark_runs_and_prints_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout
-    for row in ("hot path: locust-metrics / naive", "end to end: with / bare", "listener timed in place",
+    for row in ("hot path: locust-metrics / naive", "as an ordinary listener", "end to end: with / bare", "listener timed in place",
                 "toggled in 1 s phases", "concurrent pairs on one core", "scrape CPU, 10 names",
                 "loop stall per HTTP scrape, 50 names", "master merge of one report", "memory added at 50 names"):
         assert row in table, table
@@ -30,3 +30,17 @@ def test_quick_benchmark_runs_and_prints_every_section(tmp_path: Path) -> None:
     assert end_to_end["target"] == "gevent"  # --quick needs no nginx
     assert all(run["requests"] > 0 for runs in end_to_end["sequential_runs"].values() for run in runs)
     assert end_to_end["listener_in_place_ns"] > 0 and 0 < end_to_end["listener_share"] < 1
+
+
+def test_instruction_count_children_run() -> None:
+    """``benchmarks/instructions.py`` runs its child under valgrind (not in CI: too slow there); its child
+    runs the same way without valgrind, so that it cannot rot unnoticed."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import instructions
+
+    for variant in instructions.VARIANTS:
+        result = subprocess.run(
+            [sys.executable, "-c", instructions._CHILD, variant, "50", str(REPO / "benchmarks"), str(REPO)],
+            capture_output=True, text=True, timeout=120, env=child_env(),
+        )
+        assert result.returncode == 0, f"{variant}: {result.stderr[-3000:]}"
