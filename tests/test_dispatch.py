@@ -4,16 +4,24 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import pytest
 from locust import log as locust_log
 from locust.env import Environment
 from locust.event import EventHook
-from locust.exception import CatchResponseError, StopUser
+from locust.exception import (
+    CatchResponseError,
+    InterruptTaskSet,
+    RescheduleTask,
+    RescheduleTaskImmediately,
+    StopTest,
+    StopUser,
+)
 from test_recorder import CountingRecorder, NoStatus, Response, recorder
 
 import locust_metrics
-from locust_metrics.dispatch import attach, detach, known_fire
+from locust_metrics.dispatch import _fast_fire, attach, detach, known_fire
 
 EVENTS = [
     dict(request_type="GET", name="/a", response_time=12.5, response_length=100, response=Response(200), exception=None),
@@ -110,7 +118,7 @@ def _trace_run(hook: EventHook, ours, trace: list, setup) -> list:
         trace.append(("once", kw["name"]))
         hook.remove_listener(once)
 
-    for listener in (first, failing, ours, stopper, once):
+    for listener in (first, once, failing, ours, stopper):
         hook.add_listener(listener)
     setup(hook)
     for name in ("/a", "/b", "/stop", "/c"):
@@ -154,6 +162,7 @@ def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> 
     locust_log.unhandled_greenlet_exception = False
     assert traces[0] == traces[1]
     assert ("raised StopUser", "/stop") in traces[1] and ("once", "/b") not in traces[1]
+    assert ("failing", "/a") in traces[1], "over a copy: 'once' removing itself skips nothing"
     assert traces[1][-4:] == [("stopper", "/reverse"), ("ours", "/reverse"), ("failing", "/reverse"), ("first", "/reverse")]
     assert states[0] == states[1]
 
@@ -194,3 +203,73 @@ def test_a_hook_we_do_not_know_calls_the_ordinary_listener() -> None:
         assert _state(rec) == _state(expected)
         detach(hook, rec.on_request)
         assert hook._handlers == []
+
+
+class Locust243EventHook(EventHook):
+    """EventHook.fire as in Locust 2.32-2.46 (from their wheels; 2.43-2.46 added StopTest): over the live
+    list, ``reversed()`` for reverse. The reference for the forms of dispatch.KNOWN_FIRES we cannot install."""
+
+    stop_test = True
+
+    def fire(self, *, reverse=False, **kwargs):
+        if reverse:
+            handlers = reversed(self._handlers)
+        else:
+            handlers = self._handlers
+        passing = (StopUser, RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet) + ((StopTest,) if self.stop_test else ())
+        for handler in handlers:
+            try:
+                handler(**kwargs)
+            except passing:
+                raise
+            except Exception:
+                logging.error("Uncaught exception in event handler: \n%s", traceback.format_exc())
+                locust_log.unhandled_greenlet_exception = True
+
+
+@pytest.mark.parametrize("stop_test", [True, False], ids=["2.43-2.46", "2.32-2.42"])
+def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) -> None:
+    """Over the live list, a listener that removes itself makes the next one be skipped: as in those Locusts."""
+    traces = []
+    for fast in (False, True):
+        rec, trace = recorder(), []
+
+        def ours(trace=trace, rec=rec, **kw):
+            trace.append(("ours", kw["name"]))
+            rec.on_request(**kw)
+
+        def record(event, trace=trace, rec=rec):
+            trace.append(("ours", event["name"]))
+            rec.record(event)
+
+        reference = Locust243EventHook()
+        reference.stop_test = stop_test
+        hook = EventHook() if fast else reference
+
+        def setup(hook, fast=fast, ours=ours, record=record):
+            if fast:
+                hook.fire = _fast_fire(hook, ours, record, False, stop_test)
+
+        traces.append(_trace_run(hook, ours, trace, setup))
+        locust_log.unhandled_greenlet_exception = False
+    assert traces[0] == traces[1]
+    assert ("failing", "/a") not in traces[1], "the live list: removing 'once' made the loop skip the next one"
+
+    def stop_the_test(**_kw):
+        raise StopTest()
+
+    for fast in (False, True):
+        hook = EventHook()
+        if fast:
+            hook.fire = _fast_fire(hook, stop_the_test, lambda event: stop_the_test(), False, stop_test)
+        else:
+            hook = Locust243EventHook()
+            hook.stop_test = stop_test
+        hook.add_listener(stop_the_test)
+        if stop_test:
+            with pytest.raises(StopTest):
+                hook.fire(name="/x")
+        else:  # logged, not raised, before Locust 2.43
+            hook.fire(name="/x")
+            assert locust_log.unhandled_greenlet_exception
+            locust_log.unhandled_greenlet_exception = False
