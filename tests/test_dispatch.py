@@ -131,6 +131,20 @@ def _trace_run(hook: EventHook, ours, trace: list, setup) -> list:
     return trace
 
 
+def _traced(rec, trace: list):
+    """``(listener, record)`` for ``rec`` that also note ``("ours", name)`` in ``trace`` when called."""
+
+    def ours(**kw):  # the listener as Locust sees it
+        trace.append(("ours", kw["name"]))
+        rec.on_request(**kw)
+
+    def record(event):  # what the fast fire calls in its place
+        trace.append(("ours", event["name"]))
+        rec.record(event)
+
+    return ours, record
+
+
 def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> None:
     """Same calls, same order, same exceptions through, same logging, same requests recorded."""
     traces, states = [], []
@@ -138,19 +152,13 @@ def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> 
         rec = recorder()
         trace: list = []
 
-        def ours(trace=trace, rec=rec, **kw):  # the listener as Locust sees it; records what reaches it too
-            trace.append(("ours", kw["name"]))
-            rec.on_request(**kw)
-
-        def record(event, trace=trace, rec=rec):
-            trace.append(("ours", event["name"]))
-            rec.record(event)
-
+        ours, record = _traced(rec, trace)
         hook = EventHook()
 
         def setup(hook, fast=fast, ours=ours, record=record):
             assert attach(hook, ours, record) if fast else known_fire(hook)
             assert hook._handlers.count(ours) == 1
+
         locust_log.unhandled_greenlet_exception = False
         with caplog.at_level(logging.ERROR):
             caplog.clear()
@@ -234,14 +242,7 @@ def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) 
     for fast in (False, True):
         rec, trace = recorder(), []
 
-        def ours(trace=trace, rec=rec, **kw):
-            trace.append(("ours", kw["name"]))
-            rec.on_request(**kw)
-
-        def record(event, trace=trace, rec=rec):
-            trace.append(("ours", event["name"]))
-            rec.record(event)
-
+        ours, record = _traced(rec, trace)
         reference = Locust243EventHook()
         reference.stop_test = stop_test
         hook = EventHook() if fast else reference
