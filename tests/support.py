@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -150,6 +151,19 @@ def assert_exact_per_endpoint(final: Samples, stats: dict[tuple[str, str], dict[
     total = stats[("", "Aggregated")]
     assert final.sum("locust_requests_total") == total["requests"]
     assert final.sum("locust_request_failures_total") == total["failures"]
+
+
+def interrupted_in_locust_statistics(output: str) -> int:
+    """How many ``KeyboardInterrupt`` tracebacks in a Locust process's ``output`` were raised inside Locust's
+    own statistics (a frame in ``locust/stats.py``).
+
+    Ctrl-C raises ``KeyboardInterrupt`` in whichever greenlet runs at that moment. In a user's greenlet in
+    the middle of Locust's statistics listener, Locust has logged that request in part (its total, perhaps
+    its entry) and every listener after Locust's, ours among them, never sees it: each such traceback is
+    one request that Locust's ``--csv`` may count and we cannot.
+    """
+    frames = re.findall(r"^Traceback \(most recent call last\):\n((?:[ \t].*\n)*)KeyboardInterrupt$", output, re.MULTILINE)
+    return sum(1 for block in frames if re.search(r'File "[^"]*locust[/\\]stats\.py"', block))
 
 
 def assert_counters_never_decrease(scrapes: list[Samples], metrics: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from support import (
     csv_stats,
     free_port,
     http_get,
+    interrupted_in_locust_statistics,
     locust,
     scrape,
     wait_for_http,
@@ -179,10 +180,14 @@ def test_a_signal_mid_run_still_gets_the_final_scrape_and_the_final_push(sig: in
         stats = csv_stats(workdir / "run")
         total = stats[("", "Aggregated")]["requests"]
         assert final.sum("locust_test_stop_time_seconds") >= signalled
-        assert final.sum("locust_requests_total") == final.sum("locust_request_duration_seconds_count") == total > 0
+        ours = final.sum("locust_requests_total")
+        assert ours == final.sum("locust_request_duration_seconds_count") > 0
+        # exact, except for a request that Ctrl-C interrupted inside Locust's own statistics listener (Locust's
+        # traceback shows it): Locust logged it in part, no listener after Locust's saw it (seen 1 run in 12)
+        assert 0 <= total - ours <= interrupted_in_locust_statistics(output), (total, ours, output[-3000:])
         run = run_id(final)
         pushed = gateway.samples()
-        assert pushed.sum("locust_requests_total", job="locust", run=run) == total, "the final push has it all"
+        assert pushed.sum("locust_requests_total", job="locust", run=run) == ours, "the final push has it all"
         assert pushed.select("locust_test_stop_time_seconds", run=run)
 
 
