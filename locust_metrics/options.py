@@ -354,13 +354,67 @@ def _argparse_type(parser_function, option: str, keep_text: bool = False):
     return convert
 
 
+OPTION_PREFIX = "metrics-"
+"""Every option of ours is ``--metrics-*``: config-file keys ``metrics-*``, env vars ``LOCUST_METRICS_*``."""
+
+
+class ConfigFileKeysKept:
+    """Wraps Locust's config-file parser so that ``metrics-*`` keys of a ``locust.conf`` are never dropped.
+
+    Locust 2.32 up to 2.42.2 try every config file as TOML first, and a ``locust.conf`` that happens to be
+    valid TOML (``metrics-slow-threshold = 2``, ``metrics-max-names = 0``: numbers only) parses "successfully"
+    into nothing, since it has no ``[tool.locust]`` table: every setting in it is silently ignored (Locust
+    2.42.3 fixed this by falling back to its ``key = value`` parser for files not named ``*.toml``). This
+    wrapper asks Locust's parser first; for a file not named ``*.toml`` it also reads the file with
+    configargparse's ``key = value`` parser (the one Locust falls back to) and adds the ``metrics-*`` keys
+    that Locust's parser left out. It changes nothing on a Locust that reads the file right, and nothing
+    for Locust's own options. Values then go through our argparse types: a bad one fails before the test
+    starts, naming the option and the value.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self) -> ConfigFileKeysKept:  # configargparse may instantiate "the class" it was given
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def parse(self, stream: Any) -> dict[str, Any]:
+        """Locust's parse of ``stream``, plus the ``metrics-*`` keys that only the ``key = value`` parser sees."""
+        result = self.inner.parse(stream)
+        name = str(getattr(stream, "name", ""))
+        if name.endswith(".toml") or not hasattr(stream, "seek"):
+            return result
+        import configargparse
+
+        stream.seek(0)
+        plain = configargparse.DefaultConfigFileParser().parse(stream)
+        missing = {k: v for k, v in plain.items() if k.startswith(OPTION_PREFIX) and k not in result}
+        if not missing:
+            return result
+        merged = dict(result)
+        merged.update(missing)
+        return merged
+
+
+def keep_config_file_keys(parser: Any) -> None:
+    """Make ``parser`` (Locust's) read every ``metrics-*`` key of a config file; see :class:`ConfigFileKeysKept`."""
+    inner = getattr(parser, "_config_file_parser", None)
+    if inner is not None and not isinstance(inner, ConfigFileKeysKept):
+        parser._config_file_parser = ConfigFileKeysKept(inner)
+
+
 def add_arguments(parser: Any) -> None:
     """Add the ``--metrics-*`` options to Locust's argument parser (``init_command_line_parser``).
 
     Being Locust options, they also read ``LOCUST_METRICS_*`` environment variables and ``metrics-*``
-    config-file keys. Locust prints ``locust --help`` before it imports the locustfile, so they are not
-    listed there; ``python -m locust_metrics`` lists them (group "locust-metrics (Prometheus)").
+    config-file keys (on every supported Locust: see :class:`ConfigFileKeysKept`). Locust prints
+    ``locust --help`` before it imports the locustfile, so they are not listed there;
+    ``python -m locust_metrics`` lists them (group "locust-metrics (Prometheus)").
     """
+    keep_config_file_keys(parser)
     if any("--metrics-port" in action.option_strings for action in getattr(parser, "_actions", [])):
         return  # already added (a second import, or a second parser hook)
     group = parser.add_argument_group(
