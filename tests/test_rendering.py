@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from locust import User, task
 from locust.env import Environment
 from prometheus_client import generate_latest, make_wsgi_app
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -38,6 +38,9 @@ PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
+
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+"""Text format 0.0.4 (prometheus_client >= 0.22 names it CONTENT_TYPE_PLAIN_0_0_4; 0.20 has no name for it)."""
 
 
 class _User(User):
@@ -280,7 +283,7 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
                 body, want = gzip.decompress(body), gzip.decompress(want)
             assert body == want
         assert _get(ours.port, headers={"Accept": PROMETHEUS_ACCEPT})[1]["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
-        assert _get(ours.port)[1]["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+        assert _get(ours.port)[1]["Content-Type"] == TEXT_0_0_4
         assert exporter.renderer.fast_scrapes >= 6 and tracker.count >= 6
 
         # name[] filters, OPTIONS, other methods and the favicon: as prometheus_client's app
@@ -311,7 +314,7 @@ def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:
     assert response.headers["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
     assert gzip.decompress(response.data) == generate_openmetrics(exporter.registry)
     plain = client.get("/metrics")
-    assert plain.data == generate_latest(exporter.registry) and plain.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+    assert plain.data == generate_latest(exporter.registry) and plain.headers["Content-Type"] == TEXT_0_0_4
     assert tracker.count == 2 and exporter.renderer.fast_scrapes == 2
 
 
