@@ -41,22 +41,60 @@ WORKER_STATES = ("ready", "spawning", "running", "missing")
 """Worker states counted by ``locust_workers`` on a master."""
 
 
+OWN_ENDPOINT = "own"
+"""``ScrapeTracker`` key of our own HTTP endpoint (``--metrics-port``)."""
+
+WEB_UI_ENDPOINT = "web_ui"
+"""``ScrapeTracker`` key of the web UI's ``/metrics``."""
+
+
 class ScrapeTracker:
-    """Counts answered scrapes and remembers when the last one started (unix time, seconds).
+    """Counts answered scrapes, per endpoint, and remembers when the recent ones started (unix time, seconds).
 
     The start, not the answer: a scrape reads its numbers after it starts, so one that started after
     the test stopped holds the final numbers; one that was answered after the stop may not (its
     snapshot can predate the last requests).
+
+    Attributes:
+        count: answered scrapes, all endpoints.
+        last_time: start of the latest answered scrape (any endpoint), or None.
     """
+
+    HISTORY = 5
+    """Scrape start times kept per endpoint (so :meth:`longest_gap` looks at the last 4 intervals)."""
 
     def __init__(self) -> None:
         self.count = 0
         self.last_time: float | None = None
+        self._starts: dict[str, list[float]] = {}
 
-    def scraped(self, started: float | None = None) -> None:
-        """Record one answered scrape that started at ``started`` (unix seconds; default: now)."""
+    def scraped(self, started: float | None = None, endpoint: str = OWN_ENDPOINT) -> None:
+        """Record one answered scrape of ``endpoint`` that started at ``started`` (unix seconds; default: now)."""
+        started = time.time() if started is None else started
         self.count += 1
-        self.last_time = time.time() if started is None else started
+        if self.last_time is None or started > self.last_time:
+            self.last_time = started
+        starts = self._starts.setdefault(endpoint, [])
+        starts.append(started)
+        if len(starts) > self.HISTORY:
+            del starts[0]
+
+    def scrapes(self, endpoint: str) -> int:
+        """How many of the recent scrapes (at most :data:`HISTORY`) were of ``endpoint``."""
+        return len(self._starts.get(endpoint, ()))
+
+    def last(self, endpoint: str) -> float | None:
+        """Start of the latest scrape of ``endpoint`` (unix seconds), or None."""
+        starts = self._starts.get(endpoint)
+        return max(starts) if starts else None
+
+    def longest_gap(self, endpoint: str) -> float | None:
+        """The longest time between two consecutive recent scrapes of ``endpoint``, seconds; None before the
+        second scrape. For a scraper that scrapes periodically (Prometheus) this is its interval."""
+        starts = sorted(self._starts.get(endpoint, ()))
+        if len(starts) < 2:
+            return None
+        return max(b - a for a, b in zip(starts, starts[1:]))
 
 
 class _Families:
@@ -257,6 +295,10 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
     return metrics_app
 
 
+ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "*"})
+"""Bind addresses that mean every interface."""
+
+
 class MetricsServer:
     """Our own HTTP endpoint: gevent's WSGI server serving ``registry`` on every path (``/metrics``).
 
@@ -294,9 +336,19 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        """The endpoint's URL as a user would type it."""
-        host = self.host or "0.0.0.0"
+        """The endpoint's URL as a user on this machine would type it: ``localhost`` when bound to all
+        interfaces (``""``, ``0.0.0.0``, ``::``), else the bind address (IPv6 in brackets)."""
+        host = "localhost" if self.host in ALL_INTERFACES else self.host
+        if ":" in host:
+            host = f"[{host}]"
         return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}/metrics"
+
+    @property
+    def bind_address(self) -> str:
+        """What the server listens on, e.g. ``0.0.0.0:9646 (all interfaces)`` or ``127.0.0.1:9646``."""
+        if self.host in ALL_INTERFACES:
+            return f"{self.host or '0.0.0.0'}:{self.port} (all interfaces)"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""
@@ -338,11 +390,11 @@ def add_web_ui_route(
                 request.headers.get("Accept"), request.headers.get("Accept-Encoding"),
                 names=request.args.getlist("name[]") or None,
             )
-            tracker.scraped(started)
+            tracker.scraped(started, WEB_UI_ENDPOINT)
             return Response(body, headers=headers)
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
-        tracker.scraped(started)
+        tracker.scraped(started, WEB_UI_ENDPOINT)
         return Response(body, content_type=content_type)
 
     app.add_url_rule(path, "locust_metrics", metrics)

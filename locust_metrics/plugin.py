@@ -32,7 +32,14 @@ from prometheus_client import CollectorRegistry
 from ._version import __version__
 from .dispatch import attach, detach
 from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
-from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
+from .exposition import (
+    OWN_ENDPOINT,
+    WEB_UI_ENDPOINT,
+    LocustCollector,
+    MetricsServer,
+    ScrapeTracker,
+    add_web_ui_route,
+)
 from .options import Settings
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder, label_text
@@ -41,6 +48,13 @@ from .resources import NodeResources, ProcessResources
 from .security import web_ui_guard
 
 logger = logging.getLogger("locust_metrics")
+
+FINAL_SCRAPE_GAPS = 2.0
+"""At exit, a periodic scraper's next scrape is waited for until its latest scrape's start plus this many times
+the longest of its recent intervals (plus :data:`FINAL_SCRAPE_MARGIN_S`)."""
+
+FINAL_SCRAPE_MARGIN_S = 1.0
+"""Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
 
 
 def _guarded(method: Callable) -> Callable:
@@ -177,7 +191,8 @@ class MetricsExporter:
                     f"with {option}, or 0 to turn our HTTP server off",
                 ) from exc
             self.server = server
-            logger.info("locust-metrics: serving Prometheus metrics on %s", server.url)
+            logger.info("locust-metrics: serving Prometheus metrics on %s (listening on %s)", server.url,
+                        server.bind_address)
         if self.settings.pushgateway and not self.is_worker():
             s = self.settings
             self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s)
@@ -393,32 +408,64 @@ class MetricsExporter:
     def wait_for_final_scrape(self, timeout: float | None = None) -> bool:
         """Keep serving until one more scrape has been answered, so the last numbers reach Prometheus.
 
-        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits).
-        Waits only if the endpoint was scraped before and has not been scraped since the test stopped;
-        at most ``timeout`` seconds (default ``--metrics-final-scrape-timeout``). Logs one line when it
-        waits. Returns True when the final numbers were scraped (or there was nothing to wait for).
+        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits). It
+        waits only for a scraper that scrapes periodically and can still reach us:
+
+        * an endpoint (ours, or the web UI's ``/metrics`` while Locust's web UI still serves) scraped at
+          least twice, so that a one-off ``curl`` never makes the process wait;
+        * and no longer than that scraper's next scrape can take: until its latest scrape's start plus
+          :data:`FINAL_SCRAPE_GAPS` times the longest of its recent intervals plus
+          :data:`FINAL_SCRAPE_MARGIN_S`; a scraper already silent for longer is not waited for;
+        * and never more than ``timeout`` seconds (default ``--metrics-final-scrape-timeout``).
+
+        Nothing is waited for when a scrape that started after the last change (test stop, worker report)
+        was already answered. Logs one line when it waits, and one when the web UI that was being scraped is
+        gone. Returns True when the final numbers were scraped (or there was nothing to wait for).
         """
-        if self.server is None and not self.web_ui_route:
-            return True
-        if self.scrapes.count == 0:
-            return True  # nobody scrapes us: exit at once
         reference = self.last_change_time or time.time()
-        if self.scrapes.last_time is not None and self.scrapes.last_time >= reference:
-            return True  # already scraped after the test stopped
-        timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
-        if timeout <= 0:
-            return False
-        where = self.server.url if self.server is not None else "the web UI's /metrics"
-        logger.info(
-            "locust-metrics: waiting up to %gs for a final scrape of %s (--metrics-final-scrape-timeout)",
-            timeout,
-            where,
-        )
-        deadline = time.monotonic() + timeout
 
         def final_scraped() -> bool:  # a scrape that started after the last change was answered
             return self.scrapes.last_time is not None and self.scrapes.last_time >= reference
 
+        if final_scraped():
+            return True
+        timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
+        now = time.time()
+        until: float | None = None  # unix time of the expected next scrape plus the margin, latest endpoint
+        where = []
+        for endpoint, serving, name in (
+            (OWN_ENDPOINT, self.server is not None, self.server.url if self.server is not None else ""),
+            (WEB_UI_ENDPOINT, self._web_ui_serving(), "the web UI's /metrics"),
+        ):
+            gap, last = self.scrapes.longest_gap(endpoint), self.scrapes.last(endpoint)
+            if gap is None or last is None:
+                continue  # never, or once: nobody scrapes this endpoint periodically
+            if not serving:
+                if endpoint == WEB_UI_ENDPOINT:
+                    logger.info(
+                        "locust-metrics: the web UI's /metrics was scraped, but Locust has stopped its web UI: "
+                        "no final scrape (with --autoquit, give it at least the scrape interval)"
+                    )
+                continue
+            expected = last + FINAL_SCRAPE_GAPS * gap + FINAL_SCRAPE_MARGIN_S
+            if expected > now:
+                until = expected if until is None else max(until, expected)
+                where.append(f"{name} (scraped every {gap:.3g}s)")
+        if until is None or timeout <= 0:
+            return until is None
+        wait = min(timeout, until - now)
+        logger.info(
+            "locust-metrics: waiting up to %.3gs for a final scrape of %s (--metrics-final-scrape-timeout %gs)",
+            wait, " and ".join(where), timeout,
+        )
+        deadline = time.monotonic() + wait
         while not final_scraped() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         return final_scraped()
+
+    def _web_ui_serving(self) -> bool:
+        """True while our route is on Locust's web UI and its server still serves (``--autoquit`` stops it)."""
+        if not self.web_ui_route:
+            return False
+        server = getattr(getattr(self.environment, "web_ui", None), "server", None)
+        return server is not None and not getattr(server, "closed", False)
