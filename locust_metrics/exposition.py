@@ -346,9 +346,9 @@ class MetricsServer:
     @property
     def bind_address(self) -> str:
         """What the server listens on, e.g. ``0.0.0.0:9646 (all interfaces)`` or ``127.0.0.1:9646``."""
-        if self.host in ALL_INTERFACES:
-            return f"{self.host or '0.0.0.0'}:{self.port} (all interfaces)"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        host = "0.0.0.0" if self.host in ("", "*") else self.host
+        address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return f"{address} (all interfaces)" if self.host in ALL_INTERFACES else address
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""

@@ -23,6 +23,7 @@ def test_a_one_off_scrape_does_not_make_the_process_wait(workdir: Path) -> None:
         output = process.output()
     assert time.monotonic() - started < 10, "exits right after the 3 s test, not 30 s later"
     assert "for a final scrape" not in output
+    assert f"serving Prometheus metrics on http://127.0.0.1:{port}/metrics (listening on 127.0.0.1:{port})" in output
 
 
 def scrape_every(url: str, interval: float, stop: threading.Event, bodies: list[str]) -> threading.Thread:

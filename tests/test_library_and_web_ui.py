@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 from support import LOCUSTFILES, Samples, child_env, free_port, http_get, locust, wait_for_http
@@ -108,3 +109,15 @@ def test_web_ui_metrics_follow_the_web_base_path(demo_target: str, workdir: Path
         status, body = http_get(f"http://127.0.0.1:{web_port}/locust/metrics")
         assert status == 200 and "locust_runner_state" in body, (status, body[:300])
         process.wait(timeout=30)
+
+
+def test_the_endpoint_is_logged_with_an_address_one_can_open_and_the_bind_address() -> None:
+    from locust_metrics.exposition import MetricsServer, ScrapeTracker
+
+    def server(host: str) -> MetricsServer:
+        return MetricsServer(None, ScrapeTracker(), host, 9646, renderer=types.SimpleNamespace(wsgi_app=lambda: None))
+
+    assert (server("").url, server("").bind_address) == ("http://localhost:9646/metrics", "0.0.0.0:9646 (all interfaces)")
+    assert server("0.0.0.0").url == server("::").url == "http://localhost:9646/metrics"
+    assert (server("::").bind_address, server("::1").url) == ("[::]:9646 (all interfaces)", "http://[::1]:9646/metrics")
+    assert (server("127.0.0.1").url, server("127.0.0.1").bind_address) == ("http://127.0.0.1:9646/metrics", "127.0.0.1:9646")
