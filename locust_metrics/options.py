@@ -508,8 +508,10 @@ def add_arguments(parser: Any) -> None:
         default=DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
         env_var="LOCUST_METRICS_FINAL_SCRAPE_TIMEOUT",
         metavar="SECONDS",
-        help="After the test, if the endpoint was scraped during the run, keep serving until one more "
-        f"scrape is answered or this many seconds pass. Default {DEFAULT_FINAL_SCRAPE_TIMEOUT_S:g}.",
+        help="At exit, if an endpoint (ours, or the web UI's /metrics while the web UI still serves) was scraped "
+        "periodically (twice or more), keep serving until one more scrape is answered, at most until that "
+        "scraper's next scrape is overdue (twice its interval plus 1 s after its last scrape) and at most this "
+        f"many seconds. Default {DEFAULT_FINAL_SCRAPE_TIMEOUT_S:g}.",
     )
     group.add_argument(
         "--metrics-pushgateway",
