@@ -12,7 +12,7 @@ import sys
 
 from locust.argument_parser import get_empty_argument_parser
 
-from .options import add_arguments
+from .options import GROUP_TITLE, OPTIONS, add_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,16 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     sys.stdout.write("locust-metrics adds these options to Locust (locust -f locustfile.py [options]):\n")
     for group in parser._action_groups:
-        if group.title and group.title.startswith("locust-metrics"):
+        if group.title == GROUP_TITLE:
             formatter = parser._get_formatter()
             formatter.start_section(group.title)
             formatter.add_text(group.description)
             formatter.add_arguments(group._group_actions)
             formatter.end_section()
             sys.stdout.write(formatter.format_help())
+    first = OPTIONS[0]
     sys.stdout.write(
-        "\nEach option is also an environment variable (--metrics-port: LOCUST_METRICS_PORT) and a locust.conf\n"
-        "key (metrics-port = 9646).\n"
+        f"\nEach option is also an environment variable ({first.flag}: {first.env_var}) and a locust.conf\n"
+        f"key ({first.conf_key} = {first.default}).\n"
     )
     return 0
 

@@ -24,6 +24,7 @@ import logging
 from bisect import bisect_left
 from typing import Any
 
+from .options import flag
 from .recorder import OVERFLOW, EndpointStats, RequestRecorder
 from .resources import NodeResources
 
@@ -102,8 +103,8 @@ class PayloadMerger:
                 self._warned = True
                 logger.warning(
                     "locust-metrics: a worker uses other histogram buckets than the master; its counts are "
-                    "re-binned to the master's buckets (totals stay exact). Use the same --metrics-buckets "
-                    "and slow thresholds everywhere."
+                    "re-binned to the master's buckets (totals stay exact). Use the same %s "
+                    "and slow thresholds everywhere.", flag("buckets"),
                 )
             own = self.recorder.bounds_ms
             mapping = [bisect_left(own, bound) for bound in bounds] + [len(own)]

@@ -29,6 +29,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from .options import flag
+
 if TYPE_CHECKING:  # pragma: no cover
     from .plugin import MetricsExporter
 
@@ -194,7 +196,7 @@ class LocustCollector:
             size.add_metric(labels, response_bytes)
         dropped = f.counter(
             "locust_metrics_dropped_names",
-            "Requests counted under name=\"__overflow__\" because of --metrics-max-names.",
+            f"Requests counted under name=\"__overflow__\" because of {flag('max_names')}.",
         )
         dropped.add_metric(f.labels(), recorder.dropped)
         yield from (duration, requests, failures, slow, threshold, size, dropped)

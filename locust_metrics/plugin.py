@@ -40,7 +40,7 @@ from .exposition import (
     ScrapeTracker,
     add_web_ui_route,
 )
-from .options import Settings
+from .options import Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder, label_text
 from .rendering import ScrapeRenderer
@@ -166,9 +166,9 @@ class MetricsExporter:
         events.report_to_master.add_listener(self._on_report_to_master)
         events.worker_report.add_listener(self._on_worker_report)
         self._started = True
-        port, option = self.settings.port, "--metrics-port / LOCUST_METRICS_PORT"
+        port, option = self.settings.port, where("port")
         if self.is_worker():
-            port, option = self.settings.worker_port, "--metrics-worker-port / LOCUST_METRICS_WORKER_PORT"
+            port, option = self.settings.worker_port, where("worker_port")
             if port:
                 port += int(getattr(self.environment.runner, "worker_index", 0) or 0)
                 self.totals = self._new_recorder()
@@ -184,10 +184,10 @@ class MetricsExporter:
                 server.start()
             except OSError as exc:
                 self.stop()
-                where = f"{self.settings.host or '0.0.0.0'}:{port}"
+                address = f"{self.settings.host or '0.0.0.0'}:{port}"
                 raise OSError(
                     exc.errno,
-                    f"locust-metrics cannot serve metrics on {where} ({exc.strerror or exc}): choose a free port "
+                    f"locust-metrics cannot serve metrics on {address} ({exc.strerror or exc}): choose a free port "
                     f"with {option}, or 0 to turn our HTTP server off",
                 ) from exc
             self.server = server
@@ -207,7 +207,14 @@ class MetricsExporter:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
         if web_ui is not None and self.settings.serve_web_ui and not self.web_ui_route:
             web_config = self.settings.web_config
-            guard = web_ui_guard(web_ui, web_config.basic_auth() if web_config is not None else None)
+            auth = web_config.basic_auth() if web_config is not None else None
+            guard = web_ui_guard(web_ui, auth)
+            if getattr(web_ui, "web_login", False) and auth is None:
+                logger.warning(
+                    "locust-metrics: --web-login is on and no basic_auth_users are configured (%s): /metrics on "
+                    "the web UI answers only browser sessions logged in to the web UI; Prometheus gets 401. "
+                    "Configure basic_auth_users, or scrape our own endpoint (%s).", flag("web_config"), flag("port"),
+                )
             self.web_ui_route = add_web_ui_route(web_ui, self.registry, self.scrapes, self.renderer, guard)
 
     def stop(self) -> None:
@@ -432,7 +439,7 @@ class MetricsExporter:
         timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
         now = time.time()
         until: float | None = None  # unix time of the expected next scrape plus the margin, latest endpoint
-        where = []
+        scrapers = []
         for endpoint, serving, name in (
             (OWN_ENDPOINT, self.server is not None, self.server.url if self.server is not None else ""),
             (WEB_UI_ENDPOINT, self._web_ui_serving(), "the web UI's /metrics"),
@@ -450,13 +457,13 @@ class MetricsExporter:
             expected = last + FINAL_SCRAPE_GAPS * gap + FINAL_SCRAPE_MARGIN_S
             if expected > now:
                 until = expected if until is None else max(until, expected)
-                where.append(f"{name} (scraped every {gap:.3g}s)")
+                scrapers.append(f"{name} (scraped every {gap:.3g}s)")
         if until is None or timeout <= 0:
             return until is None
         wait = min(timeout, until - now)
         logger.info(
-            "locust-metrics: waiting up to %.3gs for a final scrape of %s (--metrics-final-scrape-timeout %gs)",
-            wait, " and ".join(where), timeout,
+            "locust-metrics: waiting up to %.3gs for a final scrape of %s (%s %gs)",
+            wait, " and ".join(scrapers), flag("final_scrape_timeout"), timeout,
         )
         deadline = time.monotonic() + wait
         while not final_scraped() and time.monotonic() < deadline:

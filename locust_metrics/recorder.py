@@ -29,7 +29,7 @@ from math import ceil
 from operator import add
 from typing import Any
 
-from .options import SlowThreshold
+from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
 
@@ -616,7 +616,7 @@ class RequestRecorder:
             if "max_names" not in self._warned:
                 self._warn_once(
                     "max_names",
-                    f"more than {self.max_names} distinct request names (--metrics-max-names); "
+                    f"more than {self.max_names} distinct request names ({flag('max_names')}); "
                     f"further names, starting with {_short(name)}, are counted under name={OVERFLOW!r}",
                 )
             return self._overflow(method)

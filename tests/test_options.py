@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import LOCUSTFILES, child_env, free_port, locust, run_locust, scrape_until_exit
+from support import LOCUSTFILES, REPO, child_env, free_port, locust, run_locust, scrape_until_exit
 
 from locust_metrics.options import (
     OptionError,
@@ -237,3 +237,29 @@ def test_a_bad_value_in_locust_conf_fails_naming_option_and_value(tmp_path: Path
     assert result.returncode == 2, (option, bad, result.stdout, result.stderr)
     shown = bad.strip("[]")
     assert option in result.stderr and shown in result.stderr, result.stderr
+
+
+def test_the_readme_options_table_is_the_one_made_from_the_declarations() -> None:
+    from locust_metrics.options import options_table
+
+    assert options_table() in (REPO / "README.md").read_text(), "regenerate it: python -c 'from locust_metrics." \
+        "options import options_table; print(options_table())'"
+
+
+def test_install_documents_every_keyword_and_messages_name_flags_from_the_table() -> None:
+    import ast
+
+    import locust_metrics
+    from locust_metrics.options import OPTIONS
+
+    assert all(f"``{o.keyword}``" in locust_metrics.install.__doc__ for o in OPTIONS)
+    # no flag is spelled in a message (a string that is not a docstring) outside the option table
+    for path in (REPO / "locust_metrics").glob("*.py"):
+        if path.name == "options.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.value) for node in ast.walk(tree)  # docstrings, also of attributes: documentation
+                      if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not any(o.flag and o.flag in node.value for o in OPTIONS), (path.name, node.value)

@@ -19,7 +19,7 @@ from prometheus_server import PrometheusServer, prometheus_config
 from support import LOCUSTFILES, Samples, free_port, locust, wait_for_http
 from tls_certs import bcrypt_hash, make_pki, write_web_config
 
-from locust_metrics.options import OptionError, Settings
+from locust_metrics.options import OptionError, Settings, flag
 from locust_metrics.security import BasicAuth, load_web_config, web_config_from_mapping
 
 FAST = str(LOCUSTFILES / "fast_events.py")
@@ -89,7 +89,7 @@ def test_a_web_config_file_resolves_relative_paths_and_loads_its_certificate(pki
 ])
 def test_bad_web_configs_are_rejected_naming_the_file_and_the_problem(pki, content, message: str) -> None:
     with pytest.raises(OptionError) as error:
-        web_config_from_mapping(content, str(pki.ca_cert.parent / "web.yml"))
+        web_config_from_mapping(content, str(pki.ca_cert.parent / "web.yml"), flag("web_config"))
     assert "--metrics-web-config" in str(error.value) and message in str(error.value), str(error.value)
 
 
