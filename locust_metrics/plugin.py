@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from ._version import __version__
 from .dispatch import attach, detach
-from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
+from .distributed import DistributedSync
 from .exposition import (
     OWN_ENDPOINT,
     WEB_UI_ENDPOINT,
@@ -40,9 +38,10 @@ from .exposition import (
     ScrapeTracker,
     add_web_ui_route,
 )
+from .lifecycle import TestLifecycle
 from .options import Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
-from .recorder import RequestRecorder, label_text
+from .recorder import RequestRecorder
 from .rendering import ScrapeRenderer
 from .resources import NodeResources, ProcessResources
 from .security import web_ui_guard
@@ -75,27 +74,6 @@ def _guarded(method: Callable) -> Callable:
             return None
 
     return wrapper
-
-
-class TestLifecycle:
-    """What ``locust_test_*`` export: the current run and its start/stop times (unix seconds)."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.host = ""
-        self.locustfile = ""
-        self.start_time: float | None = None
-        self.stop_time: float | None = None
-
-
-def _locustfile_label(parsed_options: Any) -> str:
-    value = getattr(parsed_options, "locustfile", None) if parsed_options is not None else None
-    if not value:
-        return ""
-    files = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return ",".join(os.path.basename(str(f).strip()) for f in files)
 
 
 def _locust_version() -> str:
@@ -131,10 +109,7 @@ class MetricsExporter:
         # what is exported: the recorder itself, except on a worker with its own endpoint, where the
         # recorder is emptied at every report and a cumulative copy is kept for the worker's endpoint
         self.totals = self.recorder
-        self._merger = PayloadMerger(self.recorder)
-        self._totals_merger: PayloadMerger | None = None
-        self._pending_payloads: list[dict[str, Any]] = []
-        self._workers: dict[str, tuple[str, NodeResources]] = {}  # client id -> (node, figures)
+        self.sync = DistributedSync(self.recorder)
         self.last_change_time: float | None = None  # last test stop or worker report (unix seconds)
         self.resources = ProcessResources()
         self.lifecycle = TestLifecycle()
@@ -172,7 +147,7 @@ class MetricsExporter:
             if port:
                 port += int(getattr(self.environment.runner, "worker_index", 0) or 0)
                 self.totals = self._new_recorder()
-                self._totals_merger = PayloadMerger(self.totals)
+                self.sync = DistributedSync(self.recorder, self.totals)
         web_config = self.settings.web_config
         if port:
             server = MetricsServer(
@@ -264,17 +239,13 @@ class MetricsExporter:
     def node_resources(self) -> dict[str, NodeResources]:
         """``{node: NodeResources}`` of this process and, on a master, of every worker Locust still knows.
 
-        A worker's figures are those of its latest report (every 3 s); a worker that Locust dropped
-        (quit, or missing for too long) disappears.
+        A worker's figures are those of its latest report (every 3 s); a worker that quit keeps them until
+        the next test starts, one that Locust dropped as missing disappears (see
+        :class:`~locust_metrics.distributed.WorkerNodes`).
         """
         figures = {self.node_name(): self.resources.sample()}
-        if self._workers:
-            clients = getattr(self.environment.runner, "clients", {})
-            for client_id, (node, resources) in list(self._workers.items()):
-                if client_id in clients:
-                    figures[node] = resources
-                else:
-                    del self._workers[client_id]
+        if self.is_master():
+            figures.update(self.sync.nodes.figures(getattr(self.environment.runner, "clients", None)))
         return figures
 
     def user_classes_count(self) -> dict[str, int]:
@@ -304,14 +275,11 @@ class MetricsExporter:
     def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
         if self.is_worker() and self.from_options:
             self._follow_master_options()
-        lifecycle = self.lifecycle
-        lifecycle.run_id = uuid.uuid4().hex[:12]
-        lifecycle.host = label_text(self.environment.host or "")
-        lifecycle.locustfile = label_text(_locustfile_label(self.environment.parsed_options))
-        lifecycle.start_time = time.time()
-        lifecycle.stop_time = None
+        if self.is_master():
+            self.sync.nodes.forget_gone(getattr(self.environment.runner, "clients", None))
+        self.lifecycle.started(self.environment)
         if self.pusher is not None:
-            self.pusher.start(run=self.settings.push_run or lifecycle.run_id)
+            self.pusher.start(run=self.settings.push_run or self.lifecycle.run_id)
 
     @_guarded
     def _push_at_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
@@ -320,33 +288,20 @@ class MetricsExporter:
 
     @_guarded
     def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
-        self.lifecycle.stop_time = self.last_change_time = time.time()
+        self.last_change_time = self.lifecycle.stopped()
         self._push_at_test_stop()
 
     @_guarded
     def _on_report_to_master(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
         """Worker: add the deltas since the last report (and our CPU and memory) to Locust's report."""
-        if data is None:
-            return
-        payload = take_payload(self.recorder, self.node_name(), self.resources.sample())
-        payloads = self._pending_payloads + [payload]
-        self._pending_payloads = []
-        if self._totals_merger is not None:
-            for item in payloads:
-                self._totals_merger.merge(item)
-        data[PAYLOAD_KEY] = payloads
+        if data is not None:
+            self.sync.report(data, self.node_name(), self.resources.sample())
 
     @_guarded
     def _on_worker_report(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
         """Master: merge a worker's deltas; remember its CPU and memory under its node name."""
-        payloads = (data or {}).get(PAYLOAD_KEY)
-        if not payloads:
-            return
-        for payload in payloads:
-            self._merger.merge(payload)
-            if payload.get("resources"):
-                self._workers[client_id] = (str(payload["node"]), NodeResources.from_wire(payload["resources"]))
-        self.last_change_time = time.time()
+        if self.sync.merge(client_id, data):
+            self.last_change_time = self.sync.last_report_time
 
     def _follow_master_options(self) -> None:
         """Worker: Locust copies the master's custom options to workers on spawn; use its buckets and thresholds.
@@ -363,14 +318,10 @@ class MetricsExporter:
             self.settings.max_names,
         ):
             return
-        if self.recorder.endpoints or self.recorder.dropped:
-            self._pending_payloads.append(take_payload(self.recorder, self.node_name(), None))
         self.settings = settings
-        self.recorder.configure(
+        self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(
             settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
-        )
-        if self._totals_merger is not None:
-            self._totals_merger = PayloadMerger(self.totals)
+        ))
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:

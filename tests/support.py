@@ -232,6 +232,14 @@ class LocustProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        """Wait until ``text`` appears in the output (not a fixed sleep: start-up time varies with load)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if not self.running() or time.monotonic() > deadline:
+                pytest.fail(f"locust never printed {text!r}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
     def close(self) -> None:
         self.kill()
         self._log.close()

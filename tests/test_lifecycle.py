@@ -153,7 +153,8 @@ def test_sigterm_in_push_only_mode_still_gets_the_final_push(workdir: Path) -> N
         args = ["-f", FAST, "--headless", "-u", "4", "-r", "4", "-t", "60s", "--csv", str(workdir / "run"),
                 "--metrics-port", "0", "--metrics-pushgateway", gateway.url, "--metrics-push-interval", "300"]
         with locust(args, workdir) as process:
-            time.sleep(3)
+            process.wait_for_output("pushing to the Pushgateway")  # the test started
+            time.sleep(1)
             process.signal(signal.SIGTERM)
             code = process.wait(timeout=30)
             output = process.output()
