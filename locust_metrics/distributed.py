@@ -51,10 +51,10 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     recorder.clear()
     entries = []
     for e in endpoints.values():
-        buckets, sum_ms, slow, response_bytes, statuses = e.folded()
+        totals = e.folded()
         entries.append([
-            e.method, e.name, buckets, sum_ms, slow, response_bytes,
-            [[status, n] for status, n in statuses.items()],
+            e.method, e.name, totals.buckets, totals.sum_ms, totals.slow, totals.response_bytes,
+            [[status, n] for status, n in totals.statuses.items()],
             [[error, n] for error, n in e.failures.items()],
         ])
     return {

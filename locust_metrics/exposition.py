@@ -180,7 +180,7 @@ class LocustCollector:
         )
         for endpoint in list(recorder.endpoints.values()):
             labels = f.labels(endpoint.method, endpoint.name)
-            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()
+            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()  # Totals
             cumulative = list(accumulate(buckets))
             duration.add_metric(labels, list(zip(les, cumulative)), sum_ms / 1000.0)
             statuses: dict[str, int] = {}

@@ -234,10 +234,10 @@ class ScrapeRenderer:
         recorder = exporter.totals
         labels = dict(exporter.settings.labels)
         # copies only, no folding of the hot records (rendering folds the copies, in slices)
-        endpoints = [
-            (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()), *e.copy_unfolded())
-            for e in list(recorder.endpoints.values())
-        ]
+        endpoints = []
+        for e in list(recorder.endpoints.values()):
+            copy = e.copy_unfolded()
+            endpoints.append((e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()), *copy.totals, copy.hot))
         # the collector's request families, built over no endpoint: empty templates (HELP, TYPE, label
         # names) and the complete small ones (dropped names)
         view = SimpleNamespace(
@@ -377,8 +377,9 @@ class ScrapeRenderer:
         ):
             if hot:  # what the fast path recorded since the last fold
                 by_status = dict(statuses)
-                buckets, hot_sum_ms, hot_size, hot_slow = fold_records(hot, buckets, by_status, slow_index)
-                sum_ms, size, slow, statuses = sum_ms + hot_sum_ms, size + hot_size, slow + hot_slow, by_status.items()
+                added = fold_records(hot, buckets, by_status, slow_index)
+                buckets, sum_ms, size = added.buckets, sum_ms + added.sum_ms, size + added.response_bytes
+                slow, statuses = slow + added.slow, by_status.items()
             labels = get_labels((method, name))
             if labels is None:
                 labels = self._endpoint_labels(method, name, snapshot)
