@@ -4,16 +4,25 @@ Exactness is checked against a brute-force nearest-rank percentile (and maximum)
 themselves, recorded by the real :class:`RequestRecorder` (its hot path and bucket table) with the bounds
 :func:`required_bounds_ms` asks for, on random lists that always hold values exactly at the threshold, just
 below it and just above it (``math.nextafter``), plus hand-built cases right at each boundary.
+
+Reports (locust_metrics/threshold_reports.py): the JUnit XML report against tests/data/junit-strict.xsd; the
+generated Prometheus alert rules with the real ``promtool check rules`` and ``promtool test rules`` (healthy and
+unhealthy series; each unit test bites: a threshold with a lax limit loses its expected alert).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
+import subprocess
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from prometheus_server import PROMTOOL_BINARIES, require_binary
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.recorder import RequestRecorder
@@ -596,3 +605,263 @@ def test_parsing_never_fails_with_anything_but_an_option_error(text):
         assert "--metrics-threshold" in str(exc)
     else:
         assert threshold.text == text.strip() and threshold == parse_threshold(threshold.text)
+
+
+# ================================================================================================ reports
+# JUnit XML (threshold_reports.junit_xml) and Prometheus alert rules (threshold_reports.alert_rules)
+
+JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"
+HOSTILE_NAME = "/a<b>&\"c\" 'd' ]]> \x00\x1b\ufffe 🚀 {{x}}"
+
+
+def junit_verdicts() -> list:
+    bounds = (500.0, math.nextafter(500.0, 0), 1000.0)
+    bounds = tuple(sorted(bounds))
+    data = [
+        EndpointData("GET", "/ok", bounds, (10, 0, 0, 0), requests=10),
+        EndpointData("POST", HOSTILE_NAME, bounds, (1, 0, 0, 3), requests=4, failures=2),
+    ]
+    thresholds = parse_thresholds(["p95<500ms", "each:fail_ratio<1%", "/missing:p95<1s", "requests>=10"])
+    return evaluate_all(thresholds, data, 60.0)
+
+
+def test_junit_report_validates_and_holds_every_verdict():
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    from locust_metrics.threshold_reports import JUNIT_CLASSNAME, junit_xml
+
+    verdicts = junit_verdicts()
+    assert [v.passed for v in verdicts] == [False, False, True, False, True]  # each: sorted by name
+    when = datetime.datetime(2026, 12, 1, 10, 20, 30, 123456, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    text = junit_xml(verdicts, timestamp=when, duration_s=61.25, hostname="ci-runner",
+                     properties={"run_id": "abc", "host": "http://127.0.0.1:8080"})
+    xmlschema.XMLSchema(str(JUNIT_XSD)).validate(text)
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>')
+    root = ET.fromstring(text.encode("utf-8"))
+    (suite,) = root
+    assert suite.attrib == {"name": "locust-metrics thresholds", "package": "locust-metrics", "id": "0",
+                            "timestamp": "2026-12-01T08:20:30", "hostname": "ci-runner", "tests": "5",
+                            "failures": "3", "errors": "0", "skipped": "0", "time": "61.250"}
+    cases = suite.findall("testcase")
+    clean_name = HOSTILE_NAME.replace("\x00", "\ufffd").replace("\x1b", "\ufffd").replace("\ufffe", "\ufffd")
+    assert [c.get("name") for c in cases] == [
+        "p95<500ms", f"each:fail_ratio<1% [POST {clean_name}]", "each:fail_ratio<1% [GET /ok]",
+        "/missing:p95<1s", "requests>=10"]
+    assert {c.get("classname") for c in cases} == {JUNIT_CLASSNAME}
+    failures = {c.get("name"): c.find("failure") for c in cases}
+    assert failures["each:fail_ratio<1% [GET /ok]"] is None and failures["requests>=10"] is None
+    p95 = failures["p95<500ms"]
+    assert p95.get("type") == "ThresholdFailed"
+    assert p95.get("message") == "p95>1s: 11 of 14 requests (78.57%) took less than 500ms; passing needs at least 14 (95%)"
+    assert "threshold p95<500ms failed" in p95.text
+    assert failures[f"each:fail_ratio<1% [POST {clean_name}]"].get("message").startswith("fail_ratio=50%: 2 of 4")
+    missing = failures["/missing:p95<1s"]
+    assert missing.get("type") == "NoData" and "no endpoint matched '/missing'" in missing.get("message")
+    assert [(p.get("name"), p.get("value")) for p in suite.find("properties")] == [
+        ("run_id", "abc"), ("host", "http://127.0.0.1:8080")]
+    out = suite.find("system-out").text
+    assert out.startswith("Thresholds: 2 passed, 3 failed\n") and "✓ requests>=10" in out
+
+
+def test_junit_report_without_verdicts_or_with_odd_arguments_still_validates():
+    import xmlschema
+
+    from locust_metrics.threshold_reports import junit_xml
+
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    schema.validate(junit_xml([]))
+    schema.validate(junit_xml(junit_verdicts(), suite_name="  ", hostname="\x00", duration_s=-1))
+
+
+def test_junit_report_is_valid_for_the_schema_test_itself():
+    """The schema is strict enough to reject what CI servers would not read (the check can fail)."""
+    import xmlschema
+
+    from locust_metrics.threshold_reports import junit_xml
+
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    good = junit_xml(junit_verdicts(), timestamp=datetime.datetime(2026, 1, 2, 3, 4, 5))
+    for bad in (good.replace('timestamp="2026-01-02T03:04:05"', 'timestamp="2026-01-02T03:04:05+00:00"'),
+                good.replace(' classname="locust-metrics.thresholds"', "", 1),
+                good.replace('type="ThresholdFailed"', "", 1),
+                good.replace("<system-err />", ""),
+                good.replace('time="0"', 'time="0s"', 1)):
+        assert bad != good
+        assert not schema.is_valid(bad)
+
+
+# ------------------------------------------------------------------------------------------------ alert rules
+RULE_THRESHOLDS = [
+    "p95<500ms",
+    "POST /orders:fail_ratio<1%",
+    "each re:/api/.*:slow_ratio<5%",
+    "avg<=200ms",
+    "max<3s",
+    "rps>=10",
+    "failures<100",
+    "each:p99<=1s",
+    "requests>=1000",  # not alertable: no rule
+]
+ALERTABLE = [t for t in RULE_THRESHOLDS if t != "requests>=1000"]
+TARGET = {"job": "locust", "instance": "master:9646"}
+
+
+def _series(metric: str, labels: dict[str, str], per_step: float, steps: int = 60) -> dict[str, str]:
+    inner = ",".join(f'{k}="{v}"' for k, v in {**TARGET, **labels}.items())
+    return {"series": f"{metric}{{{inner}}}", "values": f"0+{per_step:g}x{steps}"}
+
+
+def _endpoint_series(method: str, name: str, count: int, le: dict[str, int], sum_s: float, slow: int,
+                     failures: int) -> list[dict[str, str]]:
+    """Series of one endpoint, as locust-metrics exports them, growing by these amounts every 15 s."""
+    ep = {"method": method, "name": name}
+    series = [_series("locust_request_duration_seconds_bucket", {**ep, "le": bound}, n)
+              for bound, n in {**le, "+Inf": count}.items()]
+    series += [
+        _series("locust_request_duration_seconds_count", ep, count),
+        _series("locust_request_duration_seconds_sum", ep, sum_s),
+        _series("locust_slow_requests_total", ep, slow),
+        _series("locust_requests_total", {**ep, "status_code": "200"}, count - failures),
+    ]
+    if failures:
+        series += [_series("locust_requests_total", {**ep, "status_code": "500"}, failures),
+                   _series("locust_request_failures_total", {**ep, "error": "HTTP 500"}, failures)]
+    return series
+
+
+def _scenario(healthy: bool, running: bool = True) -> list[dict[str, str]]:
+    if healthy:  # 30 requests/s; everything within its limits
+        series = _endpoint_series("GET", "/api/products", 300, {"0.5": 297, "1.0": 300, "3.0": 300}, 30, 3, 0)
+        series += _endpoint_series("POST", "/orders", 150, {"0.5": 150, "1.0": 150, "3.0": 150}, 15, 0, 1)
+    else:  # 8 requests/s; /api/products: 90% <= 0.5 s, 96.7% <= 1 s, 1 above 3 s, 10% slow; /orders: 6.7% failed
+        series = _endpoint_series("GET", "/api/products", 90, {"0.5": 81, "1.0": 87, "3.0": 89}, 27, 9, 0)
+        series += _endpoint_series("POST", "/orders", 30, {"0.5": 30, "1.0": 30, "3.0": 30}, 3, 0, 2)
+    state = {"series": 'locust_runner_state{job="locust",instance="master:9646",state="running"}',
+             "values": f"{int(running)}x60"}
+    return [*series, state]
+
+
+def _expected_alert(threshold: str, method: str | None = None, name: str | None = None) -> dict:
+    labels = {"severity": "warning", "threshold": threshold, **TARGET}
+    where = ""
+    if method is not None:
+        labels.update(method=method, name=name)
+        where = f" on {method} {name}"
+    return {"exp_labels": labels, "exp_annotations": {"summary": f"Locust threshold {threshold} is failing{where}"}}
+
+
+UNHEALTHY_ALERTS = [
+    _expected_alert("p95<500ms"),
+    _expected_alert("POST /orders:fail_ratio<1%"),
+    _expected_alert("each re:/api/.*:slow_ratio<5%", "GET", "/api/products"),
+    _expected_alert("avg<=200ms"),
+    _expected_alert("max<3s"),
+    _expected_alert("rps>=10"),
+    _expected_alert("failures<100"),  # 2 failures every 15 s: 112 at 14 minutes
+    _expected_alert("each:p99<=1s", "GET", "/api/products"),
+]
+
+
+def _write_rules(tmp_path: Path, thresholds: list) -> Path:
+    """The generated rule file, and a copy without descriptions (their $value text is checked in Python)
+    for promtool's unit tests, which compare annotations exactly."""
+    from locust_metrics.threshold_reports import alert_rules_yaml
+
+    rules = tmp_path / "thresholds.rules.yml"
+    rules.write_text(alert_rules_yaml(thresholds))
+    document = yaml.safe_load(rules.read_text())
+    for rule in document["groups"][0]["rules"]:
+        del rule["annotations"]["description"]
+    (tmp_path / "unit.rules.yml").write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return rules
+
+
+def _unit_tests(tmp_path: Path) -> Path:
+    alerts = [
+        ("healthy", _scenario(True), []),
+        ("unhealthy", _scenario(False), UNHEALTHY_ALERTS),
+        # the same, with no test running: every alert but rps>=10 (an idle Locust is not too slow)
+        ("unhealthy, stopped", _scenario(False, running=False),
+         [a for a in UNHEALTHY_ALERTS if a["exp_labels"]["threshold"] != "rps>=10"]),
+    ]
+    tests = [{"name": name, "interval": "15s", "input_series": series,
+              "alert_rule_test": [{"eval_time": "14m", "alertname": "LocustThresholdFailing", "exp_alerts": exp},
+                                  {"eval_time": "30s", "alertname": "LocustThresholdFailing", "exp_alerts": []}]}
+             for name, series, exp in alerts]
+    path = tmp_path / "thresholds.test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": ["unit.rules.yml"], "evaluation_interval": "15s", "tests": tests},
+                                   sort_keys=False, allow_unicode=True))
+    return path
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    binary = require_binary(*PROMTOOL_BINARIES)
+    return subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_generated_alert_rules_pass_promtool_check_rules(tmp_path):
+    rules = _write_rules(tmp_path, RULE_THRESHOLDS + ['we{{ird}} "name":p50>1s', "each GET re:/a\\d+:max>=2s",
+                                                      "requests<5", "rps>0.5"])
+    result = promtool("check", "rules", str(rules), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 12 rules found" in result.stdout
+    text = rules.read_text()
+    assert "# not alertable: 'requests>=1000': requests>=... can only fail at the end of a test" in text
+
+
+def test_generated_alert_rules_fire_exactly_when_the_thresholds_fail(tmp_path):
+    _write_rules(tmp_path, RULE_THRESHOLDS)
+    result = promtool("test", "rules", str(_unit_tests(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("text", ALERTABLE)
+def test_the_rule_unit_tests_catch_a_lost_limit(tmp_path, text):
+    """With one threshold's limit made lax (same text, so the same labels), its expected alert is missing."""
+    import dataclasses
+
+    threshold = parse_threshold(text)
+    lax = {"<": 1e12, "<=": 1e12, ">": 0.0, ">=": 0.0}[threshold.op]
+    if threshold.stat in ("fail_ratio", "slow_ratio") and lax > 1:
+        lax = 1.0
+    loose = dataclasses.replace(threshold, value=lax, exact=Fraction(lax))
+    _write_rules(tmp_path, [loose if t == text else t for t in RULE_THRESHOLDS])
+    result = promtool("test", "rules", str(_unit_tests(tmp_path)), cwd=tmp_path)
+    assert result.returncode != 0 and text in result.stdout + result.stderr, result.stdout
+
+
+def test_alert_rule_shapes():
+    from locust_metrics.threshold_reports import alert_expr, alert_rules, unalertable_reason
+
+    group = alert_rules(RULE_THRESHOLDS, window="2m", for_="30s", severity="critical", group_name="g", alert_name="A")
+    assert group["name"] == "g" and len(group["rules"]) == len(ALERTABLE)
+    rule = group["rules"][0]
+    assert rule == {
+        "alert": "A",
+        "expr": '(sum without (le, method, name) (rate(locust_request_duration_seconds_bucket{le="0.5"}[2m])) / '
+                "sum without (method, name) (rate(locust_request_duration_seconds_count[2m]))) < 0.95",
+        "for": "30s",
+        "labels": {"severity": "critical", "threshold": "p95<500ms"},
+        "annotations": {
+            "summary": "Locust threshold p95<500ms is failing",
+            "description": "{{ $value | humanizePercentage }} of the requests of the last 2m took at most 500ms; "
+                           "p95<500ms needs at least 95%.",
+        },
+    }
+    # le values are spelled as the exposition spells the bounds
+    assert 'le="1.0"' in alert_expr(parse_threshold("p99<=1s"))
+    assert 'le="0.2505"' in alert_expr(parse_threshold("max<250.5"))
+    assert 'name=~"/a\\\\d+"' in alert_expr(parse_threshold("re:/a\\d+:avg<1"))
+    assert 'method="POST", name="/x \\"y\\""' in alert_expr(parse_threshold('POST /x "y":avg<1'))
+    assert unalertable_reason(parse_threshold("failures>=1")) and alert_expr(parse_threshold("failures>=1")) is None
+    assert unalertable_reason(parse_threshold("failures<=1")) is None
+    # Go templates: "{{" in a name is literal text
+    (odd,) = alert_rules(["we{{ird}}:avg<1"])["rules"]
+    assert odd["labels"]["threshold"] == 'we{{ "{{" }}ird}}:avg<1'
+    with pytest.raises(ValueError, match="window='5 minutes'"):
+        alert_rules(RULE_THRESHOLDS, window="5 minutes")
+    with pytest.raises(OptionError):
+        alert_rules(["p95<5x"])
