@@ -2,8 +2,8 @@
 
 Pure logic, no Locust and no I/O: :func:`parse_threshold` turns the text of ``--metrics-threshold`` into a
 :class:`Threshold`; :func:`required_bounds_ms` lists the histogram bounds the recorder must keep so that
-verdicts are counts; :func:`evaluate` decides a threshold on per-endpoint data (:class:`EndpointData`) and
-returns :class:`Verdict` objects, which :func:`summary_lines`, :func:`abort_message`, :func:`exit_code` and
+verdicts are counts; :func:`evaluate` (or :func:`iter_verdicts`, one at a time) decides a threshold on
+per-endpoint data (:class:`EndpointData`) and returns :class:`Verdict` objects, which :func:`summary_lines`, :func:`abort_message`, :func:`exit_code` and
 ``threshold_reports.py`` (JUnit, Prometheus alert rules) present.
 
 Grammar
@@ -105,6 +105,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
+from itertools import accumulate
 from typing import Any
 
 from .options import OptionError
@@ -163,6 +165,7 @@ class Selector:
         regex: a Python regular expression the whole name must match, or None. At most one of ``name``
             and ``regex`` is set; for :data:`EACH` neither may be (every endpoint).
         text: the selector as written (``""`` for :data:`ALL`).
+        compiled: ``regex`` compiled (set from it; a bad one raises ``re.error``).
     """
 
     kind: str = ALL
@@ -170,7 +173,11 @@ class Selector:
     name: str | None = None
     regex: str | None = None
     text: str = ""
-    _compiled: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    compiled: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.regex is not None:  # re.error for a bad one (parse_threshold reports it as an OptionError)
+            object.__setattr__(self, "compiled", re.compile(self.regex))
 
     def matches(self, method: str, name: str) -> bool:
         """Whether the endpoint ``(method, name)`` is selected."""
@@ -178,17 +185,20 @@ class Selector:
             return False
         if self.name is not None:
             return name == self.name
-        if self._compiled is not None:
-            return self._compiled.fullmatch(name) is not None
+        if self.compiled is not None:
+            return self.compiled.fullmatch(name) is not None
         return True
 
+    @property
+    def filters(self) -> bool:
+        """Whether the selector names a method, a name or a regex (``each`` alone and ``all`` do not)."""
+        return self.method is not None or self.name is not None or self.regex is not None
+
     def describe(self) -> str:
-        """The selector for messages: ``all requests``, ``any endpoint`` (``each``), else the text quoted."""
+        """The selector for messages: ``all requests``, ``each endpoint``, else the text quoted."""
         if self.kind == ALL:
             return "all requests"
-        if self.kind == EACH and self.method is None and self.name is None and self.regex is None:
-            return "any endpoint"
-        return repr(self.text)
+        return repr(self.text) if self.filters else "each endpoint"
 
 
 @dataclass(frozen=True)
@@ -395,10 +405,9 @@ def _parse_selector(text: str, fail: Callable[[str], OptionError]) -> Selector:
         if not pattern:
             raise fail("empty regular expression after 're:'")
         try:
-            compiled = re.compile(pattern)
+            return Selector(kind=kind, method=method, regex=pattern, text=text)
         except re.error as exc:
             raise fail(f"bad regular expression {pattern!r}: {exc}") from None
-        return Selector(kind=kind, method=method, regex=pattern, text=text, _compiled=compiled)
     return Selector(kind=kind, method=method, name=rest, text=text)
 
 
@@ -588,8 +597,8 @@ class Verdict:
             bucket (the recorder does not track the exact maximum). The verdict never uses it.
         above_buckets: ``observed`` is the highest finite bound and the value lies above it (``+Inf``
             bucket), as ``histogram_quantile`` returns it; displayed as ``>bound``.
-        statement: the exact facts behind the verdict, in words: ``"11,863 of 12,345 requests (96.10%)
-            took less than 500ms; passing needs at least 11,728 (95%)"``.
+        explain: makes :attr:`statement` (called once, on first use: live evaluation does not pay for
+            the words).
     """
 
     threshold: Threshold
@@ -599,8 +608,14 @@ class Verdict:
     no_data: bool
     observed: float
     interpolated: bool
-    statement: str
+    explain: Callable[[], str] = field(repr=False, compare=False)
     above_buckets: bool = False
+
+    @cached_property
+    def statement(self) -> str:
+        """The exact facts behind the verdict, in words: ``"11,863 of 12,345 requests (96.10%) took less
+        than 500ms; passing needs at least 11,728 (95%)"``; why, when there is no data."""
+        return self.explain()
 
     @property
     def label(self) -> str:
@@ -664,19 +679,28 @@ def evaluate(threshold: Threshold, endpoints: Iterable[EndpointData], duration_s
     Raises:
         MissingBoundError: a ``pNN``/``max`` bound is not among the data's bounds.
     """
+    return list(iter_verdicts(threshold, endpoints, duration_s))
+
+
+def iter_verdicts(threshold: Threshold, endpoints: Iterable[EndpointData], duration_s: float) -> Iterator[Verdict]:
+    """:func:`evaluate`, one verdict at a time: a caller on the event loop can yield between verdicts
+    (an ``each`` threshold over hundreds of endpoints takes milliseconds)."""
     selector = threshold.selector
     chosen = [e for e in endpoints if selector.matches(e.method, e.name)]
     if selector.kind != EACH:
         if selector.kind != ALL and not chosen:
-            return [_no_endpoint(threshold)]
-        return [_decide(threshold, chosen, duration_s, None, None)]
+            yield _no_endpoint(threshold)
+        else:
+            yield _decide(threshold, chosen, duration_s, None, None)
+        return
     groups: dict[tuple[str, str], list[EndpointData]] = {}
     for endpoint in chosen:
         groups.setdefault((endpoint.method, endpoint.name), []).append(endpoint)
     if not groups:
-        return [_no_endpoint(threshold)]
-    return [_decide(threshold, group, duration_s, method, name)
-            for (method, name), group in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0]))]
+        yield _no_endpoint(threshold)
+        return
+    for (method, name), group in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
+        yield _decide(threshold, group, duration_s, method, name)
 
 
 def evaluate_all(thresholds: Iterable[Threshold], endpoints: Iterable[EndpointData], duration_s: float) -> list[Verdict]:
@@ -686,8 +710,10 @@ def evaluate_all(thresholds: Iterable[Threshold], endpoints: Iterable[EndpointDa
 
 
 def _no_endpoint(threshold: Threshold) -> Verdict:
+    selector = threshold.selector
+    why = f"no endpoint matched {selector.describe()}" if selector.filters else "no requests"
     return Verdict(threshold, None, None, passed=False, no_data=True, observed=math.nan, interpolated=False,
-                   statement=f"no endpoint matched {threshold.selector.describe()}")
+                   explain=lambda: why)
 
 
 def _decide(
@@ -698,14 +724,14 @@ def _decide(
     requests = sum(e.requests for e in group)
     count = sum(e.count for e in group)
 
-    def verdict(passed: bool, observed: float, statement: str, interpolated: bool = False,
+    def verdict(passed: bool, observed: float, explain: Callable[[], str], interpolated: bool = False,
                 above: bool = False) -> Verdict:
         return Verdict(threshold, method, name, passed=passed, no_data=False, observed=observed,
-                       interpolated=interpolated, statement=statement, above_buckets=above)
+                       interpolated=interpolated, explain=explain, above_buckets=above)
 
     def no_data(why: str) -> Verdict:
         return Verdict(threshold, method, name, passed=False, no_data=True, observed=math.nan,
-                       interpolated=False, statement=why)
+                       interpolated=False, explain=lambda: why)
 
     if stat in (PERCENTILE, "max"):
         if count == 0:
@@ -713,52 +739,48 @@ def _decide(
         bound = threshold.value
         quantile = threshold.quantile if stat == PERCENTILE else Fraction(1)
         assert quantile is not None
-        rank = _ceil(quantile * count)  # the nearest rank, 1 <= rank <= count
+        rank = -(-quantile.numerator * count // quantile.denominator)  # ceil(q n), the nearest rank: 1..n
         strict = op in ("<", ">=")
         below = sum((e.count_lt(bound) if strict else e.count_le(bound)) for e in group)
         # the rank-th smallest time is < T (strict) or <= T exactly when at least `rank` times are
         passed = below >= rank if op in ("<", "<=") else below < rank
         if stat == PERCENTILE:
             observed, above = _interpolate(group, float(quantile))
-            statement = _percentile_statement(threshold, below, count, rank)
-            return verdict(passed, observed, statement, interpolated=True, above=above)
+            explain = lambda: _percentile_statement(threshold, below, count, rank)  # noqa: E731
+            return verdict(passed, observed, explain, interpolated=True, above=above)
         observed, interpolated, above = _maximum(group)
-        return verdict(passed, observed, _max_statement(threshold, below, count), interpolated, above)
+        return verdict(passed, observed, lambda: _max_statement(threshold, below, count), interpolated, above)
     if stat == "avg":
         if count == 0:
             return no_data("no requests with a response time")
         total = sum(Fraction(e.sum_ms) for e in group)
         average = total / count
-        statement = f"{format_ms(float(average))} over {count:,} requests (sum {float(total):,.1f} ms)"
-        return verdict(holds(average, limit), float(average) / 1000, statement)
+        return verdict(holds(average, limit), float(average) / 1000,
+                       lambda: f"{format_ms(float(average))} over {count:,} requests (sum {float(total):,.1f} ms)")
     if stat == "fail_ratio":
         failures = sum(e.failures for e in group)
         if requests == 0:
             return no_data("no requests")
         ratio = Fraction(failures, requests)
-        statement = f"{failures:,} of {requests:,} requests failed ({format_percent(ratio)})"
-        return verdict(holds(ratio, limit), float(ratio), statement)
+        return verdict(holds(ratio, limit), float(ratio),
+                       lambda: f"{failures:,} of {requests:,} requests failed ({format_percent(ratio)})")
     if stat == "slow_ratio":
         slow = sum(e.slow for e in group)
         if count == 0:
             return no_data("no requests with a response time")
         ratio = Fraction(slow, count)
-        statement = f"{slow:,} of {count:,} requests with a response time were slow ({format_percent(ratio)})"
-        return verdict(holds(ratio, limit), float(ratio), statement)
+        return verdict(holds(ratio, limit), float(ratio), lambda: (
+            f"{slow:,} of {count:,} requests with a response time were slow ({format_percent(ratio)})"))
     if stat == "rps":
         if not duration_s > 0:
             return no_data("the test has not run for any time yet")
         rate = Fraction(requests) / Fraction(duration_s)
-        statement = f"{requests:,} requests in {duration_s:,.1f}s = {float(rate):,.2f}/s"
-        return verdict(holds(rate, limit), float(rate), statement)
+        return verdict(holds(rate, limit), float(rate),
+                       lambda: f"{requests:,} requests in {duration_s:,.1f}s = {float(rate):,.2f}/s")
     if stat == "requests":
-        return verdict(holds(requests, limit), float(requests), f"{requests:,} requests")
+        return verdict(holds(requests, limit), float(requests), lambda: f"{requests:,} requests")
     failures = sum(e.failures for e in group)  # "failures"
-    return verdict(holds(failures, limit), float(failures), f"{failures:,} of {requests:,} requests failed")
-
-
-def _ceil(value: Fraction) -> int:
-    return -(-value.numerator // value.denominator)
+    return verdict(holds(failures, limit), float(failures), lambda: f"{failures:,} of {requests:,} requests failed")
 
 
 def _percentile_statement(threshold: Threshold, below: int, count: int, rank: int) -> str:
@@ -783,10 +805,13 @@ def _max_statement(threshold: Threshold, below: int, count: int) -> str:
     return f"{count - below:,} of {count:,} requests took {took}; passing needs {need}"
 
 
-def _common_buckets(group: list[EndpointData]) -> tuple[list[float], list[int]]:
+def _common_buckets(group: list[EndpointData]) -> tuple[Sequence[float], list[int]]:
     """Cumulative counts of ``group`` at the bounds all of them have (exact there), plus ``+Inf``."""
-    common = set(group[0].bounds_ms).intersection(*(e.bounds_ms for e in group[1:]))
-    bounds = sorted(common)
+    first = group[0].bounds_ms
+    if all(e.bounds_ms == first for e in group):  # the usual case: one recorder, one set of bounds
+        summed = group[0].buckets if len(group) == 1 else [sum(column) for column in zip(*(e.buckets for e in group))]
+        return first, list(accumulate(summed))
+    bounds = sorted(set(first).intersection(*(e.bounds_ms for e in group[1:])))
     cumulative = [0] * (len(bounds) + 1)
     for endpoint in group:
         running, index = 0, 0
@@ -862,10 +887,13 @@ def format_percent(ratio: Fraction | float | None) -> str:
 def format_share(part: int, whole: int, target: Fraction | None = None) -> str:
     """``part / whole`` as a percentage with two decimals, or more where two would round onto ``target``
     (the threshold's share) while the exact share differs from it: ``94.999%``, never a misleading ``95%``."""
+    text = f"{part * 100 / whole:.2f}"
+    if target is None or text != f"{float(target) * 100:.2f}":
+        return f"{text}%"  # cannot be mistaken for the target
     share = Fraction(part, whole)
     for digits in range(2, 10):
         text = f"{float(share) * 100:.{digits}f}"
-        if target is None or share == target or Fraction(Decimal(text)) / 100 != target:
+        if share == target or Fraction(Decimal(text)) / 100 != target:
             return f"{text}%"
     return f"{float(share) * 100:.10f}%"
 
@@ -924,7 +952,3 @@ def exit_code(verdicts: Iterable[Verdict], current: int = 0, code: int = DEFAULT
         return current
     return code if any(not v.passed for v in verdicts) else 0
 
-
-def iter_failed(verdicts: Iterable[Verdict]) -> Iterator[Verdict]:
-    """The verdicts that did not pass."""
-    return (v for v in verdicts if not v.passed)

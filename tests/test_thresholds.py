@@ -39,6 +39,7 @@ from locust_metrics.thresholds import (
     evaluate_all,
     exit_code,
     format_share,
+    iter_verdicts,
     parse_duration,
     parse_threshold,
     parse_thresholds,
@@ -413,6 +414,8 @@ def test_each_and_regex_selectors_decide_exactly_what_they_select(data, percenti
     assert [v.passed for v in evaluate(thresholds["all"], endpoints, 1.0)] == [expect(names)]
     each = evaluate(thresholds["each"], endpoints, 1.0)
     assert [(v.method, v.name) for v in each] == [("GET", "/api/a"), ("POST", "/api/a"), ("GET", "/api/b")]
+    lazy = iter_verdicts(thresholds["each"], endpoints, 1.0)
+    assert next(lazy) == each[0] and list(lazy) == each[1:]
     assert [v.passed for v in each] == [expect([(v.method, v.name)]) for v in each]
 
 
@@ -478,7 +481,7 @@ def test_a_selector_that_matches_nothing_fails_instead_of_passing_silently():
         assert verdict.no_data and not verdict.passed and verdict.statement == f"no endpoint matched {what}"
         assert verdict.method is None and verdict.name is None
     (each,) = evaluate(parse_threshold("each:failures<1"), [], 1.0)
-    assert each.statement == "no endpoint matched any endpoint" or "no endpoint" in each.statement
+    assert each.no_data and not each.passed and each.statement == "no requests"
 
 
 def test_each_merges_entries_of_the_same_endpoint():
@@ -865,3 +868,32 @@ def test_alert_rule_shapes():
         alert_rules(RULE_THRESHOLDS, window="5 minutes")
     with pytest.raises(OptionError):
         alert_rules(["p95<5x"])
+
+
+def test_the_displayed_percentile_is_what_prometheus_histogram_quantile_gives(tmp_path):
+    """Our interpolation (display only) against Prometheus's own histogram_quantile, run by promtool."""
+    bounds = (100.0, 200.0, 400.0)
+    endpoints = [EndpointData("GET", "/a", bounds, (10, 30, 40, 20), requests=100),
+                 EndpointData("GET", "/b", bounds, (5, 5, 0, 0), requests=10)]
+    series = []
+    for endpoint in endpoints:
+        running = 0
+        for le, n in zip(["0.1", "0.2", "0.4", "+Inf"], endpoint.buckets):
+            running += n
+            labels = {"method": endpoint.method, "name": endpoint.name, "le": le}
+            series.append({**_series("locust_request_duration_seconds_bucket", labels, 0), "values": f"{running}x10"})
+    checks = []
+    for stat in ("p1", "p5", "p25", "p50", "p80", "p90", "p95", "p99.9"):
+        (verdict,) = evaluate(parse_threshold(f"{stat}<=400"), endpoints, 1.0)
+        q = float(parse_threshold(f"{stat}<=400").quantile)
+        expr = (f"abs(histogram_quantile({q!r}, sum without (method, name) (locust_request_duration_seconds_bucket))"
+                f" - {verdict.observed!r}) < bool 1e-12")
+        labels = "{" + ",".join(f'{k}="{v}"' for k, v in TARGET.items()) + "}"
+        checks.append({"expr": expr, "eval_time": "1m", "exp_samples": [{"labels": labels, "value": 1}]})
+    (tmp_path / "empty.rules.yml").write_text("groups: []\n")
+    test = {"rule_files": ["empty.rules.yml"], "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": series, "promql_expr_test": checks}]}
+    path = tmp_path / "quantile.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = promtool("test", "rules", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
