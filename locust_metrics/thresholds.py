@@ -63,7 +63,7 @@ such a threshold can fail only at the end of the test, never "on the data so far
 
 Errors: every malformed expression, unknown statistic or operator, value without a valid unit, negative
 value, ratio above 100%, percentile outside ``(0, 100]``, bad regular expression or bad duration raises
-:class:`~locust_metrics.options.OptionError` naming the option (flag and environment variable), the value
+:class:`~locust_metrics.errors.OptionError` naming the option (flag and environment variable), the value
 and the problem.
 
 Exact verdicts
@@ -109,7 +109,7 @@ from functools import cached_property
 from itertools import accumulate
 from typing import Any
 
-from .options import OptionError
+from .errors import OptionError, invalid
 
 OPTION = "--metrics-threshold"
 """The option that thresholds come from (named in errors)."""
@@ -147,9 +147,8 @@ _EACH = "each"
 
 
 def _error(option: str, value: Any, why: str) -> OptionError:
-    """The error for a bad threshold, in the words of ``options._fail``: option, env var, value, problem."""
-    env = "LOCUST_" + option.lstrip("-").upper().replace("-", "_")
-    return OptionError(f"invalid value for {option} ({env}): {value!r}: {why}")
+    """The error for a bad threshold: option, env var, value, problem (:func:`~locust_metrics.errors.invalid`)."""
+    return invalid(option, value, why)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -564,12 +563,13 @@ class EndpointData:
 
     @classmethod
     def from_stats(cls, stats: Any, bounds_ms: Sequence[float], max_ms: float | None = None) -> EndpointData:
-        """From a recorder's ``EndpointStats`` (duck-typed: ``method``, ``name``, ``buckets``, ``requests``,
-        ``failures`` (a dict of counts by error), ``slow``, ``sum_ms``) and its recorder's ``bounds_ms``."""
+        """From a recorder's ``EndpointStats`` (its ``folded()`` totals, ``method``, ``name`` and ``failures``,
+        a dict of counts by error) and its recorder's ``bounds_ms``."""
+        totals = stats.folded()
         return cls(
-            method=stats.method, name=stats.name, bounds_ms=tuple(bounds_ms), buckets=tuple(stats.buckets),
-            requests=stats.requests, failures=sum(stats.failures.values()), slow=stats.slow, sum_ms=stats.sum_ms,
-            max_ms=max_ms,
+            method=stats.method, name=stats.name, bounds_ms=tuple(bounds_ms), buckets=tuple(totals.buckets),
+            requests=sum(totals.statuses.values()), failures=sum(stats.failures.values()), slow=totals.slow,
+            sum_ms=totals.sum_ms, max_ms=max_ms,
         )
 
 
