@@ -81,14 +81,15 @@ def post(url: str, data: dict | None = None) -> int:
         return response.status
 
 
-def reset_stats(web: str) -> int:
-    """The web UI's "reset stats": POST since Locust 2.33 or so, GET before (405 for the other method)."""
+def web_ui_action(url: str, data: dict | None = None) -> int:
+    """A web UI action without a form (``/stats/reset``, ``/stop``): POST on current Locust, GET on 2.32 (which
+    answers POST with 405)."""
     try:
-        return post(f"{web}/stats/reset")
+        return post(url, data)
     except urllib.error.HTTPError as exc:
         if exc.code != 405:
             raise
-    status, _ = http_get(f"{web}/stats/reset")
+    status, _ = http_get(url)
     return status
 
 
@@ -116,13 +117,13 @@ def test_repeated_runs_in_one_web_ui_session(workdir: Path) -> None:
             assert run_id(more) == first_run, "changing the user count is the same run"
 
             before_reset = scraper.wait_for(lambda s: True).sum("locust_requests_total")
-            assert reset_stats(web) == 200
+            assert web_ui_action(f"{web}/stats/reset") == 200
             _, stats_json = http_get(f"{web}/stats/requests")
             locust_total = __import__("json").loads(stats_json)["stats"][-1]["num_requests"]
             after_reset = scraper.wait_for(lambda s: s.sum("locust_requests_total") > before_reset, what="growth")
             assert locust_total < before_reset < after_reset.sum("locust_requests_total"), "ours never go back"
 
-            assert post(f"{web}/stop") == 200
+            assert web_ui_action(f"{web}/stop") == 200
             stopped = scraper.wait_for(lambda s: state(s) == "stopped", what="state stopped")
             assert stopped.sum("locust_users") == 0 and stopped.select("locust_test_stop_time_seconds")
             assert run_id(stopped) == first_run

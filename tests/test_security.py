@@ -176,7 +176,9 @@ def test_tls_and_basic_auth_on_our_endpoint_bound_to_localhost(pki, workdir: Pat
     context = pki.client_context()
     with locust(args, workdir) as process:
         wait_until_serving(url, context, basic("prom", "s3cret"))
-        listening = {c.laddr for c in psutil.Process(process.proc.pid).net_connections("tcp") if c.status == "LISTEN"}
+        proc = psutil.Process(process.proc.pid)
+        connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6: connections
+        listening = {c.laddr for c in connections("tcp") if c.status == "LISTEN"}
         assert ("127.0.0.1", port) in listening and ("0.0.0.0", port) not in listening, listening
 
         status, body, headers = get(url, None, context)
