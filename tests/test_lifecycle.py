@@ -177,7 +177,9 @@ def test_a_signal_mid_run_still_gets_the_final_scrape_and_the_final_push(sig: in
             scraper = Scraper(port, interval=1.0)
             scraper.start()
             try:
-                scraper.wait_for(lambda s: s.sum("locust_requests_total") > 1000, what="traffic")
+                # traffic, and a periodic scraper (the exporter waits only for one that scraped twice or more)
+                scraper.wait_for(lambda s: s.sum("locust_requests_total") > 1000 and len(scraper.scrapes) >= 3,
+                                 what="traffic, 3 scrapes")
                 scraper.paused.set()  # Prometheus' next scrape is "later": the process must wait for it
                 time.sleep(0.6)
                 signalled = time.time()
