@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import OptionError, env_var, invalid
+from .thresholds import DEFAULT_EXIT_CODE, Threshold, parse_thresholds, required_bounds_ms
 
 PUSH_GROUPING_LABELS = frozenset({"job", "run"})
 """Grouping-key labels of pushes; with ``--metrics-pushgateway`` constant labels may not take them."""
@@ -284,6 +285,28 @@ def parse_grouping_value(value: Any, option: str = "") -> str:
     return text
 
 
+def parse_exit_code(value: Any, option: str = "") -> int:
+    """Parse a process exit code: an integer from 1 to 255; raises :class:`OptionError`."""
+    try:
+        code = int(str(value).strip())
+    except ValueError:
+        raise _fail(option, value, "not an integer exit code") from None
+    if not 1 <= code <= 255:
+        raise _fail(option, value, "must be between 1 and 255 (0 would hide a failed threshold)")
+    return code
+
+
+def parse_path(value: Any, option: str = "") -> str:
+    """A file path to write, or ``""`` (none); the folder must exist. Raises :class:`OptionError`."""
+    import os
+
+    text = "" if value is None else str(value).strip()
+    folder = os.path.dirname(os.path.abspath(text)) if text else ""
+    if text and not os.path.isdir(folder):
+        raise _fail(option, value, f"no such folder {folder!r}")
+    return text
+
+
 def parse_web_config(value: Any, option: str = "") -> Any:
     """Read and validate a web configuration file (TLS, basic auth); see :mod:`locust_metrics.security`.
 
@@ -478,6 +501,24 @@ class Settings:
         help="The run label of the Pushgateway group, e.g. a CI pipeline id. Default: the run_id of the "
         "process's first test (as in locust_test_info).",
     )
+    thresholds: tuple[Threshold, ...] = option(
+        "--metrics-threshold", parse_thresholds, None, metavar="EXPR", repeatable=True, keep_text=True,
+        recording=True,
+        help="Pass/fail threshold (SLO) of the run, [SELECTOR:]STAT OP VALUE[ abort[ after DURATION]], e.g. "
+        "'p95<500ms', 'fail_ratio<1%%', '/checkout:p99<=2s abort after 30s', 'each:slow_ratio<5%%'. Verdicts are "
+        "exact (counted, not interpolated); a failed one sets the exit code, see README 'Pass/fail thresholds'. "
+        "Repeatable or comma-separated. Default: none.",
+    )
+    threshold_exit_code: int = option(
+        "--metrics-threshold-exit-code", parse_exit_code, DEFAULT_EXIT_CODE, metavar="CODE",
+        help=f"Exit code of a run whose thresholds failed, unless Locust's own code is already non-zero. "
+        f"Default {DEFAULT_EXIT_CODE}.",
+    )
+    threshold_junit: str = option(
+        "--metrics-threshold-junit", parse_path, "", metavar="FILE",
+        help="Write the final threshold verdicts to FILE as a JUnit XML report (one test case per threshold, per "
+        "endpoint for each:), for GitLab, Jenkins and GitHub. Default: none.",
+    )
     serve_web_ui: bool = option(
         "", _bool, True, help="Serve /metrics on Locust's web UI too, when it runs. Default True.",
     )
@@ -528,7 +569,19 @@ class Settings:
         bounds = {float(Decimal(repr(s)) * 1000) for s in self.buckets_s}
         bounds.add(self.slow_threshold_ms)
         bounds.update(t.ms for t in self.slow_thresholds)
+        bounds.update(bound for bound, _ in required_bounds_ms(self.thresholds))
         return tuple(sorted(bounds))
+
+    def hidden_bounds_ms(self) -> frozenset[float]:
+        """Bounds recorded but not exported (``le``): the float just below a threshold time ``T`` that a ``<``
+        threshold counts up to (``t < T`` is ``t <= nextafter(T, 0)``); see
+        :func:`~locust_metrics.thresholds.required_bounds_ms`. A bound that is exported for another reason
+        (a bucket, a slow threshold) is not hidden."""
+        hidden = {bound for bound, exported in required_bounds_ms(self.thresholds) if not exported}
+        shown = {float(Decimal(repr(s)) * 1000) for s in self.buckets_s} | {self.slow_threshold_ms}
+        shown.update(t.ms for t in self.slow_thresholds)
+        shown.update(bound for bound, exported in required_bounds_ms(self.thresholds) if exported)
+        return frozenset(hidden - shown)
 
 
 def _declarations() -> tuple[Option, ...]:
@@ -674,7 +727,7 @@ def options_table() -> str:
     for declared in OPTIONS:
         if declared.flag:
             value = f" {declared.metavar}" if declared.metavar else ""
-            text = declared.help.replace("|", "\\|")
+            text = declared.help.replace("%%", "%").replace("|", "\\|")
             rows.append(f"| `{declared.flag}{value}` | `{declared.env_var}` / `{declared.conf_key}` | {text} |")
     return "\n".join(rows) + "\n"
 
@@ -684,5 +737,5 @@ def keywords_doc() -> str:
     lines = []
     for declared in OPTIONS:
         source = f" (``{declared.flag}``)" if declared.flag else ""
-        lines.append(f"* ``{declared.keyword}``{source}: {declared.help}")
+        lines.append(f"* ``{declared.keyword}``{source}: {declared.help.replace('%%', '%')}")
     return "\n".join(lines)

@@ -45,6 +45,7 @@ from .recorder import RequestRecorder
 from .rendering import ScrapeRenderer
 from .resources import NodeResources, ProcessResources
 from .security import web_ui_guard
+from .threshold_checks import ThresholdChecks, locust_exit_code
 
 logger = logging.getLogger("locust_metrics")
 
@@ -121,6 +122,7 @@ class MetricsExporter:
         self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
         self.fast_dispatch = False  # True while Locust's request event calls recorder.record directly
+        self.checks: ThresholdChecks | None = None  # --metrics-threshold, on a local run or a master
         self._started = False
         self._quit_done: Any = None  # set once the first quit event's final push and scrape are over
 
@@ -136,6 +138,7 @@ class MetricsExporter:
         self.fast_dispatch = attach(events.request, self.recorder.on_request, self.recorder.record)
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
+        events.quitting.add_listener(self._on_quitting)
         events.quit.add_listener(self._on_quit)
         events.usage_monitor.add_listener(self._on_usage_monitor)
         events.report_to_master.add_listener(self._on_report_to_master)
@@ -168,6 +171,11 @@ class MetricsExporter:
             self.server = server
             logger.info("locust-metrics: serving Prometheus metrics on %s (listening on %s)", server.url,
                         server.bind_address)
+        if self.settings.thresholds and not self.is_worker():
+            lifecycle = self.lifecycle
+            self.checks = ThresholdChecks(
+                self.settings.thresholds, lambda: self.totals, lambda: lifecycle.start_time, lambda: lifecycle.stop_time
+            )
         if self.settings.pushgateway and not self.is_worker():
             s = self.settings
             self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s)
@@ -206,6 +214,7 @@ class MetricsExporter:
         for hook, listener in (
             (events.test_start, self._on_test_start),
             (events.test_stop, self._on_test_stop),
+            (events.quitting, self._on_quitting),
             (events.quit, self._on_quit),
             (events.usage_monitor, self._on_usage_monitor),
             (events.report_to_master, self._on_report_to_master),
@@ -278,6 +287,8 @@ class MetricsExporter:
         if self.is_master():
             self.sync.nodes.forget_gone(getattr(self.environment.runner, "clients", None))
         self.lifecycle.started(self.environment)
+        if self.checks is not None:
+            self.checks.test_started(self.environment)
         if self.pusher is not None:
             self.pusher.start(run=self.settings.push_run or self.lifecycle.run_id)
 
@@ -289,6 +300,8 @@ class MetricsExporter:
     @_guarded
     def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
         self.last_change_time = self.lifecycle.stopped()
+        if self.checks is not None:
+            self.checks.test_stopped()
         self._push_at_test_stop()
 
     @_guarded
@@ -328,6 +341,21 @@ class MetricsExporter:
         self.resources.on_usage_monitor(cpu_usage=cpu_usage)
 
     @_guarded
+    def _on_quitting(self, environment: Any = None, **_kwargs: Any) -> None:
+        """Final threshold verdicts: the summary, the JUnit report, and the exit code when one failed."""
+        if self.checks is None:
+            return
+        verdicts = self.checks.quitting(self.environment)
+        if self.settings.threshold_junit and verdicts:
+            from .threshold_reports import junit_xml
+
+            with open(self.settings.threshold_junit, "w", encoding="utf-8") as handle:
+                handle.write(junit_xml(verdicts, duration_s=self.checks.duration_s()))
+        current = locust_exit_code(self.environment)
+        if current == 0 and any(not v.passed for v in verdicts):
+            self.environment.process_exit_code = self.settings.threshold_exit_code
+
+    @_guarded
     def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
         # On SIGTERM Locust shuts down twice at once (its signal handler, then its main greenlet once the
         # runner is gone), firing ``quit`` twice; either may exit the process first. So the second call
@@ -335,6 +363,8 @@ class MetricsExporter:
         if self._quit_done is not None:
             self._quit_done.wait(timeout=PUSH_TIMEOUT_S + self.settings.final_scrape_timeout_s + 5)
             return
+        if self.checks is not None:
+            self.checks.log_summary()
         from gevent.event import Event
 
         self._quit_done = Event()

@@ -111,9 +111,6 @@ from typing import Any
 
 from .errors import OptionError, invalid
 
-OPTION = "--metrics-threshold"
-"""The option that thresholds come from (named in errors)."""
-
 DEFAULT_EXIT_CODE = 3
 """Exit code of a run with a failed threshold (as locust-plugins' checks), unless it already has one."""
 
@@ -258,7 +255,7 @@ class Threshold:
 
 
 # ---------------------------------------------------------------------------------------------------- parsing
-def parse_threshold(text: Any, option: str = OPTION) -> Threshold:
+def parse_threshold(text: Any, option: str = "") -> Threshold:
     """Parse one threshold expression (grammar: this module's docstring).
 
     Args:
@@ -334,8 +331,8 @@ def _take_abort(text: str, fail: Callable[[str], OptionError]) -> tuple[str, boo
 
 def parse_duration(text: str, fail: Callable[[str], OptionError] | None = None) -> float:
     """Seconds of a Locust-style duration: ``30s``, ``5m``, ``1h30m``, ``1m30.5s`` or a bare number of
-    seconds. Raises what ``fail(why)`` returns (an :class:`OptionError` for :data:`OPTION` by default)."""
-    fail = fail or (lambda why: _error(OPTION, text, why))
+    seconds. Raises what ``fail(why)`` returns (an :class:`OptionError` by default)."""
+    fail = fail or (lambda why: _error("", text, why))
     if _PLAIN_RE.match(text):
         return float(Decimal(text))
     match = _DURATION_RE.match(text)
@@ -444,7 +441,7 @@ def _ends_in_condition(text: str) -> bool:
     return _TAIL_RE.search(text) is not None
 
 
-def parse_thresholds(values: Any, option: str = OPTION) -> list[Threshold]:
+def parse_thresholds(values: Any, option: str = "") -> list[Threshold]:
     """Parse thresholds from an option's value: None, one string (comma- or newline-separated expressions,
     see :func:`split_thresholds`), or an iterable of such strings and :class:`Threshold` objects (the
     command line's repeated flags, a ``locust.conf`` list, ``install(thresholds=[...])``).

@@ -166,6 +166,9 @@ CONF_VALUES: dict[str, tuple[str, str, object, str | None]] = {
     "--metrics-push-interval": ("2.5", "push_interval_s", 2.5, "0"),
     "--metrics-push-job": ("ci", "push_job", "ci", None),
     "--metrics-push-run": ("build-7", "push_run", "build-7", None),
+    "--metrics-threshold": ("[p95<500ms, /a:max<=2s]", "thresholds", ("p95<500ms", "/a:max<=2s"), "[p95<soon]"),
+    "--metrics-threshold-exit-code": ("4", "threshold_exit_code", 4, "0"),
+    "--metrics-threshold-junit": ("out.xml", "threshold_junit", "out.xml", "no/such/folder/out.xml"),
 }
 
 CONF_SCRIPT = """
@@ -180,7 +183,8 @@ print(repr({"port": s.port, "worker_port": s.worker_port, "host": s.host, "web_c
             "slow_threshold_ms": s.slow_threshold_ms, "slow_thresholds": thresholds, "buckets_s": s.buckets_s,
             "max_names": s.max_names, "labels": dict(s.labels), "final_scrape_timeout_s": s.final_scrape_timeout_s,
             "pushgateway": s.pushgateway, "push_interval_s": s.push_interval_s, "push_job": s.push_job,
-            "push_run": s.push_run}))
+            "push_run": s.push_run, "thresholds": tuple(t.text for t in s.thresholds),
+            "threshold_exit_code": s.threshold_exit_code, "threshold_junit": s.threshold_junit}))
 """
 
 

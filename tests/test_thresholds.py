@@ -603,11 +603,11 @@ def test_exit_code():
 @given(st.text(max_size=40))
 def test_parsing_never_fails_with_anything_but_an_option_error(text):
     try:
-        threshold = parse_threshold(text)
+        threshold = parse_threshold(text, "--metrics-threshold")
     except OptionError as exc:
         assert "--metrics-threshold" in str(exc)
     else:
-        assert threshold.text == text.strip() and threshold == parse_threshold(threshold.text)
+        assert threshold.text == text.strip() and threshold == parse_threshold(threshold.text, "--metrics-threshold")
 
 
 # ================================================================================================ reports
