@@ -119,6 +119,16 @@ class _Families:
         return self.values + list(values)
 
 
+def exported_les(bounds_ms: tuple[float, ...], hidden: frozenset[float] = frozenset()) -> tuple[list[str], list[int] | None]:
+    """The ``le`` values of the exported buckets (``+Inf`` last), and the indices of the recorder's cumulative
+    counts they show (None: all). Hidden bounds (:meth:`~locust_metrics.options.Settings.hidden_bounds_ms`)
+    are recorded, not exported: leaving a cumulative count out changes no other one."""
+    les = [floatToGoString(ms / 1000.0) for ms in bounds_ms if ms not in hidden] + ["+Inf"]
+    if not hidden or len(les) == len(bounds_ms) + 1:
+        return les, None
+    return les, [i for i, ms in enumerate(bounds_ms) if ms not in hidden] + [len(bounds_ms)]
+
+
 def _status_label(status: int) -> str:
     return str(status) if 100 <= status <= 999 else "0"
 
@@ -151,13 +161,13 @@ class LocustCollector:
         """
         exporter = self.exporter
         f = f or _Families(dict(exporter.settings.labels))
-        for section in (self._runner, self._nodes, self._test):
+        for section in (self._runner, self._nodes, self._test, self._thresholds):
             yield from _section(section, f, exporter)
 
     # ------------------------------------------------------------------ requests
     def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         recorder = exporter.totals
-        les = [floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms] + ["+Inf"]
+        les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
         duration = f.histogram(
             "locust_request_duration_seconds",
             "Response time of every request that has one (success or failure), seconds.",
@@ -182,6 +192,8 @@ class LocustCollector:
             labels = f.labels(endpoint.method, endpoint.name)
             buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()  # Totals
             cumulative = list(accumulate(buckets))
+            if keep is not None:
+                cumulative = [cumulative[i] for i in keep]
             duration.add_metric(labels, list(zip(les, cumulative)), sum_ms / 1000.0)
             statuses: dict[str, int] = {}
             for status, n in by_status.items():
@@ -258,6 +270,29 @@ class LocustCollector:
         info = f.gauge("locust_metrics_info", "1; versions of locust-metrics and Locust.", ["version", "locust_version"])
         info.add_metric(f.labels(exporter.version, exporter.locust_version), 1.0)
         yield info
+
+
+    # ------------------------------------------------------------------ thresholds (--metrics-threshold)
+    def _thresholds(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
+        checks = exporter.checks
+        if checks is None:
+            return
+        labels = ["threshold", "method", "name"]
+        passed = f.gauge(
+            "locust_threshold_passed",
+            "1 when the threshold holds on the data so far (final once the test stopped), else 0. Exact: counted "
+            "from the histogram, never interpolated. method/name: the endpoint of an each: threshold.", labels,
+        )
+        value = f.gauge(
+            "locust_threshold_value",
+            "The threshold's observed value in base units (seconds, ratio, requests/s, requests); a percentile "
+            "here is interpolated within its bucket (the verdict is not).", labels,
+        )
+        for verdict in checks.exported():
+            names = f.labels(verdict.threshold.text, verdict.method or "", verdict.name or "")
+            passed.add_metric(names, 1.0 if verdict.passed else 0.0)
+            value.add_metric(names, verdict.observed)
+        yield from (passed, value)
 
 
 def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list[Metric]:

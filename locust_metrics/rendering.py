@@ -43,7 +43,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as _openmetrics
 from prometheus_client.utils import floatToGoString
 
-from .exposition import LocustCollector, _Families, _status_label
+from .exposition import LocustCollector, _Families, _status_label, exported_les
 from .recorder import fold_records
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,11 +138,13 @@ class Snapshot:
             (they are templates for HELP/TYPE and label names), the others are complete.
         request_families: how many of ``families``, from the start, are the collector's request families
             (built over no endpoint); the rest are the small ones (runner, resources, test).
-        les: the ``le`` label values of the histogram buckets (``+Inf`` last).
+        les: the ``le`` label values of the exported histogram buckets (``+Inf`` last).
+        le_keep: the indices of the cumulative bucket counts that ``les`` show (None: all; hidden bounds, see
+            :func:`~locust_metrics.exposition.exported_les`).
         label_pairs: the constant labels as ``(name, escaped value)`` pairs.
     """
 
-    __slots__ = ("endpoints", "families", "request_families", "les", "label_pairs")
+    __slots__ = ("endpoints", "families", "request_families", "les", "le_keep", "label_pairs")
 
     def __init__(
         self,
@@ -151,11 +153,13 @@ class Snapshot:
         request_families: int,
         les: tuple[str, ...],
         label_pairs: tuple[tuple[str, str], ...],
+        le_keep: list[int] | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.families = families
         self.request_families = request_families
         self.les = les
+        self.le_keep = le_keep
         self.label_pairs = label_pairs
 
 
@@ -241,14 +245,15 @@ class ScrapeRenderer:
         # the collector's request families, built over no endpoint: empty templates (HELP, TYPE, label
         # names) and the complete small ones (dropped names)
         view = SimpleNamespace(
-            totals=SimpleNamespace(bounds_ms=recorder.bounds_ms, endpoints={}, dropped=recorder.dropped)
+            totals=SimpleNamespace(bounds_ms=recorder.bounds_ms, endpoints={}, dropped=recorder.dropped),
+            settings=exporter.settings,
         )
         families = _Families(labels)
         templates = list(self.collector._requests(families, view))
         others = list(self.collector.collect_other(families))
-        les = tuple(floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms) + ("+Inf",)
+        les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
         pairs = tuple((str(k), escape_label_value(str(v))) for k, v in labels.items())
-        return Snapshot(endpoints, templates + others, len(templates), les, pairs)
+        return Snapshot(endpoints, templates + others, len(templates), tuple(les), pairs, keep)
 
     def fold(self, pause: Callable[[], None] | None = None) -> None:
         """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
@@ -362,7 +367,7 @@ class ScrapeRenderer:
         extend, append = duration.extend, duration.append
         get_labels = self._labels.get
         number, go, status_label, escape = _number, floatToGoString, _status_label, escape_label_value
-        les = snapshot.les
+        les, keep = snapshot.les, snapshot.le_keep
         clock = time.perf_counter
         deadline = clock() + SLICE_S
 
@@ -385,6 +390,8 @@ class ScrapeRenderer:
                 labels = self._endpoint_labels(method, name, snapshot)
                 get_labels = self._labels.get  # the cache may have been replaced
             cumulative = list(accumulate(buckets))
+            if keep is not None:
+                cumulative = [cumulative[i] for i in keep]
             total = cumulative[-1]
             head, tail = labels.bucket_head, labels.bucket_tail
             if type(total) is int and total < 1_000_000:  # all ints (a float would make the sum float)
