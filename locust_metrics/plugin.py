@@ -39,7 +39,7 @@ from .exposition import (
     add_web_ui_route,
 )
 from .lifecycle import TestLifecycle
-from .options import Settings, flag, where
+from .options import OPTIONS, Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder
 from .rendering import ScrapeRenderer
@@ -317,24 +317,22 @@ class MetricsExporter:
             self.last_change_time = self.sync.last_report_time
 
     def _follow_master_options(self) -> None:
-        """Worker: Locust copies the master's custom options to workers on spawn; use its buckets and thresholds.
+        """Worker: Locust copies the master's custom options to workers on spawn; adopt every recording option
+        (:attr:`~locust_metrics.options.Option.recording`: buckets, slow thresholds, name cap, labels, thresholds).
 
         Data recorded under the old settings is kept and shipped as it is with the next report.
         """
         master = Settings.from_options(self.environment.parsed_options, recording_only=True)
-        settings = dataclasses.replace(
-            self.settings, slow_threshold_ms=master.slow_threshold_ms, slow_thresholds=master.slow_thresholds,
-            buckets_s=master.buckets_s, max_names=master.max_names, labels=master.labels,
-        )
-        if (settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names) == (
-            self.settings.bounds_ms(), self.settings.slow_threshold_ms, self.settings.slow_thresholds,
-            self.settings.max_names,
-        ):
+        settings = dataclasses.replace(self.settings, **{o.field: getattr(master, o.field) for o in OPTIONS if o.recording})
+        if settings == self.settings:
             return
-        self.settings = settings
-        self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(
-            settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
-        ))
+        old, self.settings = self.settings, settings
+
+        def recording(s: Settings) -> tuple[Any, ...]:
+            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names
+
+        if recording(settings) != recording(old):
+            self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(*recording(settings)))
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
