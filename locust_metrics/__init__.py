@@ -49,7 +49,7 @@ def install(environment: Any, **options: Any) -> MetricsExporter:
         OptionError: an option has an invalid value (the message names option and value).
         OSError: our port cannot be bound (the message names the address and ``--metrics-port``).
     """
-    existing = getattr(environment, _ATTRIBUTE, None)
+    existing: MetricsExporter | None = getattr(environment, _ATTRIBUTE, None)
     if existing is not None:
         return existing
     exporter = MetricsExporter(environment, Settings.from_kwargs(**options))

@@ -660,7 +660,7 @@ class ConfigFileKeysKept:
 
     def parse(self, stream: Any) -> dict[str, Any]:
         """Locust's parse of ``stream``, plus the ``metrics-*`` keys that only the ``key = value`` parser sees."""
-        result = self.inner.parse(stream)
+        result: dict[str, Any] = self.inner.parse(stream)
         name = str(getattr(stream, "name", ""))
         if name.endswith(".toml") or not hasattr(stream, "seek"):
             return result

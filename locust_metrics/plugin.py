@@ -57,7 +57,7 @@ FINAL_SCRAPE_MARGIN_S = 1.0
 """Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
 
 
-def _guarded(method: Callable) -> Callable:
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a listener so that an exception is logged once (per listener) and swallowed."""
     failed: list[bool] = []
 
@@ -290,7 +290,7 @@ class MetricsExporter:
         if self.checks is not None:
             self.checks.test_started(self.environment)
         if self.pusher is not None:
-            self.pusher.start(run=self.settings.push_run or self.lifecycle.run_id)
+            self.pusher.start(run=self.settings.push_run or self.lifecycle.run_id or "")
 
     @_guarded
     def _push_at_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
@@ -305,13 +305,13 @@ class MetricsExporter:
         self._push_at_test_stop()
 
     @_guarded
-    def _on_report_to_master(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+    def _on_report_to_master(self, client_id: str = "", data: dict[str, Any] | None = None, **_kwargs: Any) -> None:
         """Worker: add the deltas since the last report (and our CPU and memory) to Locust's report."""
         if data is not None:
             self.sync.report(data, self.node_name(), self.resources.sample())
 
     @_guarded
-    def _on_worker_report(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+    def _on_worker_report(self, client_id: str = "", data: dict[str, Any] | None = None, **_kwargs: Any) -> None:
         """Master: merge a worker's deltas; remember its CPU and memory under its node name."""
         if self.sync.merge(client_id, data):
             self.last_change_time = self.sync.last_report_time

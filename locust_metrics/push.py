@@ -47,7 +47,7 @@ def backoff_delay(interval_s: float, failures: int) -> float:
     """
     if failures <= 0:
         return interval_s
-    return min(interval_s * 2 ** (failures - 1), max(interval_s, MAX_BACKOFF_S))
+    return float(min(interval_s * 2 ** (failures - 1), max(interval_s, MAX_BACKOFF_S)))
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
@@ -98,7 +98,7 @@ class Pusher:
         self._push_function = push_function
         if user is not None:
 
-            def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
+            def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
                 return basic_auth_handler(url, method, timeout, headers, data, user, password)
 
             self._handler: Callable[..., Any] = handler

@@ -277,14 +277,15 @@ def label_text(value: Any) -> str:
                 value = str.__str__(value)
         except Exception:
             value = f"<{_type_name(value)}>"
-    if len(value) > MAX_NAME_LENGTH:
-        value = value[: MAX_NAME_LENGTH - 1] + "…"
-    if not value.isascii():
+    text: str = value
+    if len(text) > MAX_NAME_LENGTH:
+        text = text[: MAX_NAME_LENGTH - 1] + "…"
+    if not text.isascii():
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _type_name(value: Any) -> str:
@@ -343,7 +344,7 @@ def error_label(status: Any, exception: Any) -> str:
             return label
         if isinstance(exception, str):
             message = str.__str__(exception)
-        elif CatchResponseError and isinstance(exception, CatchResponseError):
+        elif isinstance(exception, CatchResponseError):
             message = str(exception)
         else:
             return _type_name(exception)

@@ -121,7 +121,7 @@ class WebConfig:
         if self.max_version is not None:
             context.maximum_version = TLS_VERSIONS[self.max_version]
         try:
-            context.load_cert_chain(self.cert_file, self.key_file)
+            context.load_cert_chain(str(self.cert_file), self.key_file)
         except (OSError, ssl.SSLError) as exc:
             raise _fail(self.path, f"cannot load cert_file {self.cert_file!r} with key_file {self.key_file!r}: {exc}", self.option) from None
         if self.client_ca_file is not None:
@@ -298,12 +298,13 @@ class BasicAuth:
             except ValueError:
                 return False
 
-    def wsgi(self, app: Callable) -> Callable:
+    def wsgi(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         """Wrap a WSGI ``app``: requests without valid credentials get 401 and never reach it."""
 
-        def protected(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        def protected(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if self.check(environ.get("HTTP_AUTHORIZATION")):
-                return app(environ, start_response)
+                body: Iterable[bytes] = app(environ, start_response)
+                return body
             start_response("401 Unauthorized", unauthorized_headers())
             return [b"Unauthorized\n"]
 
@@ -314,7 +315,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 """Longest TLS handshake, **seconds**; a client that has not finished it by then is disconnected."""
 
 
-class TLSWSGIServer(WSGIServer):
+class TLSWSGIServer(WSGIServer):  # type: ignore[misc]  # gevent ships no type information
     """gevent's WSGI server for HTTPS, quiet about clients that fail the TLS handshake.
 
     gevent prints a traceback for every failed handshake (a plain-HTTP client, a client that does not

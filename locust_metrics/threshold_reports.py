@@ -207,7 +207,7 @@ def alert_expr(threshold: Threshold, window: str = "5m") -> str | None:
     stat = threshold.stat
     count = total(rate(f"{_DURATION_FAMILY}_count"))
     if stat in (PERCENTILE, "max"):
-        le = f"le={_string(floatToGoString(threshold.value / 1000.0))}"
+        le = f"le={_string(str(floatToGoString(threshold.value / 1000.0)))}"
         if stat == PERCENTILE:
             assert threshold.quantile is not None
             share = f"{total(rate(f'{_DURATION_FAMILY}_bucket', le), 'le')} / {count}"

@@ -846,7 +846,7 @@ def _maximum(group: list[EndpointData]) -> tuple[float, bool, bool]:
     """``(seconds, interpolated, above the highest bound)``: the exact maximum when every endpoint tracks
     it, else the upper bound of the highest non-empty bucket (or the highest bound, for ``+Inf``)."""
     if all(e.max_ms is not None for e in group):
-        return max(e.max_ms for e in group if e.max_ms is not None) / 1000, False, False  # type: ignore[type-var]
+        return max(e.max_ms for e in group if e.max_ms is not None) / 1000, False, False
     best, above = -math.inf, False
     for endpoint in group:
         top = max((i for i, n in enumerate(endpoint.buckets) if n), default=None)
