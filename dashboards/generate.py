@@ -218,6 +218,18 @@ def dropped_names() -> str:
     return _agg("sum", ALL, _over("increase", "locust_metrics_dropped_names_total", RANGE, labels=RUN))
 
 
+def exporter_faults() -> str:
+    """Faults of locust-metrics itself over the time range: errors, render fallbacks, failed pushes."""
+    return " + ".join(f"({_agg('sum', ALL, _over('increase', metric, RANGE, labels=RUN))} or vector(0))" for metric in
+                      ("locust_metrics_errors_total", "locust_metrics_fallbacks_total",
+                       "locust_metrics_push_failures_total"))
+
+
+def exporter_faults_by(metric: str, label: str) -> str:
+    """One of locust-metrics' fault counters per ``label`` (source, path), as increases per rate interval."""
+    return _agg("sum", (label,), _over("increase", metric, LIVE, labels=RUN))
+
+
 def label_values(metric: str, label: str, matchers: str = "") -> str:
     """A variable's query: the values of ``label`` on ``metric{matchers}``."""
     return f"label_values({_sel(metric, matchers) if matchers else metric}, {label})"
@@ -686,6 +698,19 @@ def main_dashboard() -> dash_b.Dashboard:
              "--metrics-max-names, over the time range (should be 0).", COUNT,
              [Q(dropped_names(), "dropped")],
              w=4, h=5, instant=True, steps=(GREEN, ("orange", 1)), decimals=0, graph=common.BigValueGraphMode.NONE),
+        stat("locust-metrics faults", "Faults of locust-metrics itself over the time range: its listener errors, "
+             "parts of scrapes left out, requests it could not record, scrapes that fell back to the slow encoder, "
+             "failed pushes (should be 0; the LocustMetricsDegraded alert fires on any).", COUNT,
+             [Q(exporter_faults(), "faults")],
+             w=6, h=6, instant=True, steps=(GREEN, ("red", 1)), decimals=0, graph=common.BigValueGraphMode.NONE),
+        timeseries("locust-metrics faults by source", "locust_metrics_errors_total by source (listener, recorder, "
+                   "runner, nodes, test, thresholds), locust_metrics_fallbacks_total by path and "
+                   "locust_metrics_push_failures_total: each is also logged once in the Locust output.", COUNT,
+                   [Q(exporter_faults_by("locust_metrics_errors_total", "source"), "error: {{source}}"),
+                    Q(exporter_faults_by("locust_metrics_fallbacks_total", "path"), "fallback: {{path}}"),
+                    Q(_agg("sum", ALL, _over("increase", "locust_metrics_push_failures_total", LIVE, labels=RUN)),
+                      "push failures")],
+                   w=18, h=6, decimals=0),
     ])
 
 

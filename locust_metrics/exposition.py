@@ -163,6 +163,7 @@ class LocustCollector:
         f = f or _Families(dict(exporter.settings.labels))
         for section in (self._runner, self._nodes, self._test, self._thresholds):
             yield from _section(section, f, exporter)
+        yield from self._health(f, exporter)
 
     # ------------------------------------------------------------------ requests
     def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
@@ -295,6 +296,41 @@ class LocustCollector:
         yield from (passed, value)
 
 
+    # ------------------------------------------------------------------ our own health
+    def _health(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
+        errors = f.counter(
+            "locust_metrics_errors", "Faults of locust-metrics itself by source: listener (one of our Locust event "
+            "listeners raised), recorder (a request it could not record), runner, nodes, test, thresholds (a part "
+            "of the scrape left out). The test goes on; each is logged once.", ["source"],
+        )
+        counts = dict(exporter.health.errors)
+        counts["recorder"] = exporter.recorder.errors + (exporter.totals.errors if exporter.totals is not
+                                                          exporter.recorder else 0)
+        for source in HEALTH_SOURCES:
+            errors.add_metric(f.labels(source), counts.get(source, 0))
+        fallbacks = f.counter(
+            "locust_metrics_fallbacks", "Scrapes served by prometheus_client's encoder because the fast renderer "
+            "failed or cannot render them exactly (slower, same bytes).", ["path"],
+        )
+        fallbacks.add_metric(f.labels("render"), exporter.renderer.fallbacks)
+        fast = f.gauge(
+            "locust_metrics_fast_dispatch", "1 while Locust's request event reaches our hot path directly, 0 while "
+            "our listener is called the ordinary way (an EventHook we do not know; slower, same counts).",
+        )
+        fast.add_metric(f.labels(), 1.0 if exporter.fast_dispatch else 0.0)
+        yield from (errors, fallbacks, fast)
+        if exporter.pusher is not None:
+            push = f.counter(
+                "locust_metrics_push_failures", "Pushes to the Pushgateway that failed (retried with backoff).",
+            )
+            push.add_metric(f.labels(), exporter.pusher.failures)
+            yield push
+
+
+HEALTH_SOURCES = ("listener", "recorder", "runner", "nodes", "test", "thresholds")
+"""The ``source`` label values of ``locust_metrics_errors_total`` (all exported, 0 until a fault)."""
+
+
 def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list[Metric]:
     """The families of one part of a scrape, or none when it fails (e.g. psutil denied in a container).
 
@@ -304,9 +340,10 @@ def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list
     try:
         return list(section(f, exporter))
     except Exception:
-        failed = exporter.__dict__.setdefault("_failed_sections", set())
-        if section.__name__ not in failed:
-            failed.add(section.__name__)
+        name = section.__name__.strip("_")
+        first = name not in exporter.health.errors
+        exporter.health.error(name)
+        if first:
             logger.exception(
                 "locust-metrics: could not export the %s metrics; the others are served (further errors here "
                 "are not logged)", section.__name__.strip("_"),

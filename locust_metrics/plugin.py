@@ -57,8 +57,22 @@ FINAL_SCRAPE_MARGIN_S = 1.0
 """Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
 
 
+class Health:
+    """locust-metrics' own faults, exported as ``locust_metrics_errors_total{source}`` (like node_exporter's
+    ``node_scrape_collector_success``): a listener of ours that raised (``listener``), a part of a scrape that
+    could not be exported (``runner``, ``nodes``, ``test``, ``thresholds``); the recorder's own count of
+    requests it could not record (``recorder``) and the renderer's and pusher's counts are read beside it."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, int] = {}
+
+    def error(self, source: str) -> None:
+        """Count one fault of ``source``."""
+        self.errors[source] = self.errors.get(source, 0) + 1
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a listener so that an exception is logged once (per listener) and swallowed."""
+    """Wrap a listener so that an exception is logged once (per listener), counted and swallowed."""
     failed: list[bool] = []
 
     @functools.wraps(method)
@@ -66,6 +80,9 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(*args, **kwargs)
         except Exception:
+            health = getattr(args[0], "health", None) if args else None
+            if health is not None:
+                health.error("listener")
             if not failed:
                 failed.append(True)
                 logger.exception(
@@ -113,6 +130,7 @@ class MetricsExporter:
         self.sync = DistributedSync(self.recorder)
         self.last_change_time: float | None = None  # last test stop or worker report (unix seconds)
         self.resources = ProcessResources()
+        self.health = Health()
         self.lifecycle = TestLifecycle()
         self.scrapes = ScrapeTracker()
         self.registry = CollectorRegistry(auto_describe=False)

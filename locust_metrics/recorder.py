@@ -399,6 +399,7 @@ class RequestRecorder:
         self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
         self._warned: set[str] = set()
+        self.errors = 0  # requests our own code could not record (a bug; exported in locust_metrics_errors_total)
         self.record, self.on_request = self._make_listener()
 
     def configure(
@@ -592,6 +593,7 @@ class RequestRecorder:
         return None
 
     def _log_bug_once(self, name: Any) -> None:
+        self.errors += 1
         if "bug" not in self._warned:
             self._warned.add("bug")
             logger.exception(

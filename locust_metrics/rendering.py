@@ -226,6 +226,7 @@ class ScrapeRenderer:
         self.collector = LocustCollector(exporter)
         self.fast_scrapes = 0
         self.library_scrapes = 0
+        self.fallbacks = 0  # scrapes the fast path could not render (served by prometheus_client instead)
         self._headers: dict[tuple[Any, ...], bytes] = {}
         self._labels: dict[tuple[str, str], _EndpointLabels] = {}
         self._labels_key: tuple[Any, ...] | None = None
@@ -504,6 +505,7 @@ class ScrapeRenderer:
         return metrics_app
 
     def _warn_once(self, message: str, with_traceback: bool) -> None:
+        self.fallbacks += 1
         if not self._warned:
             self._warned = True
             if with_traceback:

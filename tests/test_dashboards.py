@@ -40,7 +40,9 @@ EXPORTED_METRICS = {
     "locust_users", "locust_users_target", "locust_runner_state", "locust_workers",
     "locust_process_cpu_seconds_total", "locust_process_cpu_usage_ratio", "locust_process_resident_memory_bytes",
     "locust_test_info", "locust_test_start_time_seconds", "locust_test_stop_time_seconds",
-    "locust_metrics_dropped_names_total", "locust_metrics_info",
+    "locust_metrics_dropped_names_total", "locust_metrics_info", "locust_threshold_passed", "locust_threshold_value",
+    "locust_metrics_errors_total", "locust_metrics_fallbacks_total", "locust_metrics_fast_dispatch",
+    "locust_metrics_push_failures_total",
 }
 """Every series name the exporter produces (the plugin's metrics table)."""
 

@@ -232,4 +232,9 @@ def test_our_own_errors_are_logged_once_and_change_nothing_else(workdir: Path) -
     final = scrapes[-1]
     assert not final.select("locust_process_resident_memory_bytes"), "the broken part is left out"
     assert final.select("locust_runner_state") and final.select("locust_metrics_info"), "the rest is served"
+    # and Prometheus is told: our faults are counted by source (logged once, counted every time)
+    assert final.sum("locust_metrics_errors_total", source="listener") == 1, "the test started once"
+    assert final.sum("locust_metrics_errors_total", source="nodes") >= 2, "every scrape that left the nodes out"
+    assert final.sum("locust_metrics_errors_total", source="recorder") == 0
+    assert final.sum("locust_metrics_fallbacks_total", path="render") == 0 and final.sum("locust_metrics_fast_dispatch") == 1
     assert final.sum("locust_requests_total") == csv_stats(workdir / "run")[("", "Aggregated")]["requests"] > 0
