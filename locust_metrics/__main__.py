@@ -18,7 +18,7 @@ import sys
 from locust.argument_parser import get_empty_argument_parser
 
 from .errors import OptionError
-from .options import GROUP_TITLE, OPTIONS, Settings, add_arguments
+from .options import BY_KEYWORD, GROUP_TITLE, OPTIONS, Settings, add_arguments, where
 
 
 def print_options() -> int:
@@ -67,7 +67,8 @@ def print_alert_rules(argv: list[str]) -> int:
         sys.stderr.write(f"{exc}\n")
         return 2
     if not settings.thresholds:
-        sys.stderr.write("no thresholds: give --metrics-threshold (or LOCUST_METRICS_THRESHOLD, or locust.conf)\n")
+        sys.stderr.write(f"no thresholds: give {where('thresholds')} or a {BY_KEYWORD['thresholds'].conf_key} line in "
+                         "locust.conf\n")
         return 1
     sys.stdout.write(alert_rules_yaml(settings.thresholds, window=own.window, for_=own.for_, severity=own.severity))
     return 0

@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.utils import floatToGoString
 
-from .options import flag
+from . import families as F
+from .families import Family
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugin import MetricsExporter
@@ -106,14 +104,9 @@ class _Families:
         self.names = list(const_labels)
         self.values = list(const_labels.values())
 
-    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
-        return CounterMetricFamily(name, doc, labels=self.names + list(labels))
-
-    def gauge(self, name: str, doc: str, labels: Iterable[str] = (), unit: str = "") -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=self.names + list(labels), unit=unit)
-
-    def histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> HistogramMetricFamily:
-        return HistogramMetricFamily(name, doc, labels=self.names + list(labels))
+    def make(self, family: Family) -> Any:
+        """An empty prometheus_client metric family of ``family`` (see :mod:`locust_metrics.families`)."""
+        return family.metric(self.names)
 
     def labels(self, *values: str) -> list[str]:
         return self.values + list(values)
@@ -169,26 +162,12 @@ class LocustCollector:
     def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         recorder = exporter.totals
         les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
-        duration = f.histogram(
-            "locust_request_duration_seconds",
-            "Response time of every request that has one (success or failure), seconds.",
-            ["method", "name"],
-        )
-        requests = f.counter(
-            "locust_requests", "Completed requests by status code (\"0\": no response or no numeric status).",
-            ["method", "name", "status_code"],
-        )
-        failures = f.counter("locust_request_failures", "Failed requests by error class.", ["method", "name", "error"])
-        slow = f.counter(
-            "locust_slow_requests", "Requests slower than the endpoint's slow threshold.", ["method", "name"]
-        )
-        threshold = f.gauge(
-            "locust_slow_request_threshold_seconds", "Slow threshold in force for the endpoint, seconds.",
-            ["method", "name"],
-        )
-        size = f.counter(
-            "locust_response_size_bytes", "Sum of response sizes (Locust's response_length), bytes.", ["method", "name"]
-        )
+        duration = f.make(F.REQUEST_DURATION)
+        requests = f.make(F.REQUESTS)
+        failures = f.make(F.FAILURES)
+        slow = f.make(F.SLOW_REQUESTS)
+        threshold = f.make(F.SLOW_THRESHOLD)
+        size = f.make(F.RESPONSE_SIZE)
         for endpoint in list(recorder.endpoints.values()):
             labels = f.labels(endpoint.method, endpoint.name)
             buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()  # Totals
@@ -207,19 +186,16 @@ class LocustCollector:
             slow.add_metric(labels, slow_requests)
             threshold.add_metric(labels, endpoint.slow_ms / 1000.0)
             size.add_metric(labels, response_bytes)
-        dropped = f.counter(
-            "locust_metrics_dropped_names",
-            f"Requests counted under name=\"__overflow__\" because of {flag('max_names')}.",
-        )
+        dropped = f.make(F.DROPPED_NAMES)
         dropped.add_metric(f.labels(), recorder.dropped)
         yield from (duration, requests, failures, slow, threshold, size, dropped)
 
     # ------------------------------------------------------------------ runner, users, workers
     def _runner(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         runner = exporter.environment.runner
-        users = f.gauge("locust_users", "Running users by user class.", ["user_class"])
-        target = f.gauge("locust_users_target", "Target user count of the test.")
-        state = f.gauge("locust_runner_state", "1 for the runner's current state, 0 for the others.", ["state"])
+        users = f.make(F.USERS)
+        target = f.make(F.USERS_TARGET)
+        state = f.make(F.RUNNER_STATE)
         counts: dict[str, int] = {cls.__name__: 0 for cls in (exporter.environment.user_classes or [])}
         current_state = None
         if runner is not None:
@@ -234,19 +210,16 @@ class LocustCollector:
         yield from (users, target, state)
         workers = exporter.workers_by_state()
         if workers is not None:
-            family = f.gauge("locust_workers", "Workers connected to the master, by state.", ["state"])
+            family = f.make(F.WORKERS)
             for name in WORKER_STATES:
                 family.add_metric(f.labels(name), workers.get(name, 0))
             yield family
 
     # ------------------------------------------------------------------ load generator resources
     def _nodes(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        cpu = f.counter("locust_process_cpu_seconds", "User + system CPU time of the Locust process, seconds.", ["node"])
-        ratio = f.gauge(
-            "locust_process_cpu_usage_ratio", "CPU use of the Locust process; 1.0 = one core (Locust warns at 0.9).",
-            ["node"],
-        )
-        memory = f.gauge("locust_process_resident_memory_bytes", "Resident memory of the Locust process, bytes.", ["node"])
+        cpu = f.make(F.CPU_SECONDS)
+        ratio = f.make(F.CPU_RATIO)
+        memory = f.make(F.MEMORY)
         for node, figures in sorted(exporter.node_resources().items()):
             labels = f.labels(node)
             cpu.add_metric(labels, figures.cpu_seconds)
@@ -258,17 +231,17 @@ class LocustCollector:
     def _test(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         lifecycle = exporter.lifecycle
         if lifecycle.run_id is not None:
-            info = f.gauge("locust_test_info", "1; labels describe the current test run.", ["run_id", "host", "locustfile"])
+            info = f.make(F.TEST_INFO)
             info.add_metric(f.labels(lifecycle.run_id, lifecycle.host, lifecycle.locustfile), 1.0)
             yield info
-            start = f.gauge("locust_test_start_time_seconds", "Unix time the current test started, seconds.")
+            start = f.make(F.TEST_START)
             start.add_metric(f.labels(), lifecycle.start_time or 0.0)
             yield start
         if lifecycle.stop_time is not None:
-            stop = f.gauge("locust_test_stop_time_seconds", "Unix time the last test stopped, seconds.")
+            stop = f.make(F.TEST_STOP)
             stop.add_metric(f.labels(), lifecycle.stop_time)
             yield stop
-        info = f.gauge("locust_metrics_info", "1; versions of locust-metrics and Locust.", ["version", "locust_version"])
+        info = f.make(F.INFO)
         info.add_metric(f.labels(exporter.version, exporter.locust_version), 1.0)
         yield info
 
@@ -278,17 +251,8 @@ class LocustCollector:
         checks = exporter.checks
         if checks is None:
             return
-        labels = ["threshold", "method", "name"]
-        passed = f.gauge(
-            "locust_threshold_passed",
-            "1 when the threshold holds on the data so far (final once the test stopped), else 0. Exact: counted "
-            "from the histogram, never interpolated. method/name: the endpoint of an each: threshold.", labels,
-        )
-        value = f.gauge(
-            "locust_threshold_value",
-            "The threshold's observed value in base units (seconds, ratio, requests/s, requests); a percentile "
-            "here is interpolated within its bucket (the verdict is not).", labels,
-        )
+        passed = f.make(F.THRESHOLD_PASSED)
+        value = f.make(F.THRESHOLD_VALUE)
         for verdict in checks.exported():
             names = f.labels(verdict.threshold.text, verdict.method or "", verdict.name or "")
             passed.add_metric(names, 1.0 if verdict.passed else 0.0)
@@ -298,31 +262,19 @@ class LocustCollector:
 
     # ------------------------------------------------------------------ our own health
     def _health(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        errors = f.counter(
-            "locust_metrics_errors", "Faults of locust-metrics itself by source: listener (one of our Locust event "
-            "listeners raised), recorder (a request it could not record), runner, nodes, test, thresholds (a part "
-            "of the scrape left out). The test goes on; each is logged once.", ["source"],
-        )
+        errors = f.make(F.ERRORS)
         counts = dict(exporter.health.errors)
         counts["recorder"] = exporter.recorder.errors + (exporter.totals.errors if exporter.totals is not
                                                           exporter.recorder else 0)
         for source in HEALTH_SOURCES:
             errors.add_metric(f.labels(source), counts.get(source, 0))
-        fallbacks = f.counter(
-            "locust_metrics_fallbacks", "Scrapes served by prometheus_client's encoder because the fast renderer "
-            "failed or cannot render them exactly (slower, same bytes).", ["path"],
-        )
+        fallbacks = f.make(F.FALLBACKS)
         fallbacks.add_metric(f.labels("render"), exporter.renderer.fallbacks)
-        fast = f.gauge(
-            "locust_metrics_fast_dispatch", "1 while Locust's request event reaches our hot path directly, 0 while "
-            "our listener is called the ordinary way (an EventHook we do not know; slower, same counts).",
-        )
+        fast = f.make(F.FAST_DISPATCH)
         fast.add_metric(f.labels(), 1.0 if exporter.fast_dispatch else 0.0)
         yield from (errors, fallbacks, fast)
         if exporter.pusher is not None:
-            push = f.counter(
-                "locust_metrics_push_failures", "Pushes to the Pushgateway that failed (retried with backoff).",
-            )
+            push = f.make(F.PUSH_FAILURES)
             push.add_metric(f.labels(), exporter.pusher.failures)
             yield push
 

@@ -499,7 +499,7 @@ class Settings:
     push_run: str = option(
         "--metrics-push-run", _optional(parse_grouping_value, ""), None, metavar="ID",
         help="The run label of the Pushgateway group, e.g. a CI pipeline id. Default: the run_id of the "
-        "process's first test (as in locust_test_info).",
+        "process's first test (the run_id label of the test's info series).",
     )
     thresholds: tuple[Threshold, ...] = option(
         "--metrics-threshold", parse_thresholds, None, metavar="EXPR", repeatable=True, keep_text=True,

@@ -43,6 +43,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as _openmetrics
 from prometheus_client.utils import floatToGoString
 
+from . import families as F
 from .exposition import LocustCollector, _Families, _status_label, exported_les
 from .recorder import fold_records
 
@@ -107,17 +108,13 @@ class _FamilyList(list):
         return iter(self)
 
 
-# roles of the per-endpoint families, by family name, and the label names each carries after the
-# constant labels; a family of the collector's that is not listed here disables the fast path
-_ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "locust_request_duration_seconds": ("duration", ("method", "name")),
-    "locust_requests": ("requests", ("method", "name", "status_code")),
-    "locust_request_failures": ("failures", ("method", "name", "error")),
-    "locust_slow_requests": ("slow", ("method", "name")),
-    "locust_slow_request_threshold_seconds": ("threshold", ("method", "name")),
-    "locust_response_size_bytes": ("size", ("method", "name")),
-}
+# roles of the per-endpoint families (the keys of _render_endpoints' pieces), by family name, and the label
+# names each carries after the constant labels; a family of the collector's that is not listed here disables
+# the fast path
 _ROLES = ("duration", "requests", "failures", "slow", "threshold", "size")
+_ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    family.name: (role, family.labels) for role, family in zip(_ROLES, F.ENDPOINT_FAMILIES)
+}
 _FLUSH_EVERY = 64  # endpoints
 
 
@@ -343,17 +340,17 @@ class ScrapeRenderer:
         labels = _EndpointLabels()
         base, _ = _label_block(pairs)
         le_head, le_tail = _label_block(pairs, "le")
-        duration = "locust_request_duration_seconds"
-        labels.bucket_head, labels.bucket_tail = f"{duration}_bucket{le_head}", le_tail
-        labels.count_head = f"{duration}_count{base}"
-        labels.sum_head = f"{duration}_sum{base}"
-        head, labels.status_tail = _label_block(pairs, "status_code")
-        labels.status_head = "locust_requests_total" + head
-        head, labels.error_tail = _label_block(pairs, "error")
-        labels.error_head = "locust_request_failures_total" + head
-        labels.slow_head = f"locust_slow_requests_total{base}"
-        labels.threshold_head = f"locust_slow_request_threshold_seconds{base}"
-        labels.size_head = f"locust_response_size_bytes_total{base}"
+        duration = F.REQUEST_DURATION
+        labels.bucket_head, labels.bucket_tail = f"{duration.sample('_bucket')}{le_head}", le_tail
+        labels.count_head = f"{duration.sample('_count')}{base}"
+        labels.sum_head = f"{duration.sample('_sum')}{base}"
+        head, labels.status_tail = _label_block(pairs, F.REQUESTS.labels[-1])
+        labels.status_head = F.REQUESTS.sample() + head
+        head, labels.error_tail = _label_block(pairs, F.FAILURES.labels[-1])
+        labels.error_head = F.FAILURES.sample() + head
+        labels.slow_head = f"{F.SLOW_REQUESTS.sample()}{base}"
+        labels.threshold_head = f"{F.SLOW_THRESHOLD.sample()}{base}"
+        labels.size_head = f"{F.RESPONSE_SIZE.sample()}{base}"
         labels.threshold_ms = None
         labels.threshold_text = ""
         self._labels[(method, name)] = labels

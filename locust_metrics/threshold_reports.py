@@ -45,6 +45,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
+from . import families as F
 from .thresholds import EACH, NEGATED, PERCENTILE, Threshold, Verdict, parse_threshold, summary
 
 # ---------------------------------------------------------------------------------------------------- JUnit
@@ -148,11 +149,11 @@ DEFAULT_GROUP_NAME = "locust-metrics.thresholds"
 
 _DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 
-_DURATION_FAMILY = "locust_request_duration_seconds"
-_REQUESTS = "locust_requests_total"
-_FAILURES = "locust_request_failures_total"
-_SLOW = "locust_slow_requests_total"
-_RUNNING = 'locust_runner_state{state="running"} == 1'
+_DURATION_FAMILY = F.REQUEST_DURATION.name
+_REQUESTS = F.REQUESTS.sample()
+_FAILURES = F.FAILURES.sample()
+_SLOW = F.SLOW_REQUESTS.sample()
+_RUNNING = F.RUNNER_STATE.sample() + '{state="running"} == 1'
 
 
 def unalertable_reason(threshold: Threshold) -> str | None:

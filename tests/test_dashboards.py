@@ -28,23 +28,15 @@ from typing import Any
 import pytest
 import yaml
 
+from locust_metrics.families import series_names
+
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = REPO / "dashboards"
 RULES = REPO / "deploy" / "prometheus" / "rules"
 DS_UID = "${DS_PROMETHEUS}"
 
-EXPORTED_METRICS = {
-    "locust_request_duration_seconds_bucket", "locust_request_duration_seconds_sum",
-    "locust_request_duration_seconds_count", "locust_requests_total", "locust_request_failures_total",
-    "locust_slow_requests_total", "locust_slow_request_threshold_seconds", "locust_response_size_bytes_total",
-    "locust_users", "locust_users_target", "locust_runner_state", "locust_workers",
-    "locust_process_cpu_seconds_total", "locust_process_cpu_usage_ratio", "locust_process_resident_memory_bytes",
-    "locust_test_info", "locust_test_start_time_seconds", "locust_test_stop_time_seconds",
-    "locust_metrics_dropped_names_total", "locust_metrics_info", "locust_threshold_passed", "locust_threshold_value",
-    "locust_metrics_errors_total", "locust_metrics_fallbacks_total", "locust_metrics_fast_dispatch",
-    "locust_metrics_push_failures_total",
-}
-"""Every series name the exporter produces (the plugin's metrics table)."""
+EXPORTED_METRICS = series_names()
+"""Every series name the exporter produces (locust_metrics/families.py)."""
 
 ENDPOINT_METRICS = {
     "locust_request_duration_seconds_bucket", "locust_request_duration_seconds_sum",

@@ -337,9 +337,10 @@ def test_unknown_per_endpoint_family_falls_back_to_prometheus_client(monkeypatch
         renderer.render(renderer.snapshot(), TEXT)
     with caplog.at_level(logging.WARNING, logger="locust_metrics.rendering"):
         headers, body = renderer.respond(None, None, pause=None)
+        assert b"".join(body) == generate_latest(exporter.registry)  # before the next scrape counts a fallback
         renderer.respond(OPENMETRICS_CONTENT_TYPE, None, pause=None)
-    assert b"".join(body) == generate_latest(exporter.registry)
-    assert renderer.library_scrapes == 2 and renderer.fast_scrapes == 0
+    assert renderer.library_scrapes == 2 and renderer.fast_scrapes == 0 and renderer.fallbacks == 2
+    assert b'locust_metrics_fallbacks_total{path="render"} 1.0' in b"".join(body)
     assert sum("rendered by prometheus_client" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
