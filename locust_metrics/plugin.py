@@ -196,9 +196,14 @@ class MetricsExporter:
             )
         if self.settings.pushgateway and not self.is_worker():
             s = self.settings
-            self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s)
+            self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s, render=self._push_body)
         self.attach_web_ui(getattr(self.environment, "web_ui", None))
         return self
+
+    def _push_body(self) -> bytes:
+        """What a push sends: a scrape in text format 0.0.4, rendered in slices that give the loop back."""
+        _headers, body = self.renderer.respond(None, None)
+        return b"".join(body)
 
     def _new_recorder(self) -> RequestRecorder:
         s = self.settings
