@@ -86,26 +86,25 @@ def parse_seconds(value: Any, option: str = "") -> float:
     return number
 
 
+def _integer(value: Any, option: str, what: str, low: int, high: int | None, out_of_range: str) -> int:
+    """``value`` as an integer from ``low`` to ``high`` (None: no limit); raises :class:`OptionError`."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise _fail(option, value, f"not an integer{what}") from None
+    if number < low or (high is not None and number > high):
+        raise _fail(option, value, out_of_range)
+    return number
+
+
 def parse_port(value: Any, option: str = "") -> int:
     """Parse a TCP port: an integer from 0 (our HTTP server off) to 65535; raises :class:`OptionError`."""
-    try:
-        port = int(str(value).strip())
-    except ValueError:
-        raise _fail(option, value, "not an integer port number") from None
-    if not 0 <= port <= 65535:
-        raise _fail(option, value, "must be between 0 (server off) and 65535")
-    return port
+    return _integer(value, option, " port number", 0, 65535, "must be between 0 (server off) and 65535")
 
 
 def parse_max_names(value: Any, option: str = "") -> int:
     """Parse the cap on exported statistics entries: an integer >= 1; raises :class:`OptionError`."""
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise _fail(option, value, "not an integer") from None
-    if number < 1:
-        raise _fail(option, value, "must be at least 1")
-    return number
+    return _integer(value, option, "", 1, None, "must be at least 1")
 
 
 def parse_buckets(value: Any, option: str = "") -> list[float]:
@@ -287,13 +286,7 @@ def parse_grouping_value(value: Any, option: str = "") -> str:
 
 def parse_exit_code(value: Any, option: str = "") -> int:
     """Parse a process exit code: an integer from 1 to 255; raises :class:`OptionError`."""
-    try:
-        code = int(str(value).strip())
-    except ValueError:
-        raise _fail(option, value, "not an integer exit code") from None
-    if not 1 <= code <= 255:
-        raise _fail(option, value, "must be between 1 and 255 (0 would hide a failed threshold)")
-    return code
+    return _integer(value, option, " exit code", 1, 255, "must be between 1 and 255 (0 would hide a failed threshold)")
 
 
 def parse_path(value: Any, option: str = "") -> str:
