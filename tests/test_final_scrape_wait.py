@@ -45,12 +45,12 @@ def scrape_every(url: str, interval: float, stop: threading.Event, bodies: list[
 
 
 def run_web_ui(workdir: Path, autoquit: int) -> tuple[float, str, list[str]]:
-    """A web UI run (--autostart, 3 s) whose /metrics is scraped every 0.5 s; returns (seconds from the
-    test's end, its start plus 3 s, to the process's exit; output; scraped bodies)."""
+    """A web UI run (--autostart, 6 s) whose /metrics is scraped every 0.5 s; returns (seconds from the
+    test's end, its start plus 6 s, to the process's exit; output; scraped bodies)."""
     web_port = free_port()
     url = f"http://127.0.0.1:{web_port}/metrics"
     args = ["-f", FAST, "--web-host", "127.0.0.1", "--web-port", str(web_port), "--autostart", "-u", "2", "-r", "2",
-            "-t", "3s", "--autoquit", str(autoquit), "--metrics-port", "0"]  # the web UI's /metrics only
+            "-t", "6s", "--autoquit", str(autoquit), "--metrics-port", "0"]  # the web UI's /metrics only
     bodies: list[str] = []
     stop = threading.Event()
     with locust(args, workdir) as process:
@@ -63,9 +63,11 @@ def run_web_ui(workdir: Path, autoquit: int) -> tuple[float, str, list[str]]:
             stop.set()
             thread.join(timeout=5)
         output = process.output()
+    during = [body for body in bodies if "locust_test_stop_time_seconds" not in body]
+    assert len(during) >= 2, "scraped periodically while the test ran (the case under test)"
     started = max(Samples(body).sum("locust_test_start_time_seconds") for body in bodies)
     assert started > 0, "scraped while the test ran"
-    return exited - (started + 3), output, bodies
+    return exited - (started + 6), output, bodies
 
 
 def test_web_ui_scraped_then_stopped_by_autoquit_is_not_waited_for(workdir: Path) -> None:
