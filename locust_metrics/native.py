@@ -480,18 +480,24 @@ class NativeHistogram:
         if schema < self.schema:
             self.reduce_to(schema)
         by = schema - self.schema
+        if isinstance(counts, Mapping):
+            items: Iterable[tuple[int | None, int]] = counts.items()
+            added = sum(counts.values())
+        else:
+            items = list(counts)
+            added = sum([n for _, n in items])
         buckets = self.buckets
-        added = 0
-        for index, n in counts.items() if isinstance(counts, Mapping) else counts:
-            if not n:
-                continue
-            added += n
-            if index is None:
-                self.zero_count += n
-                continue
-            if by:
-                index = -((-index) >> by)
-            buckets[index] = buckets.get(index, 0) + n
+        get = buckets.get
+        zero = 0
+        for index, n in items:
+            if n:
+                if index is None:
+                    zero += n
+                    continue
+                if by:
+                    index = -((-index) >> by)
+                buckets[index] = get(index, 0) + n
+        self.zero_count += zero
         if len(buckets) > self.max_buckets > 0:
             self.limit()
         return added
