@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_server import AMTOOL_BINARIES, PROMTOOL_BINARIES, require_binary
+from support.prometheus import AMTOOL_BINARIES, PROMTOOL_BINARIES, require_binary
 
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

@@ -25,7 +25,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from prometheus_server import free_port, wait_for
+from support.prometheus import free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"

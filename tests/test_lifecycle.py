@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pushgateway_server import PushgatewayServer
 from support import (
     LOCUSTFILES,
     Samples,
@@ -26,6 +25,7 @@ from support import (
     scrape,
     wait_for_http,
 )
+from support.prometheus import PushgatewayServer
 
 FAST = str(LOCUSTFILES / "fast_events.py")
 COUNTERS = ("locust_requests_total", "locust_request_duration_seconds_count", "locust_request_duration_seconds_sum",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prometheus_server import PrometheusServer, prometheus_config
 from support import REPO, csv_stats, free_port, locust, require_binary
+from support.prometheus import PrometheusServer, prometheus_config
 
 
 def test_prometheus_gets_the_final_numbers_before_locust_exits(demo_target: str, workdir: Path) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from prometheus_server import PrometheusServer, prometheus_config
 from support import LOCUSTFILES, Samples, free_port, locust, wait_for_http
-from tls_certs import bcrypt_hash, make_pki, write_web_config
+from support.prometheus import PrometheusServer, prometheus_config
+from support.tls import bcrypt_hash, make_pki, write_web_config
 
 from locust_metrics.options import OptionError, Settings, flag
 from locust_metrics.security import BasicAuth, load_web_config, web_config_from_mapping

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_server import (
+from support.prometheus import (
     ALERTMANAGER_BINARIES,
     PROMETHEUS_BINARIES,
     AlertmanagerServer,

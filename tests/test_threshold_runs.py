@@ -20,7 +20,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from pushgateway_server import PushgatewayServer
 from support import (
     LOCUSTFILES,
     REPO,
@@ -31,6 +30,7 @@ from support import (
     require_binary,
     scrape_until_exit,
 )
+from support.prometheus import PushgatewayServer
 
 TIMES = str(LOCUSTFILES / "threshold_times.py")
 JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"

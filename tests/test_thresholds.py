@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from prometheus_server import PROMTOOL_BINARIES, require_binary
+from support.prometheus import PROMTOOL_BINARIES, require_binary
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.recorder import RequestRecorder
