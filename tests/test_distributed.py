@@ -19,6 +19,7 @@ from support import (
     promtool_check_metrics,
     scrape,
     scrape_until_exit,
+    wait_for,
 )
 
 EXAMPLE = str(REPO / "examples" / "locustfile.py")
@@ -103,25 +104,18 @@ def test_a_killed_worker_loses_nothing_already_received(demo_target: str, workdi
             locust([*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
                     "--expect-workers", "2", "--headless", "-u", "10", "-r", "10", "-t", "60s",
                     "--metrics-port", str(port), "--metrics-host", "127.0.0.1"], workdir, name="master") as master:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if scrape(port).sum("locust_requests_total") > 50:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        wait_for(lambda: scrape(port).sum("locust_requests_total") > 50, 30, 0.5, what="50 requests",
+                 explain=lambda: master.output()[-3000:])
         history = [scrape(port)]
         worker1.signal(signal.SIGKILL)
-        missing = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and missing is None:
-            time.sleep(0.5)
-            samples = scrape(port)  # the master keeps serving
+
+        def marked_missing() -> Samples | None:
+            samples = scrape(port)  # the master keeps serving: no error is retried
             history.append(samples)
-            if samples.sum("locust_workers", state="missing") == 1:
-                missing = samples
-        assert missing is not None, master.output()[-3000:]
+            return samples if samples.sum("locust_workers", state="missing") == 1 else None
+
+        missing = wait_for(marked_missing, 20, 0.5, what="the killed worker marked missing", retry_on=(),
+                           explain=lambda: master.output()[-3000:])
         for _ in range(4):  # the survivor's reports keep coming
             time.sleep(1)
             history.append(scrape(port))
@@ -141,14 +135,8 @@ def test_a_late_worker_is_counted_from_its_first_report(demo_target: str, workdi
                    "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
     with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker1"), \
             locust(master_args, workdir, name="master") as master:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if scrape(port).sum("locust_requests_total") > 0:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        wait_for(lambda: scrape(port).sum("locust_requests_total") > 0, 30, 0.5, what="the first requests",
+                 explain=lambda: master.output()[-3000:])
         with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"):
             scrapes = scrape_until_exit(master, port, run_time=14)
             assert master.wait(timeout=60) in (0, 1), master.output()[-3000:]
@@ -165,17 +153,9 @@ def test_per_worker_endpoint_is_opt_in(demo_target: str, workdir: Path) -> None:
             locust([*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
                     "--expect-workers", "1", "--headless", "-u", "5", "-r", "5", "-t", "8s",
                     "--metrics-port", str(port), "--metrics-host", "127.0.0.1"], workdir, name="master") as master:
-        deadline = time.monotonic() + 30
-        worker = None
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            try:
-                worker = scrape(base)  # worker index 0: base + 0
-            except OSError:
-                continue
-            if worker.sum("locust_requests_total") > 0:
-                break
-        assert worker is not None and worker.sum("locust_requests_total") > 0
+        # worker index 0 serves on base + 0; wait_for fails the test unless it shows requests within 30 s
+        worker = wait_for(lambda: (s := scrape(base)).sum("locust_requests_total") > 0 and s, 30, 1.0,
+                          what="requests on the worker's own endpoint")
         assert {labels["node"] for labels, _ in worker.select("locust_process_cpu_seconds_total")} == {"worker-0"}
         later = scrape(base)
         assert later.sum("locust_requests_total") >= worker.sum("locust_requests_total"), "cumulative"

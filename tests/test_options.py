@@ -206,7 +206,7 @@ def test_every_option_has_a_conf_file_case() -> None:
 @pytest.mark.parametrize("numbers_only", [True, False], ids=["valid-TOML-file", "key-value-file"])
 def test_every_option_in_locust_conf_takes_effect(tmp_path: Path, numbers_only: bool) -> None:
     """Locust 2.32-2.42.2 read a locust.conf that is valid TOML (numbers only) as TOML, and so as empty."""
-    from support.tls import write_web_config
+    from support import write_web_config
 
     write_web_config(tmp_path / "web.yml", None, users={"prom": "pw"})
     numeric = {o for o, (value, *_) in CONF_VALUES.items() if re.fullmatch(r"\d+(\.\d+)?", value)}

@@ -23,6 +23,8 @@ import pytest
 from support import (
     LOCUSTFILES,
     REPO,
+    TESTS,
+    PushgatewayServer,
     child_env,
     free_port,
     locust,
@@ -30,10 +32,9 @@ from support import (
     require_binary,
     scrape_until_exit,
 )
-from support.prometheus import PushgatewayServer
 
 TIMES = str(LOCUSTFILES / "threshold_times.py")
-JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"
+JUNIT_XSD = TESTS / "data" / "junit-strict.xsd"
 
 # (threshold, what it is about) -- the boundary cases at T = 100 ms and the selectors
 THRESHOLDS = [

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support.prometheus import PROMTOOL_BINARIES, require_binary
+from support import PROMTOOL_BINARIES, TESTS, require_binary
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.recorder import RequestRecorder
@@ -613,7 +613,7 @@ def test_parsing_never_fails_with_anything_but_an_option_error(text):
 # ================================================================================================ reports
 # JUnit XML (threshold_reports.junit_xml) and Prometheus alert rules (threshold_reports.alert_rules)
 
-JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"
+JUNIT_XSD = TESTS / "data" / "junit-strict.xsd"
 HOSTILE_NAME = "/a<b>&\"c\" 'd' ]]> \x00\x1b\ufffe 🚀 {{x}}"
 
 

@@ -1,9 +1,10 @@
 """Test support: helpers the tests share, one of each, in modules named for what they hold.
 
 * :mod:`support.paths`: ``REPO``, ``TESTS``, ``LOCUSTFILES``.
-* :mod:`support.net`: a free port, an HTTP GET, waiting until a URL answers.
-* :mod:`support.processes`: the environment of child processes, real Locust processes, the demo target,
-  binaries a test needs.
+* :mod:`support.waiting`: :func:`~support.waiting.wait_for`, the one polling helper.
+* :mod:`support.net`: a free port, HTTP requests, waiting until a URL answers.
+* :mod:`support.processes`: the environment of child processes, any child process, real Locust processes, the
+  demo target, binaries a test needs.
 * :mod:`support.scrapes`: parsed scrapes (:class:`~support.scrapes.Samples`), Locust's ``--csv`` files, and the
   checks that compare them.
 * :mod:`support.prometheus`: real Prometheus, Alertmanager and Pushgateway servers, a webhook receiver, promtool.
@@ -22,11 +23,15 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     # paths
     "REPO": "paths", "TESTS": "paths", "LOCUSTFILES": "paths",
+    # waiting
+    "wait_for": "waiting",
     # net
-    "free_port": "net", "http_get": "net", "wait_for_http": "net",
+    "free_port": "net", "Answer": "net", "http_request": "net", "http_get": "net", "basic_auth": "net",
+    "wait_for_http": "net",
     # processes
-    "child_env": "processes", "require_binary": "processes", "LocustProcess": "processes", "locust": "processes",
-    "run_locust": "processes", "start_demo_target": "processes",
+    "child_env": "processes", "require_binary": "processes", "DEBIAN_PACKAGES": "processes",
+    "ChildProcess": "processes", "LocustProcess": "processes", "locust": "processes", "run_locust": "processes",
+    "start_demo_target": "processes",
     # scrapes
     "Samples": "scrapes", "scrape": "scrapes", "scrape_until_exit": "scrapes", "csv_stats": "scrapes",
     "csv_failures": "scrapes", "assert_exact_per_endpoint": "scrapes", "assert_counters_never_decrease": "scrapes",
@@ -48,7 +53,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    try:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    except AttributeError as exc:  # else Python reports "cannot import name", hiding the real error
+        raise ImportError(f"{name} from {__name__}.{module}: {exc!r}") from exc
     globals()[name] = value
     return value
 

@@ -31,19 +31,12 @@ package to install (under ``CI`` it fails instead, so CI cannot pass by skipping
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,8 +44,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from . import processes
+from .net import Answer, basic_auth, free_port, http_request
+from .processes import ChildProcess, require_binary
 from .scrapes import Samples
+from .waiting import wait_for
 
 T = TypeVar("T")
 
@@ -60,85 +55,14 @@ PROMETHEUS_BINARIES = ("prometheus",)
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 PROMTOOL_BINARIES = ("promtool",)
 AMTOOL_BINARIES = ("amtool",)
-
-DEBIAN_PACKAGES = {
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-}
+PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
 
 
 class PrometheusAPIError(RuntimeError):
     """The server answered an API call with an error (bad query, ...); the message has its errorType/error."""
 
 
-# ----------------------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def find_binary(*names: str) -> str | None:
-    """Path of the first of ``names`` on PATH, or None."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def require_binary(*names: str) -> str:
-    """Path of the first of ``names`` on PATH; else skip the test (fail under ``CI``) naming the Debian package."""
-    import pytest
-
-    path = find_binary(*names)
-    if path:
-        return path
-    package = DEBIAN_PACKAGES.get(names[0], names[0])
-    message = f"{' / '.join(names)} not installed: apt-get install {package}"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI must install it)")
-    pytest.skip(message)
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25, what: str = "condition") -> T:
-    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (``TimeoutError``).
-
-    Exceptions of type ``OSError`` / ``PrometheusAPIError`` raised by ``predicate`` count as "not yet".
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, PrometheusAPIError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-def _http(method: str, url: str, data: Mapping[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    body = None
-    headers = {}
-    if data is not None:
-        body = urllib.parse.urlencode(data, doseq=True).encode()
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
+# ----------------------------------------------------------------------------------------------- configs
 def prometheus_config(
     targets: Sequence[str],
     *,
@@ -177,8 +101,9 @@ def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_inter
     }
 
 
-class _Process:
-    """A server binary run in its own process group, output to a log file, stopped for sure."""
+class _Server:
+    """A server binary (:class:`~support.processes.ChildProcess`) on 127.0.0.1:``port``, waited for until ready,
+    stopped for sure."""
 
     name = "server"
 
@@ -186,9 +111,7 @@ class _Process:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.log_path = self.workdir / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
-        self._log: Any = None
+        self.process: ChildProcess | None = None
 
     @property
     def address(self) -> str:
@@ -199,52 +122,37 @@ class _Process:
     def url(self) -> str:
         return f"http://{self.address}"
 
-    def _spawn(self, args: list[str]) -> None:
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            args, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    def _get(self, path: str, timeout: float = 10.0) -> Answer:
+        return http_request(f"{self.url}{path}", timeout=timeout)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _start(self, args: list[str], timeout: float) -> None:
+        """Run ``args`` and wait until ``/-/ready`` answers 200; raises ``RuntimeError`` if the server exits,
+        ``TimeoutError`` (with its log) if it is not ready within ``timeout`` s; stopped then."""
+        self.process = ChildProcess(args, self.workdir, name=self.name)
+
         def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            status, _ = _http("GET", f"{self.url}/-/ready", timeout=2)
-            return status == 200
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited with {self.process.proc.returncode}:\n{self.output()[-3000:]}")
+            return self._get("/-/ready", timeout=2).status == 200
 
         try:
-            wait_for(ready, timeout, interval=0.1, what=f"{self.name} on {self.address} to be ready")
-        except TimeoutError as exc:
+            wait_for(ready, timeout, interval=0.1, what=f"{self.name} on {self.address} to be ready",
+                     explain=lambda: self.output()[-3000:])
+        except BaseException:
             self.stop()
-            raise TimeoutError(f"{exc}\n{self.log()[-3000:]}") from None
+            raise
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process is not None and self.process.running()
 
-    def log(self) -> str:
+    def output(self) -> str:
         """Everything the server printed so far."""
-        if self._log is not None and not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.process.output() if self.process is not None else ""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate (SIGTERM, then SIGKILL after ``timeout`` s) the server's process group. Idempotent."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
-        if self._log is not None and not self._log.closed:
-            self._log.close()
+        if self.process is not None:
+            self.process.stop(timeout)
 
     def __enter__(self):
         return self.start()
@@ -262,7 +170,7 @@ def _write_config(path: Path, config: Mapping[str, Any] | str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- Prometheus
-class PrometheusServer(_Process):
+class PrometheusServer(_Server):
     """A real Prometheus on 127.0.0.1:<free port>, with its TSDB and config in ``workdir``.
 
     Args:
@@ -316,7 +224,7 @@ class PrometheusServer(_Process):
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Start and wait until ``/-/ready`` answers 200; raises ``TimeoutError`` (with the log) otherwise."""
-        self._spawn([
+        self._start([
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
@@ -324,14 +232,14 @@ class PrometheusServer(_Process):
             "--storage.tsdb.retention.time=1d",
             "--log.level=info",
             *self.extra_args,
-        ])
-        self._wait_ready(timeout)
+        ], timeout)
         return self
 
     # ---------------------------------------------------------------- HTTP API
     def api(self, path: str, params: Mapping[str, Any] | None = None, timeout: float = 20.0) -> Any:
         """POST ``/api/v1/<path>`` with form ``params``; returns ``data``; raises :class:`PrometheusAPIError`."""
-        status, body = _http("POST", f"{self.url}/api/v1/{path}", dict(params or {}), timeout=timeout)
+        status, body, _ = http_request(f"{self.url}/api/v1/{path}", method="POST", form=dict(params or {}),
+                                       timeout=timeout)
         try:
             answer = json.loads(body)
         except ValueError:
@@ -388,8 +296,8 @@ class PrometheusServer(_Process):
             params["start"] = f"{start:.3f}"
         if end is not None:
             params["end"] = f"{end:.3f}"
-        status, body = _http("GET", f"{self.url}/api/v1/label/{urllib.parse.quote(label)}/values?"
-                             + urllib.parse.urlencode(params, doseq=True))
+        body = self._get(f"/api/v1/label/{urllib.parse.quote(label)}/values?"
+                         + urllib.parse.urlencode(params, doseq=True)).body
         answer = json.loads(body)
         if answer.get("status") != "success":
             raise PrometheusAPIError(f"label values {label} {match}: {answer.get('error')}")
@@ -397,38 +305,39 @@ class PrometheusServer(_Process):
 
     def alerts(self, state: str | None = None, alertname: str | None = None) -> list[dict[str, Any]]:
         """Active alerts (``pending`` and ``firing``), optionally only those in ``state`` / named ``alertname``."""
-        status, body = _http("GET", f"{self.url}/api/v1/alerts")
+        body = self._get("/api/v1/alerts").body
         alerts = json.loads(body)["data"]["alerts"]
         return [a for a in alerts if (state is None or a["state"] == state)
                 and (alertname is None or a["labels"].get("alertname") == alertname)]
 
     def rules(self) -> list[dict[str, Any]]:
         """Loaded rule groups (``/api/v1/rules``), with each rule's health and last error."""
-        status, body = _http("GET", f"{self.url}/api/v1/rules")
+        body = self._get("/api/v1/rules").body
         return json.loads(body)["data"]["groups"]
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets with ``health`` ("up"/"down"/"unknown") and ``lastError``."""
-        status, body = _http("GET", f"{self.url}/api/v1/targets")
+        body = self._get("/api/v1/targets").body
         return json.loads(body)["data"]["activeTargets"]
 
     def wait_for_targets_up(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until every active target has been scraped successfully at least once."""
-        return wait_for(lambda: (t := self.targets()) and all(x["health"] == "up" for x in t) and t,
-                        timeout, what="all scrape targets up")
+        return self.wait_for(lambda: (t := self.targets()) and all(x["health"] == "up" for x in t) and t,
+                             timeout, what="all scrape targets up")
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25,
                  what: str = "condition") -> T:
-        """:func:`wait_for` that also fails at once if the server died."""
+        """:func:`~support.waiting.wait_for` that also retries on :class:`PrometheusAPIError` (e.g. a query of
+        series not scraped yet) and fails at once if the server died."""
         def checked() -> T:
             if not self.running():
-                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"{self.name} exited:\n{self.output()[-3000:]}")
             return predicate()
-        return wait_for(checked, timeout, interval, what)
+        return wait_for(checked, timeout, interval, what, retry_on=(OSError, PrometheusAPIError))
 
 
 # ----------------------------------------------------------------------------------------------- Alertmanager
-class AlertmanagerServer(_Process):
+class AlertmanagerServer(_Server):
     """A real Alertmanager on 127.0.0.1:<free port> (clustering off), with config and data in ``workdir``.
 
     Args:
@@ -448,20 +357,19 @@ class AlertmanagerServer(_Process):
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start and wait until ``/-/ready`` answers 200."""
-        self._spawn([
+        self._start([
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address={self.address}",
             "--cluster.listen-address=",
             *self.extra_args,
-        ])
-        self._wait_ready(timeout)
+        ], timeout)
         return self
 
     def alerts(self, alertname: str | None = None) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds (``/api/v2/alerts``), optionally only ``alertname``."""
-        status, body = _http("GET", f"{self.url}/api/v2/alerts")
+        body = self._get("/api/v2/alerts").body
         alerts = json.loads(body)
         return [a for a in alerts if alertname is None or a["labels"].get("alertname") == alertname]
 
@@ -540,12 +448,9 @@ class WebhookReceiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
 # ----------------------------------------------------------------------------------------------- Pushgateway
-PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
 
-
-class PushgatewayServer(_Process):
+class PushgatewayServer(_Server):
     """A Pushgateway on 127.0.0.1:<port> with ``--persistence.file`` in ``workdir``::
 
         with PushgatewayServer(tmp_path / "pgw") as gateway:
@@ -585,32 +490,18 @@ class PushgatewayServer(_Process):
         ]
         if self.web_config is not None:
             args.append(f"--web.config.file={self.web_config}")
-        self._spawn(args)
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"pushgateway exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            return self.status("/-/ready") == 200
-
-        try:
-            wait_for(ready, timeout, interval=0.1, what=f"pushgateway on {self.address}")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}\n{self.log()[-3000:]}") from None
+        self._start(args, timeout)
         return self
 
-    def get(self, path: str, auth: tuple[str, str] | None | str = "default", timeout: float = 10) -> tuple[int, bytes]:
-        """GET ``path``; ``auth``: (user, password), None for none, or the server's own credentials."""
+    def _get(self, path: str, timeout: float = 10.0) -> Answer:
+        return self.get(path, timeout=timeout)
+
+    def get(self, path: str, auth: tuple[str, str] | None | str = "default", timeout: float = 10) -> Answer:
+        """GET ``path`` (status, body bytes, headers); ``auth``: (user, password), None for none, or (the default)
+        the server's own credentials."""
         auth = self.auth if auth == "default" else auth
-        headers = {}
-        if auth:
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request = urllib.request.Request(f"{self.url}{path}", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        headers = {"Authorization": basic_auth(*auth)} if auth else {}
+        return http_request(f"{self.url}{path}", headers=headers, timeout=timeout, context=self.context)
 
     def status(self, path: str, auth: tuple[str, str] | None | str = "default") -> int:
         """HTTP status of GET ``path``."""
@@ -618,7 +509,7 @@ class PushgatewayServer(_Process):
 
     def text(self) -> str:
         """The Pushgateway's own ``/metrics`` (every pushed series, with its grouping labels)."""
-        status, body = self.get("/metrics")
+        status, body, _ = self.get("/metrics")
         assert status == 200, (status, body[:300])
         return body.decode()
 
@@ -630,5 +521,5 @@ class PushgatewayServer(_Process):
 # ----------------------------------------------------------------------------------------------- promtool
 def promtool_check_metrics(text: str) -> subprocess.CompletedProcess:
     """Run ``promtool check metrics`` on exposition ``text``."""
-    promtool = processes.require_binary("promtool")
+    promtool = require_binary(*PROMTOOL_BINARIES)
     return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
