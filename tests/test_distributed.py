@@ -10,6 +10,7 @@ import msgpack
 import pytest
 from support import (
     REPO,
+    Response,
     Samples,
     assert_counters_never_decrease,
     assert_exact_per_endpoint,
@@ -167,12 +168,9 @@ def test_payload_round_trips_through_msgpack_and_merges_exactly() -> None:
     from locust_metrics.distributed import PAYLOAD_KEY, PayloadMerger, take_payload
     from locust_metrics.recorder import OVERFLOW, RequestRecorder
 
-    class Response:
-        status_code = 200
-
     worker = RequestRecorder((10.0, 100.0), 50.0, max_names=10)
     for i in range(30):
-        worker.on_request("GET", f"/n{i % 5}", float(i * 5), 2, response=Response(), exception=ValueError() if i % 3 == 0 else None)
+        worker.on_request("GET", f"/n{i % 5}", float(i * 5), 2, response=Response(200), exception=ValueError() if i % 3 == 0 else None)
     payload = take_payload(worker, "worker-3", None)
     assert worker.endpoints == {} and worker.dropped == 0
     wire = msgpack.unpackb(msgpack.packb({PAYLOAD_KEY: [payload]}), raw=False)[PAYLOAD_KEY]

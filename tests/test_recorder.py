@@ -9,7 +9,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from locust.exception import CatchResponseError
 from prometheus_client import CollectorRegistry, generate_latest
-from support import Samples, promtool_check_metrics
+from support import (
+    CountingRecorder,
+    FakeEnvironment,
+    NoStatus,
+    Response,
+    Samples,
+    make_recorder,
+    promtool_check_metrics,
+)
 
 from locust_metrics.options import Settings, SlowThreshold
 from locust_metrics.recorder import (
@@ -24,22 +32,8 @@ from locust_metrics.recorder import (
 )
 
 
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-
-class NoStatus:
-    pass
-
-
-def recorder(**kwargs) -> RequestRecorder:
-    settings = Settings.from_kwargs(**kwargs)
-    return RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names)
-
-
 def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
-    rec = recorder(buckets="0.1,1", slow_threshold=100)
+    rec = make_recorder(buckets="0.1,1", slow_threshold=100)
     for ms in (0.0, 100.0, 100.0001, 1000.0, 1000.5, 99999.0):
         rec.on_request("GET", "/x", ms, 0, response=Response(200), exception=None)
     endpoint = rec.endpoints[("GET", "/x")]
@@ -48,16 +42,6 @@ def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
     assert endpoint.folded().slow == 4  # greater than 100 ms, not equal
     assert endpoint.count == 6 and endpoint.requests == 6
     assert math.isclose(endpoint.folded().sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
-
-
-class CountingRecorder(RequestRecorder):
-    """Counts the requests that the hot path leaves to the careful path."""
-
-    careful_calls = 0
-
-    def _record_carefully(self, *args) -> None:
-        self.careful_calls += 1
-        super()._record_carefully(*args)
 
 
 bounds_strategy = st.lists(
@@ -129,7 +113,7 @@ def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
 
 
 def test_status_codes_and_error_labels() -> None:
-    rec = recorder()
+    rec = make_recorder()
     rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=None)
     rec.on_request("GET", "/a", 5.0, 10, response=Response(404), exception=Exception("404 Client Error for url: http://x/a"))
     rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=CatchResponseError("bad   body\nhere"))
@@ -148,7 +132,7 @@ def test_status_codes_and_error_labels() -> None:
 
 
 def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:
-    rec = recorder()
+    rec = make_recorder()
     for i in range(MAX_ERRORS_PER_ENDPOINT + 30):
         rec.on_request("GET", "/a", 1.0, 0, response=None, exception=CatchResponseError(f"error {i}"))
     failures = rec.endpoints[("GET", "/a")].failures
@@ -157,7 +141,7 @@ def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:
 
 
 def test_names_beyond_the_cap_fold_into_overflow_and_totals_stay_exact() -> None:
-    rec = recorder(max_names=3)
+    rec = make_recorder(max_names=3)
     for i in range(10):
         for _ in range(2):
             rec.on_request("GET", f"/n{i}", 1.0, 1, response=Response(200), exception=None)
@@ -167,7 +151,7 @@ def test_names_beyond_the_cap_fold_into_overflow_and_totals_stay_exact() -> None
 
 
 def test_bad_input_never_raises_and_is_counted_sanely() -> None:
-    rec = recorder()
+    rec = make_recorder()
     rec.on_request("GET", "/a", float("nan"), 1, response=Response(200), exception=None)
     rec.on_request("GET", "/a", float("inf"), 1, response=Response(200), exception=None)
     rec.on_request("GET", "/a", "12", None, response=Response([1]), exception=None)
@@ -188,14 +172,7 @@ def test_rendered_output_is_valid_for_prometheus_and_promtool() -> None:
     from locust_metrics.exposition import LocustCollector
     from locust_metrics.plugin import MetricsExporter
 
-    class Env:
-        runner = None
-        user_classes = []
-        host = "http://127.0.0.1:1"
-        parsed_options = None
-        events = None
-
-    exporter = MetricsExporter(Env(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
+    exporter = MetricsExporter(FakeEnvironment(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
     for i in range(5):
         exporter.recorder.on_request("POST", f'/q"uote\\{i}\n', 12.5, 3, response=Response(201), exception=CatchResponseError("x"))
     registry = CollectorRegistry()

@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from support import Samples, free_port, promtool_check_metrics
+from support import Response, Samples, free_port, promtool_check_metrics
 
 from locust_metrics import rendering
 from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
@@ -49,11 +49,6 @@ class _User(User):
         pass
 
 
-class _Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
-
-
 class _FixedResources:
     """CPU and memory that do not change between two renders (so outputs compare byte for byte)."""
 
@@ -76,8 +71,8 @@ def make_exporter(**options) -> MetricsExporter:
 
 def fill(exporter: MetricsExporter, names: int = 30, per_name: int = 12) -> None:
     """Typical traffic: a few statuses and failures per endpoint, latencies over all buckets."""
-    statuses = [(_Response(200), None), (_Response(404), "HTTP 404"), (_Response(503), "HTTP 503"),
-                (None, ConnectionResetError("reset")), (_Response(200), "check failed: 'total' missing")]
+    statuses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(503), "HTTP 503"),
+                (None, ConnectionResetError("reset")), (Response(200), "check failed: 'total' missing")]
     for i in range(names):
         for j in range(per_name):
             response, error = statuses[(i + j) % len(statuses)]
@@ -136,7 +131,7 @@ def test_hostile_names_odd_statuses_big_numbers_and_thresholds() -> None:
     recorder = exporter.recorder
     for name in ['q"uote', "back\\slash", "new\nline", "ünïcødé 🚀", "", "/slow", "/regex/1", "/x", "/y"]:
         recorder.on_request(request_type='M"\n\\', name=name, response_time=3.0, response_length=1,
-                            response=_Response(200), exception=None)
+                            response=Response(200), exception=None)
     endpoint = recorder.endpoints[('M"\n\\', 'q"uote')]
     endpoint.statuses = {0: 1, 50: 2, 200: 3, 999: 4, 100: 1_000_000, 404: 10**17}  # 0 and 50 share "0"
     endpoint.failures = {'say "hi"\\\n': 3, "ü": 2_500_000, OVERFLOW: 1}

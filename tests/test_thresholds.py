@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support import PROMTOOL_BINARIES, TESTS, require_binary
+from support import PROMTOOL_BINARIES, TESTS, Response, require_binary
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.recorder import RequestRecorder
@@ -52,11 +52,6 @@ from locust_metrics.thresholds import (
 
 OPS = ("<", "<=", ">", ">=")
 COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
-
-
-class Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -9,6 +9,10 @@
   checks that compare them.
 * :mod:`support.prometheus`: real Prometheus, Alertmanager and Pushgateway servers, a webhook receiver, promtool.
 * :mod:`support.tls`: certificates, bcrypt hashes and web config files made in the test.
+* :mod:`support.fakes`: stand-ins for what Locust hands us (responses, an environment); light, for locustfiles too.
+* :mod:`support.hostile`: hostile request data, shared by ``test_hostile_input.py`` and ``locustfiles/hostile.py``
+  (import its lists from the module: ``from support.hostile import NAMES``).
+* :mod:`support.recorders`: recorders for unit tests (built from options; counting careful-path calls).
 
 ``from support import X`` works for every public name of these modules (listed in :data:`_EXPORTS`). The names
 are imported on first use, so importing one light module (say from a locustfile in a child process) does not
@@ -44,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     "AMTOOL_BINARIES": "prometheus", "PUSHGATEWAY_BINARIES": "prometheus",
     # tls
     "Pki": "tls", "make_pki": "tls", "bcrypt_hash": "tls", "write_web_config": "tls",
+    # fakes
+    "Response": "fakes", "NoStatus": "fakes", "FakeEnvironment": "fakes",
+    # recorders
+    "make_recorder": "recorders", "CountingRecorder": "recorders",
 }
 
 __all__ = sorted(_EXPORTS)
