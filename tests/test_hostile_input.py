@@ -66,12 +66,7 @@ from locust_metrics.recorder import (
     error_label,
     label_text,
 )
-
-try:
-    from locust_metrics.rendering import OPENMETRICS, TEXT
-except ImportError:  # pragma: no cover - the fast renderer is optional here
-    OPENMETRICS = TEXT = None
-
+from locust_metrics.rendering import OPENMETRICS, TEXT
 
 # ---------------------------------------------------------------------------------------------- hostile values
 HOSTILE_NAMES = NAMES + UNENCODABLE_NAMES
@@ -113,7 +108,14 @@ def fire_all(recorder: RequestRecorder, batch) -> None:
 
 
 def label_safe(text: str) -> bool:
-    return type(text) is str and len(text) <= MAX_NAME_LENGTH and bool(text.encode("utf-8") or True)
+    """A ``str`` of at most MAX_NAME_LENGTH characters that encodes as UTF-8."""
+    if type(text) is not str or len(text) > MAX_NAME_LENGTH:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- properties
@@ -176,11 +178,9 @@ def render_all(recorder: RequestRecorder) -> list[tuple[str, str]]:
     exporter.recorder = exporter.totals = recorder
     outputs = [("text", generate_latest(exporter.registry).decode()),
                ("openmetrics", generate_openmetrics(exporter.registry).decode())]
-    renderer = getattr(exporter, "renderer", None)
-    if renderer is not None and TEXT is not None:
-        snapshot = renderer.snapshot()
-        outputs += [("text", renderer.render(snapshot, TEXT).decode()),
-                    ("openmetrics", renderer.render(snapshot, OPENMETRICS).decode())]
+    snapshot = exporter.renderer.snapshot()
+    outputs += [("text", exporter.renderer.render(snapshot, TEXT).decode()),
+                ("openmetrics", exporter.renderer.render(snapshot, OPENMETRICS).decode())]
     return outputs
 
 

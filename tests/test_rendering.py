@@ -15,6 +15,7 @@ import math
 import types
 
 import pytest
+from gevent.pywsgi import WSGIServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from locust import User, task
@@ -220,11 +221,14 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
     assert b"locust_requests_total" in gzip.decompress(b"".join(body))
 
 
-def test_compress_is_gzip_of_the_joined_pieces_and_pauses() -> None:
-    pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]
+def test_compress_is_gzip_of_the_joined_pieces_and_pauses(monkeypatch) -> None:
+    pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]  # 256,000 and 300,000 bytes: 4 + 5 steps of 64 KiB
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks))  # every step takes longer than a slice
     calls = []
     out = compress(pieces, pause=lambda: calls.append(1))
     assert gzip.decompress(out) == b"".join(pieces)
+    assert len(calls) == 9, "a pause after every step that ends a slice"
     assert gzip.decompress(compress(b"abc")) == b"abc"
 
 
@@ -264,14 +268,16 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
     fill(exporter, names=25)
     tracker = ScrapeTracker()
     ours = MetricsServer(exporter.registry, tracker, "127.0.0.1", free_port(), exporter.renderer)
-    theirs = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", free_port())
+    # the reference: prometheus_client's own WSGI app over the same registry, served as ours is (gevent)
+    theirs = WSGIServer(("127.0.0.1", 0), make_wsgi_app(exporter.registry), log=None)
     ours.start()
     theirs.start()
+    their_port = theirs.server_port
     try:
         for headers in ({}, {"Accept": PROMETHEUS_ACCEPT}, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
                         {"Accept-Encoding": "gzip, deflate"}):
             status, got_headers, body = _get(ours.port, headers=headers)
-            want_status, want_headers, want = _get(theirs.port, headers=headers)
+            want_status, want_headers, want = _get(their_port, headers=headers)
             assert status == want_status == 200
             assert got_headers["Content-Type"] == want_headers["Content-Type"]
             assert got_headers.get("Content-Encoding") == want_headers.get("Content-Encoding")
@@ -288,7 +294,7 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
         for path, method in (("/metrics?name[]=locust_slow_requests_total&name[]=locust_users", "GET"),
                              ("/metrics", "OPTIONS"), ("/metrics", "POST"), ("/favicon.ico", "GET")):
             status, got_headers, body = _get(ours.port, path, method)
-            want_status, want_headers, want = _get(theirs.port, path, method)
+            want_status, want_headers, want = _get(their_port, path, method)
             if method != "GET" and "Allow" not in want_headers:  # an old prometheus_client
                 want_status, want_headers = (200, {"Allow": "OPTIONS,GET"}) if method == "OPTIONS" else (405, {
                     "Allow": "OPTIONS,GET"})
@@ -300,7 +306,6 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
     finally:
         ours.stop()
         theirs.stop()
-    assert make_wsgi_app  # the reference app is prometheus_client's own
 
 
 def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:

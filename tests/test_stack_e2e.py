@@ -313,8 +313,8 @@ def test_main_dashboard_shows_the_run(stack, all_outcomes):
     heatmap = outcome(all_outcomes, main, "Response time heatmap")
     assert len(heatmap.values) >= 10, "one series per bucket (le)"
     endpoints = [o for o in all_outcomes if o.query.dashboard == main and o.query.panel
-                 and o.query.panel["title"] == "Endpoints"]
-    assert all(o.series for o in endpoints if o.query.target["refId"] not in ("C",))
+                 and o.query.panel["title"] == "Endpoints" and o.query.target["refId"] != "C"]
+    assert endpoints and all(o.series for o in endpoints), [o.query.where for o in endpoints if not o.series]
     alerts = outcome(all_outcomes, main, "Firing alerts")
     assert any(s["metric"]["alertname"] == "LocustSlowRequests" for s in alerts.values)
     annotations = {o.query.where: o for o in all_outcomes if o.query.dashboard == main and o.query.kind == "annotation"}

@@ -99,6 +99,7 @@ def assert_exact_per_endpoint(final: Samples, stats: dict[tuple[str, str], dict[
     labels equal its "Failure Count"; no entries beyond Locust's; totals equal the "Aggregated" row.
     """
     entries = {key: value for key, value in stats.items() if key != ("", "Aggregated")}
+    assert entries, "Locust's statistics have no entry: nothing to compare"
     counts = final.by("locust_request_duration_seconds_count", "method", "name")
     requests = final.by("locust_requests_total", "method", "name")
     failures = final.by("locust_request_failures_total", "method", "name")
@@ -126,7 +127,10 @@ def interrupted_in_locust_statistics(output: str) -> int:
 
 
 def assert_counters_never_decrease(scrapes: list[Samples], metrics: tuple[str, ...]) -> None:
-    """Between consecutive scrapes, no series of ``metrics`` goes down."""
+    """Between consecutive scrapes, no series of ``metrics`` goes down (at least two scrapes, and at least one of
+    ``metrics`` with series in the last: else there is nothing to compare)."""
+    assert len(scrapes) >= 2, f"{len(scrapes)} scrape(s): nothing to compare"
+    assert any(scrapes[-1].select(metric) for metric in metrics), f"no series of {metrics} in the last scrape"
     for before, after in zip(scrapes, scrapes[1:]):
         for metric in metrics:
             b = before.by(metric, "method", "name", "status_code", "error")
