@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
+from bisect import bisect_left
 from pathlib import Path
 
 import msgpack
 import pytest
+from locust.exception import CatchResponseError
 from support import (
     REPO,
+    NoStatus,
     Response,
     Samples,
     assert_counters_never_decrease,
@@ -17,6 +21,7 @@ from support import (
     csv_stats,
     free_port,
     locust,
+    make_recorder,
     promtool_check_metrics,
     scrape,
     scrape_until_exit,
@@ -190,3 +195,72 @@ def test_payload_round_trips_through_msgpack_and_merges_exactly() -> None:
 
     with pytest.raises(ValueError):
         PayloadMerger(master).merge({"v": 99})
+
+
+# requests of every kind: names, methods, times on and around bounds, none, statuses, failures of each sort
+MERGE_EVENTS = [
+    dict(request_type=method, name=name, response_time=t, response_length=i % 7,
+         response=[Response(200), Response(404), Response(503), None, NoStatus()][i % 5],
+         exception=[None, None, CatchResponseError(f"bad {i % 3}"), ConnectionResetError("reset"), "a string"][i % 5])
+    for i, (method, name, t) in enumerate(
+        (method, name, t) for method in ("GET", "POST") for name in ("/a", "/b", 'q"uote\n')
+        for t in (0.0, 4.9, 5.0, 10.0, 10.5, 49.0, 50.0, 75.0, 99.0, 100.0, 101.0, 300.0, 999.5, 1000.0, 1000.5,
+                  2500.0, 70_000.0, None))
+]
+
+
+def merge_state(recorder) -> dict:
+    """Everything a recorder exports, per endpoint."""
+    return {key: (e.folded(), dict(e.failures)) for key, e in recorder.endpoints.items()}
+
+
+def test_merged_reports_equal_recording_on_the_master_itself() -> None:
+    """Same bounds: each report (take_payload, then msgpack as Locust ships it) adds exactly what it holds, so the
+    master ends up with what it would hold had it recorded every request itself; the worker starts over."""
+    from locust_metrics.distributed import PayloadMerger, take_payload
+
+    worker, direct, master = (make_recorder(slow_threshold=250) for _ in range(3))
+    merger = PayloadMerger(master)
+    half = len(MERGE_EVENTS) // 2
+    for events in (MERGE_EVENTS[:half], MERGE_EVENTS[half:]):  # two reports
+        for event in events:
+            worker.on_request(**event)
+            direct.on_request(**event)
+        wire = msgpack.unpackb(msgpack.packb(take_payload(worker, "worker-0", None)), raw=False)
+        assert worker.endpoints == {}
+        assert merger.merge(wire) == len(events)
+    assert merge_state(master) == merge_state(direct)
+    assert master.totals()["requests"] == len(MERGE_EVENTS)
+
+
+@pytest.mark.parametrize("worker_buckets,master_buckets", [(".01,.1,1", ".05,.5"), (".05,.5", ".01,.1,1"),
+                                                           (".075,.3", ".1"), (".1", ".005,.05,.5,5")])
+def test_a_report_with_other_bounds_is_rebinned_to_the_next_master_bound(worker_buckets, master_buckets,
+                                                                           caplog) -> None:
+    """Other bounds on a worker (a misconfiguration): each of its buckets lands in the master's smallest bound
+    that is >= its own (so no request counts as faster than it was: at every ``le`` the master counts at most
+    what it would have recorded itself); everything else stays exact; one warning."""
+    from locust_metrics.distributed import PayloadMerger, take_payload
+
+    worker = make_recorder(buckets=worker_buckets, slow_threshold=250)
+    direct, master = (make_recorder(buckets=master_buckets, slow_threshold=250) for _ in range(2))
+    assert worker.bounds_ms != master.bounds_ms
+    merger = PayloadMerger(master)
+    with caplog.at_level(logging.WARNING, logger="locust_metrics"):
+        for _ in range(2):  # two reports
+            for event in MERGE_EVENTS:
+                worker.on_request(**event)
+                direct.on_request(**event)
+            merger.merge(take_payload(worker, "worker-0", None))
+    assert sum("other histogram buckets" in r.getMessage() for r in caplog.records) == 1
+    for key, endpoint in direct.endpoints.items():
+        got, want = master.endpoints[key].folded(), endpoint.folded()
+        assert got._replace(buckets=None) == want._replace(buckets=None), key  # count, sum, slow, sizes, statuses
+        assert master.endpoints[key].failures == endpoint.failures
+        expected = [0] * (len(master.bounds_ms) + 1)
+        for event in MERGE_EVENTS:
+            t = event["response_time"]
+            if (event["request_type"], event["name"]) == key and t is not None:
+                worker_bound = next((b for b in worker.bounds_ms if t <= b), float("inf"))
+                expected[bisect_left(master.bounds_ms, worker_bound)] += 2
+        assert got.buckets == expected, key

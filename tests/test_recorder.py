@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from locust.exception import CatchResponseError
@@ -18,17 +19,21 @@ from support import (
     make_recorder,
     promtool_check_metrics,
 )
+from support.hostile import RaisingMessage, RaisingStr
 
 from locust_metrics.options import Settings, SlowThreshold
 from locust_metrics.recorder import (
     BUCKET_TABLE_MAX_MS,
     BUCKET_TABLE_MIN_MS,
     MAX_ERRORS_PER_ENDPOINT,
+    MAX_FAILURE_MESSAGE,
     MAX_HOT_STATUSES,
+    MAX_NAME_LENGTH,
     OVERFLOW,
     RequestRecorder,
     bucket_table,
     error_label,
+    label_text,
 )
 
 
@@ -129,6 +134,45 @@ def test_status_codes_and_error_labels() -> None:
     }
     assert endpoint.count == 7 and endpoint.requests == 8 and endpoint.folded().response_bytes == 40
     assert error_label(200, CatchResponseError("x" * 500)) == "x" * 120
+
+
+class Name(str):
+    """A str subclass, as a client library might pass."""
+
+
+@pytest.mark.parametrize("value,label", [
+    ("/api/items", "/api/items"),
+    ('q"uote \\ new\nline\t{}', 'q"uote \\ new\nline\t{}'),  # nothing to clean: the renderer escapes
+    ("ünïcødé ✓ 🚀", "ünïcødé ✓ 🚀"),
+    (42, "42"), (None, "None"), (("a", 1), "('a', 1)"), (Name("/n"), "/n"),
+    ("x" * MAX_NAME_LENGTH, "x" * MAX_NAME_LENGTH),  # at the limit: kept
+    ("x" * (MAX_NAME_LENGTH + 1), "x" * (MAX_NAME_LENGTH - 1) + "…"),
+    ("a\ud800b\udcff", "a?b?"),  # lone surrogates are no UTF-8
+    (RaisingStr(), "<RaisingStr>"),
+], ids=["plain", "specials", "unicode", "int", "none", "tuple", "str-subclass", "at-limit", "too-long", "surrogates",
+        "str-raises"])
+def test_label_text_makes_a_bounded_utf8_str_and_is_idempotent(value, label: str) -> None:
+    text = label_text(value)
+    assert text == label and type(text) is str  # not a str subclass either
+    assert label_text(text) == text
+
+
+@pytest.mark.parametrize("status,exception,label", [
+    (404, Exception("404 Client Error for url: http://secret/a?token=x"), "HTTP 404"),  # the status, no URL
+    (503, CatchResponseError("ignored"), "HTTP 503"),  # the status wins over a message
+    (399, CatchResponseError("moved"), "moved"),  # below 400: no HTTP error
+    (200, CatchResponseError("  bad \n\t body  "), "bad body"),  # one line, blanks collapsed
+    (200, CatchResponseError("m" * 500), "m" * MAX_FAILURE_MESSAGE),
+    (200, "a string failure", "a string failure"),  # custom clients fire strings
+    (0, ConnectionRefusedError("[Errno 111] http://secret:1"), "ConnectionRefusedError"),  # class, never text
+    (0, CatchResponseError(""), "CatchResponseError"),  # an empty message: the class
+    (0, CatchResponseError("\n" * 5000 + "late"), "CatchResponseError"),  # only a huge message's start counts
+    (0, RaisingMessage(), "RaisingMessage"),
+    (0, CatchResponseError("a\ud800b"), "a?b"),
+], ids=["status", "status-wins", "399", "one-line", "trimmed", "string", "class-name", "empty", "huge-blank-start",
+        "message-raises", "surrogate"])
+def test_error_label_rules(status, exception, label: str) -> None:
+    assert error_label(status, exception) == label
 
 
 def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:

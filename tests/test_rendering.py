@@ -25,7 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from support import Response, Samples, free_port, promtool_check_metrics
+from support import Response, Samples, free_port, make_recorder, promtool_check_metrics
 
 from locust_metrics import rendering
 from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
@@ -155,6 +155,42 @@ def test_worker_totals_and_master_views_render_the_same() -> None:
     fill(types.SimpleNamespace(recorder=exporter.totals), names=5)
     assert len(exporter.renderer.snapshot().endpoints) == 5
     assert_same(exporter)
+
+
+def test_hidden_threshold_bounds_render_as_prometheus_client() -> None:
+    """A ``<`` threshold records a bound just below its time that no ``le`` shows (hidden bounds)."""
+    exporter = make_exporter(thresholds=["p95<100ms", "/api/items/1:p99<2.5s", "p50<=0.3s"])
+    assert exporter.settings.hidden_bounds_ms() and set(exporter.settings.hidden_bounds_ms()) <= set(
+        exporter.recorder.bounds_ms)
+    fill(exporter, names=8)
+    assert_same(exporter)
+    assert b'le="0.09999' not in fast(exporter, TEXT) and b'le="0.1"' in fast(exporter, TEXT)
+
+
+def test_one_renderer_stays_byte_for_byte_as_names_bounds_and_thresholds_change() -> None:
+    """The renderer keeps each endpoint's label strings between scrapes (its only state): every scrape is still
+    prometheus_client's, whatever changed since the previous one."""
+    from locust_metrics.distributed import PayloadMerger, take_payload
+    from locust_metrics.options import SlowThreshold
+
+    exporter = make_exporter(labels={"env": "x"})
+    recorder = exporter.recorder
+    fill(exporter, names=10)
+    assert_same(exporter)
+    recorder.clear()  # a new test: fewer names
+    fill(exporter, names=3, per_name=5)
+    assert_same(exporter)
+    recorder.clear()  # a worker adopting the master's buckets and thresholds, one on a name rendered before
+    recorder.configure((20.0, 200.0, 2000.0), 500.0, [SlowThreshold("/api/items/1", 50.0)], 500)
+    fill(exporter, names=4)
+    assert_same(exporter)
+    worker = make_recorder(buckets=".2,2", slow_threshold=500)  # a report with other bounds, merged
+    fill(types.SimpleNamespace(recorder=worker), names=6)
+    PayloadMerger(recorder).merge(take_payload(worker, "worker-0", None))
+    assert_same(exporter)
+    fill(exporter, names=150, per_name=1)  # more names than the cache kept for the previous scrape's 6
+    assert_same(exporter)
+    assert len(exporter.renderer.snapshot().endpoints) == 150
 
 
 _label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
