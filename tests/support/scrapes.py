@@ -159,18 +159,22 @@ def scrape_until_exit(
     scrapes: list[Samples] = []
     deadline = time.monotonic() + timeout
     end: float | None = None
+    due = time.monotonic()
     while process.running() and time.monotonic() < deadline:
+        # one scrape per interval, on a fixed schedule as Prometheus keeps it: the time a scrape takes (the
+        # event loop of a process at full speed answers in its own time) does not push the next one back
+        time.sleep(max(0.0, due - time.monotonic()))
+        due = max(due + interval, time.monotonic())
         if end is not None and end - 0.5 < time.time() < end + 1.0:
-            time.sleep(0.1)
+            due = time.monotonic() + 0.1
             continue
         try:
             samples = scrape(port, timeout=2)
         except OSError:
-            time.sleep(0.2)
+            due = time.monotonic() + 0.2
             continue
         scrapes.append(samples)
         start = samples.sum("locust_test_start_time_seconds")
         if end is None and start:
             end = start + run_time
-        time.sleep(interval)
     return scrapes
