@@ -54,6 +54,9 @@ def install(environment: Any, **options: Any) -> MetricsExporter:
     * ``web_config`` (str path, or a mapping of its content; default none): exporter-toolkit web config:
       ``tls_server_config`` (HTTPS) and ``basic_auth_users`` (bcrypt hashes); see
       :mod:`locust_metrics.security`.
+    * ``max_concurrent_renders`` (int >= 1, default 4): most scrape renders in flight at once; scrapes of a
+      format being rendered share that render, a scrape beyond the bound gets HTTP 503 with ``Retry-After``
+      (see :mod:`locust_metrics.rendering`).
     * ``pushgateway`` (str URL, default ``""``: off): also push to this Pushgateway, periodically, at test
       stop, and in :meth:`MetricsExporter.stop` (Locust as a library has no ``quit`` event: call it at the
       end); see :mod:`locust_metrics.push`.

@@ -47,6 +47,11 @@ DEFAULT_PUSH_INTERVAL_S = 10.0
 DEFAULT_PUSH_JOB = "locust"
 """Default ``job`` grouping label of pushes (``--metrics-push-job``)."""
 
+DEFAULT_MAX_CONCURRENT_RENDERS = 4
+"""Default bound on scrape renders in flight at once (``--metrics-max-concurrent-renders``): one per
+format a scraper can ask for (text, OpenMetrics, each gzip or not); scrapes of a format already being
+rendered share that render and take no slot."""
+
 PUSH_GROUPING_LABELS = frozenset({"job", "run"})
 """Grouping-key labels of pushes; with ``--metrics-pushgateway`` constant labels may not take them."""
 
@@ -133,6 +138,17 @@ def parse_port(value: Any, option: str = "--metrics-port") -> int:
 
 def parse_max_names(value: Any, option: str = "--metrics-max-names") -> int:
     """Parse the cap on exported statistics entries: an integer >= 1; raises :class:`OptionError`."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise _fail(option, value, "not an integer") from None
+    if number < 1:
+        raise _fail(option, value, "must be at least 1")
+    return number
+
+
+def parse_max_concurrent_renders(value: Any, option: str = "--metrics-max-concurrent-renders") -> int:
+    """Parse the bound on concurrent scrape renders: an integer >= 1; raises :class:`OptionError`."""
     try:
         number = int(str(value).strip())
     except ValueError:
@@ -458,6 +474,17 @@ def add_arguments(parser: Any) -> None:
         f"scrape is answered or this many seconds pass. Default {DEFAULT_FINAL_SCRAPE_TIMEOUT_S:g}.",
     )
     group.add_argument(
+        "--metrics-max-concurrent-renders",
+        type=_argparse_type(parse_max_concurrent_renders, "--metrics-max-concurrent-renders"),
+        default=DEFAULT_MAX_CONCURRENT_RENDERS,
+        env_var="LOCUST_METRICS_MAX_CONCURRENT_RENDERS",
+        metavar="N",
+        help="Most scrape renders in flight at once, on our endpoint and the web UI's /metrics together. "
+        "Scrapes of a format (text or OpenMetrics, gzip or not) that is being rendered share that render and "
+        "take no slot; a scrape that needs one more gets HTTP 503 with Retry-After. "
+        f"Default {DEFAULT_MAX_CONCURRENT_RENDERS}.",
+    )
+    group.add_argument(
         "--metrics-pushgateway",
         type=_argparse_type(parse_pushgateway, "--metrics-pushgateway"),
         default="",
@@ -510,6 +537,7 @@ class Settings:
         serve_web_ui: add ``/metrics`` to Locust's web UI when it runs.
         web_config: TLS and basic auth (:class:`~locust_metrics.security.WebConfig`), or None (plain HTTP,
             no auth).
+        max_concurrent_renders: most scrape renders in flight at once (see :mod:`locust_metrics.rendering`).
         pushgateway: Pushgateway URL (may hold user info); ``""`` = push mode off.
         push_interval_s: seconds between pushes.
         push_job: ``job`` grouping label of pushes.
@@ -527,6 +555,7 @@ class Settings:
     final_scrape_timeout_s: float = DEFAULT_FINAL_SCRAPE_TIMEOUT_S
     serve_web_ui: bool = True
     web_config: Any = None
+    max_concurrent_renders: int = DEFAULT_MAX_CONCURRENT_RENDERS
     pushgateway: str = ""
     push_interval_s: float = DEFAULT_PUSH_INTERVAL_S
     push_job: str = DEFAULT_PUSH_JOB
@@ -547,6 +576,7 @@ class Settings:
         final_scrape_timeout: Any = DEFAULT_FINAL_SCRAPE_TIMEOUT_S,
         serve_web_ui: bool = True,
         web_config: Any = None,
+        max_concurrent_renders: Any = DEFAULT_MAX_CONCURRENT_RENDERS,
         pushgateway: Any = "",
         push_interval: Any = DEFAULT_PUSH_INTERVAL_S,
         push_job: Any = DEFAULT_PUSH_JOB,
@@ -577,6 +607,9 @@ class Settings:
             final_scrape_timeout_s=parse_seconds(final_scrape_timeout, "--metrics-final-scrape-timeout"),
             serve_web_ui=bool(serve_web_ui),
             web_config=parse_web_config(web_config, "--metrics-web-config"),
+            max_concurrent_renders=parse_max_concurrent_renders(
+                max_concurrent_renders, "--metrics-max-concurrent-renders"
+            ),
             pushgateway=pushgateway,
             push_interval_s=parse_positive_seconds(push_interval, "--metrics-push-interval"),
             push_job=parse_grouping_value(push_job, "--metrics-push-job"),
@@ -600,6 +633,7 @@ class Settings:
         if not recording_only:
             serving = {
                 "web_config": get("metrics_web_config", None),
+                "max_concurrent_renders": get("metrics_max_concurrent_renders", DEFAULT_MAX_CONCURRENT_RENDERS),
                 "pushgateway": get("metrics_pushgateway", ""),
                 "push_interval": get("metrics_push_interval", DEFAULT_PUSH_INTERVAL_S),
                 "push_job": get("metrics_push_job", DEFAULT_PUSH_JOB),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ BAD_OPTIONS = [
     ("--metrics-slow-threshold-for", "/x=soon"),
     ("--metrics-slow-threshold-for", "re:(=5"),
     ("--metrics-final-scrape-timeout", "-1"),
+    ("--metrics-max-concurrent-renders", "0"),
+    ("--metrics-max-concurrent-renders", "two"),
 ]
 
 PARSER_SCRIPT = """
@@ -128,6 +131,20 @@ def test_settings_defaults_and_bounds() -> None:
     with_thresholds = Settings.from_kwargs(slow_threshold=1234, slow_thresholds={"/a": 250, "re:/b.*": 75})
     assert 1234.0 in with_thresholds.bounds_ms() and 250.0 in with_thresholds.bounds_ms()
     assert len(with_thresholds.bounds_ms()) == 23  # 75 ms was a bound already
+
+
+def test_max_concurrent_renders_option() -> None:
+    assert Settings.from_kwargs().max_concurrent_renders == 4
+    assert Settings.from_kwargs(max_concurrent_renders="2").max_concurrent_renders == 2
+    options = types.SimpleNamespace(metrics_max_concurrent_renders=7)
+    assert Settings.from_options(options).max_concurrent_renders == 7
+    assert Settings.from_options(None).max_concurrent_renders == 4
+    for bad in (0, -1, "1.5", "many"):
+        with pytest.raises(OptionError, match=r"--metrics-max-concurrent-renders \(LOCUST_METRICS_MAX_CONCURRENT_RENDERS\)"):
+            Settings.from_kwargs(max_concurrent_renders=bad)
+    listing = subprocess.run([sys.executable, "-m", "locust_metrics"], capture_output=True, text=True, timeout=60,
+                             env=child_env())
+    assert "--metrics-max-concurrent-renders N" in listing.stdout and "Default 4." in listing.stdout
 
 
 def test_parsers() -> None:
