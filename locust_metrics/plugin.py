@@ -369,6 +369,7 @@ class MetricsExporter:
             if self.pusher is not None:
                 self.pusher.close(final_push=True)  # the final push (bounded), then the final scrape
             self.wait_for_final_scrape()
+            self.renderer.drain()  # scrapes answered with the final one (an HA pair, shared renders) go out too
             self._let_locust_csv_catch_up()
         finally:
             self._quit_done.set()
