@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import gevent
+import pytest
 from gevent.event import Event
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
@@ -346,9 +347,14 @@ def fast_events_env(**extra: str) -> dict[str, str]:
     return child_env(FAST_EVENTS_NAMES="250", FAST_EVENTS_WAIT="0", **extra)
 
 
-def test_concurrent_scrapes_of_a_running_locust_share_renders_and_never_mix_formats(workdir: Path) -> None:
+@pytest.mark.parametrize("endpoint", ["ours", "web UI"])
+def test_concurrent_scrapes_of_a_running_locust_share_renders_and_never_mix_formats(workdir: Path, endpoint: str) -> None:
     port = free_port()
-    with locust(locust_args(port, workdir, 300), workdir, env=fast_events_env()) as process:
+    args = locust_args(port, workdir, 300)
+    if endpoint == "web UI":  # /metrics on Locust's web UI (its own gevent server and Flask), ours off
+        args = ["-f", str(LOCUSTFILES / "fast_events.py"), "--web-host", "127.0.0.1", "--web-port", str(port),
+                "--autostart", "-u", "4", "-r", "4", "-t", "300s", "--metrics-port", "0"]
+    with locust(args, workdir, env=fast_events_env()) as process:
         wait_for_http(f"http://127.0.0.1:{port}/metrics", timeout=30)
         time.sleep(2)  # requests of every name recorded
         distinct: dict[tuple[str, str], list[int]] = {fmt: [] for fmt in FORMATS}
