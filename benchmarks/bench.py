@@ -1101,8 +1101,10 @@ def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str,
         count = row["scrapers"]
         what = f"{count} scrapers at once" + (", 4 formats in turn" if mixed else "")
         refused = row["statuses"].get("503", 0)
+        first = concurrent["by_scrapers"][0]["scrapers"]
+        base = "one scraper" if first == 1 else f"{first} scrapers"
         note = (f"worst {row['stall_max_ms']:.1f}; in CPU time {row['stall_cpu_ms']:.1f}; "
-                f"CPU {row['cpu_ms']:.1f} ms ({row['cpu_ratio']:.1f}x one scrape)")
+                f"CPU {row['cpu_ms']:.1f} ms ({row['cpu_ratio']:.1f}x {base})")
         if row["renders"] is not None:
             note += f"; {row['renders']} renders for {row['scrapes']} scrapes"
         if refused:
