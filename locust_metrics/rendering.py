@@ -91,8 +91,9 @@ after it, the scrape is answered 503. A render at 500 names takes about 10-20 ms
 RETRY_AFTER_S = 1
 """``Retry-After`` of a 503 answer, whole **seconds**."""
 
-DRAIN_TIMEOUT_S = 5.0
-"""Longest wait, in **seconds**, at exit for scrapes still being answered (:meth:`ScrapeRenderer.drain`)."""
+DRAIN_TIMEOUT_S = 2.0
+"""Longest wait, in **seconds**, at exit for scrapes still being answered (:meth:`ScrapeRenderer.drain`);
+short, as a second ``quit`` (SIGTERM) waits for the first one's final push, final scrape and this."""
 
 _SAFE_ESCAPINGS = {
     getattr(_openmetrics, name) for name in ("UNDERSCORES", "ALLOWUTF8", "VALUES") if hasattr(_openmetrics, name)
