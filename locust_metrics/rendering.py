@@ -278,7 +278,7 @@ class LoopPacer:
 
     def wait(self) -> None:
         """Return when this loop turn has budget left for one more piece of work: at once when it has and
-        nobody is queued, else in a later turn, in the order of arrival."""
+        nobody is queued, else in a later turn, in the order of arrival (each turn lets one at least)."""
         deadline = self.deadline()
         if not self._queue and time.perf_counter() < deadline:
             return
@@ -297,8 +297,12 @@ class LoopPacer:
 
     def _release(self) -> None:
         """In the hub, at a later turn: let queued greenlets run, one after the other, while the turn's budget
-        lasts (each runs until it blocks, then the hub comes back here)."""
+        lasts (each runs until it blocks, then the hub comes back here); at least one per turn, so that the
+        queue moves even when renders spend every turn's budget before this runs."""
         queue = self._queue
+        if queue:
+            self.deadline()
+            queue.popleft().switch(None)
         while queue and time.perf_counter() < self.deadline():
             queue.popleft().switch(None)
         if queue:
