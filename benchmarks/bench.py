@@ -45,8 +45,7 @@ same machine state. Sections:
   500 names with the real ``MetricsServer``: per round, the longest loop stall (a 1 ms ticker greenlet,
   as above; also in CPU time, which preemption by other processes does not inflate) and the process's
   CPU; and the same with the four formats in turn (OpenMetrics or text, gzip or not). Budgets at 500
-  names: stall <= 5 ms with 2, 10 and 50 scrapers (and with the four formats), CPU of 50 scrapers <= 3x
-  one scraper's.
+  names: stall <= 5 ms with 2, 10 and 50 scrapers, CPU of 50 scrapers <= 3x one scraper's.
 * **merge**: on a master, the time to merge one worker report holding 500 endpoint names, and the
   report's size in bytes (msgpack, as Locust sends it). Budget: <= 5 ms.
 * **memory**: at the default name cap (500 names, 3 status codes and 5 error labels each), the resident
@@ -1093,7 +1092,8 @@ def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
 
 def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
     """Rows of one :func:`bench_concurrent_scrapes` run. Budgets (500 names, Prometheus' headers): longest
-    stall <= 5 ms with 2 or more scrapers, CPU of 50 scrapers <= 3x one's; mixed formats: stall <= 5 ms."""
+    stall <= 5 ms with 2 or more scrapers, CPU of 50 scrapers <= 3x one's. Mixed formats: no budget (each
+    render in flight may use its own 1 ms of a loop turn, up to --metrics-max-concurrent-renders)."""
     rows = []
     n, mixed = concurrent["names"], concurrent["formats"] == "mixed"
     budgets = n >= 500
@@ -1109,7 +1109,7 @@ def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str,
             note += f"; {row['renders']} renders for {row['scrapes']} scrapes"
         if refused:
             note += f"; {refused} of {sum(row['statuses'].values())} answered 503"
-        if budgets and (count >= 2 or mixed):
+        if budgets and count >= 2 and not mixed:
             note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, quick)}; " + note
         rows.append((f"concurrent scrapes, {n} names, {what}: longest loop stall", f"{row['stall_ms']:.2f} ms", note))
     fifty = [row for row in concurrent["by_scrapers"] if row["scrapers"] == 50]
