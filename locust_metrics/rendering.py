@@ -237,7 +237,7 @@ class Snapshot:
 
 
 class LoopPacer:
-    """Shares each turn of the gevent loop among our work: about :data:`SLICE_S` of it per turn, in all.
+    """Shares each turn of the gevent loop among our work: about :attr:`budget_s` of it per turn, in all.
 
     Work that yields in slices asks :meth:`deadline` when to give the loop back. Work that arrives in
     bursts (many scrapes whose requests arrive, or whose shared render ends, at the same instant) calls
