@@ -21,7 +21,8 @@ from typing import Any
 import locust
 
 from ._version import __version__
-from .options import OptionError, Settings, add_arguments
+from .errors import OptionError
+from .options import Settings, add_arguments, keywords_doc
 from .plugin import MetricsExporter
 
 __all__ = ["__version__", "install", "MetricsExporter", "OptionError", "Settings"]
@@ -34,34 +35,12 @@ _ATTRIBUTE = "_locust_metrics_exporter"
 def install(environment: Any, **options: Any) -> MetricsExporter:
     """Export ``environment``'s test as Prometheus metrics; returns the :class:`MetricsExporter`.
 
-    Keyword options (all optional; the same as the ``--metrics-*`` command-line options):
+    Keyword options (all optional; the same as the ``--metrics-*`` command-line options, declared in
+    :data:`locust_metrics.options.OPTIONS`; **milliseconds** for slow thresholds, **seconds** for buckets,
+    timeouts and intervals; ``slow_thresholds`` also takes a mapping ``{name, "re:REGEX" or re.Pattern: ms}``,
+    ``labels`` a mapping, ``buckets`` an iterable of seconds, ``web_config`` a mapping of the file's content):
 
-    * ``port`` (int, default 9646): our HTTP endpoint's port; 0 = no server of our own (serve
-      ``exporter.registry`` yourself, e.g. ``prometheus_client.generate_latest(exporter.registry)``).
-    * ``worker_port`` (int, default 0): on a worker, serve its own endpoint on this port + worker index.
-    * ``host`` (str, default ``""``: all interfaces): bind address.
-    * ``slow_threshold`` (float, **milliseconds**, default 1000): a request is slow when its response time
-      is greater than this.
-    * ``slow_thresholds`` (mapping, default none): per-endpoint thresholds in milliseconds, keyed by request
-      name (exact), ``"re:REGEX"`` or a compiled ``re.Pattern`` (whole-name match).
-    * ``buckets`` (iterable of float or comma-separated str, **seconds**): histogram bucket upper bounds;
-      every slow threshold is added as a bound.
-    * ``max_names`` (int >= 1, default 500): most (method, name) entries; the rest count under
-      ``name="__overflow__"``.
-    * ``labels`` (mapping or ``"k=v,..."``): constant labels on every series.
-    * ``final_scrape_timeout`` (float, **seconds**, default 30): wait for a last scrape at exit.
-    * ``serve_web_ui`` (bool, default True): add ``/metrics`` to the web UI when it exists.
-    * ``web_config`` (str path, or a mapping of its content; default none): exporter-toolkit web config:
-      ``tls_server_config`` (HTTPS) and ``basic_auth_users`` (bcrypt hashes); see
-      :mod:`locust_metrics.security`.
-    * ``max_concurrent_renders`` (int >= 1, default 4): most scrape renders in flight at once; scrapes of a
-      format being rendered share that render, a scrape beyond the bound gets HTTP 503 with ``Retry-After``
-      (see :mod:`locust_metrics.rendering`).
-    * ``pushgateway`` (str URL, default ``""``: off): also push to this Pushgateway, periodically, at test
-      stop, and in :meth:`MetricsExporter.stop` (Locust as a library has no ``quit`` event: call it at the
-      end); see :mod:`locust_metrics.push`.
-    * ``push_interval`` (float, **seconds** > 0, default 10), ``push_job`` (str, default ``"locust"``),
-      ``push_run`` (str, default: the first test's ``run_id``): push period and grouping key.
+    {keywords}
 
     Idempotent: a second call on the same Environment returns the first exporter and changes nothing.
     Call it before the test starts (requests before it are not counted).
@@ -70,13 +49,17 @@ def install(environment: Any, **options: Any) -> MetricsExporter:
         OptionError: an option has an invalid value (the message names option and value).
         OSError: our port cannot be bound (the message names the address and ``--metrics-port``).
     """
-    existing = getattr(environment, _ATTRIBUTE, None)
+    existing: MetricsExporter | None = getattr(environment, _ATTRIBUTE, None)
     if existing is not None:
         return existing
     exporter = MetricsExporter(environment, Settings.from_kwargs(**options))
     exporter.start()
     setattr(environment, _ATTRIBUTE, exporter)
     return exporter
+
+
+if install.__doc__:  # the keywords, from the option declarations (not under python -OO)
+    install.__doc__ = install.__doc__.replace("{keywords}", keywords_doc().replace("\n", "\n    "))
 
 
 def _install_from_options(environment: Any, **_kwargs: Any) -> None:

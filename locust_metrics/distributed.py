@@ -1,5 +1,9 @@
 """Distributed runs: workers ship what they recorded to the master, which merges it exactly.
 
+:class:`DistributedSync` is the exporter's part in a distributed run: on a worker it adds the payload to
+Locust's report (and adopts the master's recording options); on the master it merges payloads and keeps
+each worker's CPU and memory (:class:`WorkerNodes`).
+
 Locust workers send a report to the master every few seconds (``report_to_master``) and once more when
 they stop or quit. We add our own key, :data:`PAYLOAD_KEY`, to that report (Locust's keys untouched):
 the *delta* of every accumulator since the worker's previous report, plus the worker's CPU and memory.
@@ -24,6 +28,7 @@ import logging
 from bisect import bisect_left
 from typing import Any
 
+from .options import flag
 from .recorder import OVERFLOW, EndpointStats, RequestRecorder
 from .resources import NodeResources
 
@@ -46,10 +51,10 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     recorder.clear()
     entries = []
     for e in endpoints.values():
-        buckets, sum_ms, slow, response_bytes, statuses = e.folded()
+        totals = e.folded()
         entries.append([
-            e.method, e.name, buckets, sum_ms, slow, response_bytes,
-            [[status, n] for status, n in statuses.items()],
+            e.method, e.name, totals.buckets, totals.sum_ms, totals.slow, totals.response_bytes,
+            [[status, n] for status, n in totals.statuses.items()],
             [[error, n] for error, n in e.failures.items()],
         ])
     return {
@@ -102,8 +107,8 @@ class PayloadMerger:
                 self._warned = True
                 logger.warning(
                     "locust-metrics: a worker uses other histogram buckets than the master; its counts are "
-                    "re-binned to the master's buckets (totals stay exact). Use the same --metrics-buckets "
-                    "and slow thresholds everywhere."
+                    "re-binned to the master's buckets (totals stay exact). Use the same %s "
+                    "and slow thresholds everywhere.", flag("buckets"),
                 )
             own = self.recorder.bounds_ms
             mapping = [bisect_left(own, bound) for bound in bounds] + [len(own)]
@@ -112,3 +117,94 @@ class PayloadMerger:
 
 
 __all__ = ["PAYLOAD_KEY", "PayloadMerger", "take_payload", "OVERFLOW"]
+
+
+class WorkerNodes:
+    """The master's view of each worker's CPU and memory: the figures of its latest report, by node name.
+
+    A worker that quit normally (Locust removed it while it was not ``missing``) keeps its last figures
+    until the next test starts (:meth:`forget_gone`), so the final scrape of a headless run has every
+    node; a worker that Locust dropped after marking it ``missing`` disappears with it.
+    """
+
+    def __init__(self) -> None:
+        self._workers: dict[str, list[Any]] = {}  # client id -> [node, NodeResources, seen missing]
+
+    def reported(self, client_id: str, node: str, figures: NodeResources) -> None:
+        """A report of ``client_id`` (node name ``node``) with its figures."""
+        self._workers[client_id] = [node, figures, False]
+
+    def figures(self, clients: Any) -> dict[str, NodeResources]:
+        """``{node: figures}`` of the workers to export, given Locust's ``runner.clients``."""
+        result = {}
+        for client_id, entry in list(self._workers.items()):
+            client = clients.get(client_id) if clients is not None else None
+            if client is not None:
+                entry[2] = getattr(client, "state", None) == "missing"
+            elif entry[2]:  # dropped by Locust after it went missing
+                del self._workers[client_id]
+                continue
+            result[entry[0]] = entry[1]
+        return result
+
+    def forget_gone(self, clients: Any) -> None:
+        """A test starts: forget the workers Locust no longer knows."""
+        for client_id in list(self._workers):
+            if clients is None or clients.get(client_id) is None:
+                del self._workers[client_id]
+
+
+class DistributedSync:
+    """Ships a worker's deltas inside Locust's reports, and merges them on the master.
+
+    Args:
+        recorder: the recorder the hot path fills (a worker empties it at every report; the master merges
+            into it).
+        totals: what a worker's own endpoint exports (``--metrics-worker-port``): a cumulative copy of
+            what it shipped, or None when it serves nothing.
+
+    Attributes:
+        nodes: :class:`WorkerNodes` (master).
+        last_report_time: unix time of the master's latest merged report, or None.
+    """
+
+    def __init__(self, recorder: RequestRecorder, totals: RequestRecorder | None = None) -> None:
+        self.recorder = recorder
+        self.totals = totals
+        self._merger = PayloadMerger(recorder)
+        self._totals_merger = PayloadMerger(totals) if totals is not None else None
+        self._pending: list[dict[str, Any]] = []
+        self.nodes = WorkerNodes()
+        self.last_report_time: float | None = None
+
+    def report(self, data: dict[str, Any], node: str, figures: NodeResources) -> None:
+        """Worker: add the deltas since the last report (and CPU and memory) to Locust's report ``data``."""
+        payloads = [*self._pending, take_payload(self.recorder, node, figures)]
+        self._pending = []
+        if self._totals_merger is not None:
+            for payload in payloads:
+                self._totals_merger.merge(payload)
+        data[PAYLOAD_KEY] = payloads
+
+    def merge(self, client_id: str, data: dict[str, Any] | None) -> bool:
+        """Master: merge a worker's report; returns True when it held our payload."""
+        import time
+
+        payloads = (data or {}).get(PAYLOAD_KEY)
+        if not payloads:
+            return False
+        for payload in payloads:
+            self._merger.merge(payload)
+            if payload.get("resources"):
+                self.nodes.reported(client_id, str(payload["node"]), NodeResources.from_wire(payload["resources"]))
+        self.last_report_time = time.time()
+        return True
+
+    def reconfigure(self, node: str, configure: Any) -> None:
+        """Worker: the recording settings change; what was recorded under the old ones is shipped as it is
+        with the next report, then ``configure(recorder)`` applies the new ones."""
+        if self.recorder.endpoints or self.recorder.dropped:
+            self._pending.append(take_payload(self.recorder, node, None))
+        configure(self.recorder)
+        if self.totals is not None:
+            self._totals_merger = PayloadMerger(self.totals)

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.utils import floatToGoString
+
+from . import families as F
+from .families import Family
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugin import MetricsExporter
@@ -41,22 +41,66 @@ WORKER_STATES = ("ready", "spawning", "running", "missing")
 """Worker states counted by ``locust_workers`` on a master."""
 
 
+OWN_ENDPOINT = "own"
+"""``ScrapeTracker`` key of our own HTTP endpoint (``--metrics-port``)."""
+
+WEB_UI_ENDPOINT = "web_ui"
+"""``ScrapeTracker`` key of the web UI's ``/metrics``."""
+
+
 class ScrapeTracker:
-    """Counts answered scrapes and remembers when the last one started (unix time, seconds).
+    """Counts answered scrapes, per endpoint, and remembers when the recent ones started (unix time, seconds).
 
     The start, not the answer: a scrape reads its numbers after it starts, so one that started after
     the test stopped holds the final numbers; one that was answered after the stop may not (its
     snapshot can predate the last requests).
+
+    Attributes:
+        count: answered scrapes, all endpoints.
+        last_time: start of the latest answered scrape (any endpoint), or None.
     """
+
+    HISTORY = 5
+    """Scrape start times kept per endpoint (so :meth:`longest_gap` looks at the last 4 intervals)."""
 
     def __init__(self) -> None:
         self.count = 0
         self.last_time: float | None = None
+        self._starts: dict[str, list[float]] = {}
 
-    def scraped(self, started: float | None = None) -> None:
-        """Record one answered scrape that started at ``started`` (unix seconds; default: now)."""
+    def scraped(self, started: float | None = None, endpoint: str = OWN_ENDPOINT) -> None:
+        """Record one answered scrape of ``endpoint`` that started at ``started`` (unix seconds; default: now).
+
+        The fast path passes the time its numbers were read (the snapshot's; see ``rendering.py``): scrapes
+        that shared one render pass the same time, and count as one instant in the recent history.
+        """
+        started = time.time() if started is None else started
         self.count += 1
-        self.last_time = time.time() if started is None else started
+        if self.last_time is None or started > self.last_time:
+            self.last_time = started
+        starts = self._starts.setdefault(endpoint, [])
+        if started in starts:
+            return  # a scrape that shared a render: the same instant, not a 0 s interval
+        starts.append(started)
+        if len(starts) > self.HISTORY:
+            del starts[0]
+
+    def scrapes(self, endpoint: str) -> int:
+        """How many of the recent scrapes (at most :data:`HISTORY`) were of ``endpoint``."""
+        return len(self._starts.get(endpoint, ()))
+
+    def last(self, endpoint: str) -> float | None:
+        """Start of the latest scrape of ``endpoint`` (unix seconds), or None."""
+        starts = self._starts.get(endpoint)
+        return max(starts) if starts else None
+
+    def longest_gap(self, endpoint: str) -> float | None:
+        """The longest time between two consecutive recent scrapes of ``endpoint``, seconds; None before the
+        second scrape. For a scraper that scrapes periodically (Prometheus) this is its interval."""
+        starts = sorted(self._starts.get(endpoint, ()))
+        if len(starts) < 2:
+            return None
+        return max(b - a for a, b in zip(starts, starts[1:]))
 
 
 class _Families:
@@ -66,17 +110,22 @@ class _Families:
         self.names = list(const_labels)
         self.values = list(const_labels.values())
 
-    def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
-        return CounterMetricFamily(name, doc, labels=self.names + list(labels))
-
-    def gauge(self, name: str, doc: str, labels: Iterable[str] = (), unit: str = "") -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=self.names + list(labels), unit=unit)
-
-    def histogram(self, name: str, doc: str, labels: Iterable[str] = ()) -> HistogramMetricFamily:
-        return HistogramMetricFamily(name, doc, labels=self.names + list(labels))
+    def make(self, family: Family) -> Any:
+        """An empty prometheus_client metric family of ``family`` (see :mod:`locust_metrics.families`)."""
+        return family.metric(self.names)
 
     def labels(self, *values: str) -> list[str]:
         return self.values + list(values)
+
+
+def exported_les(bounds_ms: tuple[float, ...], hidden: frozenset[float] = frozenset()) -> tuple[list[str], list[int] | None]:
+    """The ``le`` values of the exported buckets (``+Inf`` last), and the indices of the recorder's cumulative
+    counts they show (None: all). Hidden bounds (:meth:`~locust_metrics.options.Settings.hidden_bounds_ms`)
+    are recorded, not exported: leaving a cumulative count out changes no other one."""
+    les = [floatToGoString(ms / 1000.0) for ms in bounds_ms if ms not in hidden] + ["+Inf"]
+    if not hidden or len(les) == len(bounds_ms) + 1:
+        return les, None
+    return les, [i for i, ms in enumerate(bounds_ms) if ms not in hidden] + [len(bounds_ms)]
 
 
 def _status_label(status: int) -> str:
@@ -111,37 +160,26 @@ class LocustCollector:
         """
         exporter = self.exporter
         f = f or _Families(dict(exporter.settings.labels))
-        for section in (self._runner, self._nodes, self._test):
+        for section in (self._runner, self._nodes, self._test, self._thresholds):
             yield from _section(section, f, exporter)
+        yield from self._health(f, exporter)
 
     # ------------------------------------------------------------------ requests
     def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         recorder = exporter.totals
-        les = [floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms] + ["+Inf"]
-        duration = f.histogram(
-            "locust_request_duration_seconds",
-            "Response time of every request that has one (success or failure), seconds.",
-            ["method", "name"],
-        )
-        requests = f.counter(
-            "locust_requests", "Completed requests by status code (\"0\": no response or no numeric status).",
-            ["method", "name", "status_code"],
-        )
-        failures = f.counter("locust_request_failures", "Failed requests by error class.", ["method", "name", "error"])
-        slow = f.counter(
-            "locust_slow_requests", "Requests slower than the endpoint's slow threshold.", ["method", "name"]
-        )
-        threshold = f.gauge(
-            "locust_slow_request_threshold_seconds", "Slow threshold in force for the endpoint, seconds.",
-            ["method", "name"],
-        )
-        size = f.counter(
-            "locust_response_size_bytes", "Sum of response sizes (Locust's response_length), bytes.", ["method", "name"]
-        )
+        les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
+        duration = f.make(F.REQUEST_DURATION)
+        requests = f.make(F.REQUESTS)
+        failures = f.make(F.FAILURES)
+        slow = f.make(F.SLOW_REQUESTS)
+        threshold = f.make(F.SLOW_THRESHOLD)
+        size = f.make(F.RESPONSE_SIZE)
         for endpoint in list(recorder.endpoints.values()):
             labels = f.labels(endpoint.method, endpoint.name)
-            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()
+            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()  # Totals
             cumulative = list(accumulate(buckets))
+            if keep is not None:
+                cumulative = [cumulative[i] for i in keep]
             duration.add_metric(labels, list(zip(les, cumulative)), sum_ms / 1000.0)
             statuses: dict[str, int] = {}
             for status, n in by_status.items():
@@ -154,19 +192,16 @@ class LocustCollector:
             slow.add_metric(labels, slow_requests)
             threshold.add_metric(labels, endpoint.slow_ms / 1000.0)
             size.add_metric(labels, response_bytes)
-        dropped = f.counter(
-            "locust_metrics_dropped_names",
-            "Requests counted under name=\"__overflow__\" because of --metrics-max-names.",
-        )
+        dropped = f.make(F.DROPPED_NAMES)
         dropped.add_metric(f.labels(), recorder.dropped)
         yield from (duration, requests, failures, slow, threshold, size, dropped)
 
     # ------------------------------------------------------------------ runner, users, workers
     def _runner(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         runner = exporter.environment.runner
-        users = f.gauge("locust_users", "Running users by user class.", ["user_class"])
-        target = f.gauge("locust_users_target", "Target user count of the test.")
-        state = f.gauge("locust_runner_state", "1 for the runner's current state, 0 for the others.", ["state"])
+        users = f.make(F.USERS)
+        target = f.make(F.USERS_TARGET)
+        state = f.make(F.RUNNER_STATE)
         counts: dict[str, int] = {cls.__name__: 0 for cls in (exporter.environment.user_classes or [])}
         current_state = None
         if runner is not None:
@@ -181,19 +216,16 @@ class LocustCollector:
         yield from (users, target, state)
         workers = exporter.workers_by_state()
         if workers is not None:
-            family = f.gauge("locust_workers", "Workers connected to the master, by state.", ["state"])
+            family = f.make(F.WORKERS)
             for name in WORKER_STATES:
                 family.add_metric(f.labels(name), workers.get(name, 0))
             yield family
 
     # ------------------------------------------------------------------ load generator resources
     def _nodes(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        cpu = f.counter("locust_process_cpu_seconds", "User + system CPU time of the Locust process, seconds.", ["node"])
-        ratio = f.gauge(
-            "locust_process_cpu_usage_ratio", "CPU use of the Locust process; 1.0 = one core (Locust warns at 0.9).",
-            ["node"],
-        )
-        memory = f.gauge("locust_process_resident_memory_bytes", "Resident memory of the Locust process, bytes.", ["node"])
+        cpu = f.make(F.CPU_SECONDS)
+        ratio = f.make(F.CPU_RATIO)
+        memory = f.make(F.MEMORY)
         for node, figures in sorted(exporter.node_resources().items()):
             labels = f.labels(node)
             cpu.add_metric(labels, figures.cpu_seconds)
@@ -205,19 +237,56 @@ class LocustCollector:
     def _test(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
         lifecycle = exporter.lifecycle
         if lifecycle.run_id is not None:
-            info = f.gauge("locust_test_info", "1; labels describe the current test run.", ["run_id", "host", "locustfile"])
+            info = f.make(F.TEST_INFO)
             info.add_metric(f.labels(lifecycle.run_id, lifecycle.host, lifecycle.locustfile), 1.0)
             yield info
-            start = f.gauge("locust_test_start_time_seconds", "Unix time the current test started, seconds.")
+            start = f.make(F.TEST_START)
             start.add_metric(f.labels(), lifecycle.start_time or 0.0)
             yield start
         if lifecycle.stop_time is not None:
-            stop = f.gauge("locust_test_stop_time_seconds", "Unix time the last test stopped, seconds.")
+            stop = f.make(F.TEST_STOP)
             stop.add_metric(f.labels(), lifecycle.stop_time)
             yield stop
-        info = f.gauge("locust_metrics_info", "1; versions of locust-metrics and Locust.", ["version", "locust_version"])
+        info = f.make(F.INFO)
         info.add_metric(f.labels(exporter.version, exporter.locust_version), 1.0)
         yield info
+
+
+    # ------------------------------------------------------------------ thresholds (--metrics-threshold)
+    def _thresholds(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
+        checks = exporter.checks
+        if checks is None:
+            return
+        passed = f.make(F.THRESHOLD_PASSED)
+        value = f.make(F.THRESHOLD_VALUE)
+        for verdict in checks.exported():
+            names = f.labels(verdict.threshold.text, verdict.method or "", verdict.name or "")
+            passed.add_metric(names, 1.0 if verdict.passed else 0.0)
+            value.add_metric(names, verdict.observed)
+        yield from (passed, value)
+
+
+    # ------------------------------------------------------------------ our own health
+    def _health(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
+        errors = f.make(F.ERRORS)
+        counts = dict(exporter.health.errors)
+        counts["recorder"] = exporter.recorder.errors + (exporter.totals.errors if exporter.totals is not
+                                                          exporter.recorder else 0)
+        for source in HEALTH_SOURCES:
+            errors.add_metric(f.labels(source), counts.get(source, 0))
+        fallbacks = f.make(F.FALLBACKS)
+        fallbacks.add_metric(f.labels("render"), exporter.renderer.fallbacks)
+        fast = f.make(F.FAST_DISPATCH)
+        fast.add_metric(f.labels(), 1.0 if exporter.fast_dispatch else 0.0)
+        yield from (errors, fallbacks, fast)
+        if exporter.pusher is not None:
+            push = f.make(F.PUSH_FAILURES)
+            push.add_metric(f.labels(), exporter.pusher.failures)
+            yield push
+
+
+HEALTH_SOURCES = ("listener", "recorder", "runner", "nodes", "test", "thresholds")
+"""The ``source`` label values of ``locust_metrics_errors_total`` (all exported, 0 until a fault)."""
 
 
 def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list[Metric]:
@@ -229,9 +298,10 @@ def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list
     try:
         return list(section(f, exporter))
     except Exception:
-        failed = exporter.__dict__.setdefault("_failed_sections", set())
-        if section.__name__ not in failed:
-            failed.add(section.__name__)
+        name = section.__name__.strip("_")
+        first = name not in exporter.health.errors
+        exporter.health.error(name)
+        if first:
             logger.exception(
                 "locust-metrics: could not export the %s metrics; the others are served (further errors here "
                 "are not logged)", section.__name__.strip("_"),
@@ -248,7 +318,8 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
     ``make_wsgi_app``. Same bytes either way.
     """
     if renderer is not None:
-        return renderer.wsgi_app(tracker)
+        app: Callable[..., Any] = renderer.wsgi_app(tracker)
+        return app
     app = make_wsgi_app(registry)
 
     def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -261,6 +332,10 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
     return metrics_app
 
 
+ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "*"})
+"""Bind addresses that mean every interface."""
+
+
 def _paced_handler(pacer: Any) -> type:
     """gevent's WSGI request handler, that starts handling a request only when ``pacer`` (a
     :class:`~locust_metrics.rendering.LoopPacer`) gives it a share of the loop turn.
@@ -271,8 +346,8 @@ def _paced_handler(pacer: Any) -> type:
     """
     from gevent.pywsgi import WSGIHandler
 
-    class PacedWSGIHandler(WSGIHandler):
-        def handle_one_request(self):  # gevent calls it once per request of a connection
+    class PacedWSGIHandler(WSGIHandler):  # type: ignore[misc]  # gevent is untyped
+        def handle_one_request(self) -> Any:  # gevent calls it once per request of a connection
             if not self.rfile.closed:
                 try:
                     self.rfile.peek(1)  # wait for the request's first bytes (or the end), cooperatively
@@ -325,9 +400,19 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        """The endpoint's URL as a user would type it."""
-        host = self.host or "0.0.0.0"
+        """The endpoint's URL as a user on this machine would type it: ``localhost`` when bound to all
+        interfaces (``""``, ``0.0.0.0``, ``::``), else the bind address (IPv6 in brackets)."""
+        host = "localhost" if self.host in ALL_INTERFACES else self.host
+        if ":" in host:
+            host = f"[{host}]"
         return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}/metrics"
+
+    @property
+    def bind_address(self) -> str:
+        """What the server listens on, e.g. ``0.0.0.0:9646 (all interfaces)`` or ``127.0.0.1:9646``."""
+        host = "0.0.0.0" if self.host in ("", "*") else self.host
+        address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return f"{address} (all interfaces)" if self.host in ALL_INTERFACES else address
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""
@@ -375,12 +460,12 @@ def add_web_ui_route(
 
             def sent() -> None:
                 if snapshot_time is not None:
-                    tracker.scraped(snapshot_time)
+                    tracker.scraped(snapshot_time, WEB_UI_ENDPOINT)
 
             return Response(renderer.paced(response.body, sent), status=response.status, headers=response.headers)
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
-        tracker.scraped(started)
+        tracker.scraped(started, WEB_UI_ENDPOINT)
         return Response(body, content_type=content_type)
 
     app.add_url_rule(path, "locust_metrics", metrics)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,20 +29,50 @@ from prometheus_client import CollectorRegistry
 
 from ._version import __version__
 from .dispatch import attach, detach
-from .distributed import PAYLOAD_KEY, PayloadMerger, take_payload
-from .exposition import LocustCollector, MetricsServer, ScrapeTracker, add_web_ui_route
-from .options import Settings
+from .distributed import DistributedSync
+from .exposition import (
+    OWN_ENDPOINT,
+    WEB_UI_ENDPOINT,
+    LocustCollector,
+    MetricsServer,
+    ScrapeTracker,
+    add_web_ui_route,
+)
+from .lifecycle import TestLifecycle
+from .options import OPTIONS, Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
-from .recorder import RequestRecorder, label_text
+from .recorder import RequestRecorder
 from .rendering import ScrapeRenderer
 from .resources import NodeResources, ProcessResources
 from .security import web_ui_guard
+from .threshold_checks import ThresholdChecks, locust_exit_code
 
 logger = logging.getLogger("locust_metrics")
 
+FINAL_SCRAPE_GAPS = 2.0
+"""At exit, a periodic scraper's next scrape is waited for until its latest scrape's start plus this many times
+the longest of its recent intervals (plus :data:`FINAL_SCRAPE_MARGIN_S`)."""
 
-def _guarded(method: Callable) -> Callable:
-    """Wrap a listener so that an exception is logged once (per listener) and swallowed."""
+FINAL_SCRAPE_MARGIN_S = 1.0
+"""Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
+
+
+class Health:
+    """locust-metrics' own faults, exported as ``locust_metrics_errors_total{source}`` (like node_exporter's
+    ``node_scrape_collector_success``): a listener of ours that raised (``listener``), a part of a scrape that
+    could not be exported (``runner``, ``nodes``, ``test``, ``thresholds``); the recorder's own count of
+    requests it could not record (``recorder``) and the renderer's and pusher's counts are read beside it."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, int] = {}
+
+    def error(self, source: str) -> None:
+        """Count one fault of ``source``."""
+        self.errors[source] = self.errors.get(source, 0) + 1
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a listener so that an exception is logged once (per listener), counted and swallowed."""
     failed: list[bool] = []
 
     @functools.wraps(method)
@@ -52,6 +80,9 @@ def _guarded(method: Callable) -> Callable:
         try:
             return method(*args, **kwargs)
         except Exception:
+            health = getattr(args[0], "health", None) if args else None
+            if health is not None:
+                health.error("listener")
             if not failed:
                 failed.append(True)
                 logger.exception(
@@ -61,27 +92,6 @@ def _guarded(method: Callable) -> Callable:
             return None
 
     return wrapper
-
-
-class TestLifecycle:
-    """What ``locust_test_*`` export: the current run and its start/stop times (unix seconds)."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.host = ""
-        self.locustfile = ""
-        self.start_time: float | None = None
-        self.stop_time: float | None = None
-
-
-def _locustfile_label(parsed_options: Any) -> str:
-    value = getattr(parsed_options, "locustfile", None) if parsed_options is not None else None
-    if not value:
-        return ""
-    files = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return ",".join(os.path.basename(str(f).strip()) for f in files)
 
 
 def _locust_version() -> str:
@@ -117,12 +127,10 @@ class MetricsExporter:
         # what is exported: the recorder itself, except on a worker with its own endpoint, where the
         # recorder is emptied at every report and a cumulative copy is kept for the worker's endpoint
         self.totals = self.recorder
-        self._merger = PayloadMerger(self.recorder)
-        self._totals_merger: PayloadMerger | None = None
-        self._pending_payloads: list[dict[str, Any]] = []
-        self._workers: dict[str, tuple[str, NodeResources]] = {}  # client id -> (node, figures)
+        self.sync = DistributedSync(self.recorder)
         self.last_change_time: float | None = None  # last test stop or worker report (unix seconds)
         self.resources = ProcessResources()
+        self.health = Health()
         self.lifecycle = TestLifecycle()
         self.scrapes = ScrapeTracker()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -132,6 +140,7 @@ class MetricsExporter:
         self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
         self.fast_dispatch = False  # True while Locust's request event calls recorder.record directly
+        self.checks: ThresholdChecks | None = None  # --metrics-threshold, on a local run or a master
         self._started = False
         self._quit_done: Any = None  # set once the first quit event's final push and scrape are over
 
@@ -147,18 +156,19 @@ class MetricsExporter:
         self.fast_dispatch = attach(events.request, self.recorder.on_request, self.recorder.record)
         events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
+        events.quitting.add_listener(self._on_quitting)
         events.quit.add_listener(self._on_quit)
         events.usage_monitor.add_listener(self._on_usage_monitor)
         events.report_to_master.add_listener(self._on_report_to_master)
         events.worker_report.add_listener(self._on_worker_report)
         self._started = True
-        port, option = self.settings.port, "--metrics-port / LOCUST_METRICS_PORT"
+        port, option = self.settings.port, where("port")
         if self.is_worker():
-            port, option = self.settings.worker_port, "--metrics-worker-port / LOCUST_METRICS_WORKER_PORT"
+            port, option = self.settings.worker_port, where("worker_port")
             if port:
                 port += int(getattr(self.environment.runner, "worker_index", 0) or 0)
                 self.totals = self._new_recorder()
-                self._totals_merger = PayloadMerger(self.totals)
+                self.sync = DistributedSync(self.recorder, self.totals)
         web_config = self.settings.web_config
         if port:
             server = MetricsServer(
@@ -170,19 +180,34 @@ class MetricsExporter:
                 server.start()
             except OSError as exc:
                 self.stop()
-                where = f"{self.settings.host or '0.0.0.0'}:{port}"
+                address = f"{self.settings.host or '0.0.0.0'}:{port}"
                 raise OSError(
                     exc.errno,
-                    f"locust-metrics cannot serve metrics on {where} ({exc.strerror or exc}): choose a free port "
+                    f"locust-metrics cannot serve metrics on {address} ({exc.strerror or exc}): choose a free port "
                     f"with {option}, or 0 to turn our HTTP server off",
                 ) from exc
             self.server = server
-            logger.info("locust-metrics: serving Prometheus metrics on %s", server.url)
+            logger.info("locust-metrics: serving Prometheus metrics on %s (listening on %s)", server.url,
+                        server.bind_address)
+        if self.settings.thresholds and not self.is_worker():
+            lifecycle = self.lifecycle
+            self.checks = ThresholdChecks(
+                self.settings.thresholds, lambda: self.totals, lambda: lifecycle.start_time, lambda: lifecycle.stop_time
+            )
         if self.settings.pushgateway and not self.is_worker():
             s = self.settings
-            self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s)
+            self.pusher = Pusher(self.registry, s.pushgateway, s.push_job, s.push_interval_s, render=self._push_body)
         self.attach_web_ui(getattr(self.environment, "web_ui", None))
         return self
+
+    def _push_body(self) -> bytes:
+        """What a push sends: a scrape in text format 0.0.4, rendered in slices that give the loop back.
+
+        It shares a text render in flight only if that render reads its numbers after the push began (the
+        final push carries the final numbers), and the bound on concurrent renders never refuses it.
+        """
+        _headers, body = self.renderer.respond(None, None, fresh=True, bounded=False)
+        return b"".join(body)
 
     def _new_recorder(self) -> RequestRecorder:
         s = self.settings
@@ -192,7 +217,14 @@ class MetricsExporter:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
         if web_ui is not None and self.settings.serve_web_ui and not self.web_ui_route:
             web_config = self.settings.web_config
-            guard = web_ui_guard(web_ui, web_config.basic_auth() if web_config is not None else None)
+            auth = web_config.basic_auth() if web_config is not None else None
+            guard = web_ui_guard(web_ui, auth)
+            if getattr(web_ui, "web_login", False) and auth is None:
+                logger.warning(
+                    "locust-metrics: --web-login is on and no basic_auth_users are configured (%s): /metrics on "
+                    "the web UI answers only browser sessions logged in to the web UI; Prometheus gets 401. "
+                    "Configure basic_auth_users, or scrape our own endpoint (%s).", flag("web_config"), flag("port"),
+                )
             self.web_ui_route = add_web_ui_route(web_ui, self.registry, self.scrapes, self.renderer, guard)
 
     def stop(self) -> None:
@@ -209,6 +241,7 @@ class MetricsExporter:
         for hook, listener in (
             (events.test_start, self._on_test_start),
             (events.test_stop, self._on_test_stop),
+            (events.quitting, self._on_quitting),
             (events.quit, self._on_quit),
             (events.usage_monitor, self._on_usage_monitor),
             (events.report_to_master, self._on_report_to_master),
@@ -242,17 +275,13 @@ class MetricsExporter:
     def node_resources(self) -> dict[str, NodeResources]:
         """``{node: NodeResources}`` of this process and, on a master, of every worker Locust still knows.
 
-        A worker's figures are those of its latest report (every 3 s); a worker that Locust dropped
-        (quit, or missing for too long) disappears.
+        A worker's figures are those of its latest report (every 3 s); a worker that quit keeps them until
+        the next test starts, one that Locust dropped as missing disappears (see
+        :class:`~locust_metrics.distributed.WorkerNodes`).
         """
         figures = {self.node_name(): self.resources.sample()}
-        if self._workers:
-            clients = getattr(self.environment.runner, "clients", {})
-            for client_id, (node, resources) in list(self._workers.items()):
-                if client_id in clients:
-                    figures[node] = resources
-                else:
-                    del self._workers[client_id]
+        if self.is_master():
+            figures.update(self.sync.nodes.figures(getattr(self.environment.runner, "clients", None)))
         return figures
 
     def user_classes_count(self) -> dict[str, int]:
@@ -282,14 +311,13 @@ class MetricsExporter:
     def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
         if self.is_worker() and self.from_options:
             self._follow_master_options()
-        lifecycle = self.lifecycle
-        lifecycle.run_id = uuid.uuid4().hex[:12]
-        lifecycle.host = label_text(self.environment.host or "")
-        lifecycle.locustfile = label_text(_locustfile_label(self.environment.parsed_options))
-        lifecycle.start_time = time.time()
-        lifecycle.stop_time = None
+        if self.is_master():
+            self.sync.nodes.forget_gone(getattr(self.environment.runner, "clients", None))
+        self.lifecycle.started(self.environment)
+        if self.checks is not None:
+            self.checks.test_started(self.environment)
         if self.pusher is not None:
-            self.pusher.start(run=self.settings.push_run or lifecycle.run_id)
+            self.pusher.start(run=self.settings.push_run or self.lifecycle.run_id or "")
 
     @_guarded
     def _push_at_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
@@ -298,61 +326,59 @@ class MetricsExporter:
 
     @_guarded
     def _on_test_stop(self, environment: Any = None, **_kwargs: Any) -> None:
-        self.lifecycle.stop_time = self.last_change_time = time.time()
+        self.last_change_time = self.lifecycle.stopped()
+        if self.checks is not None:
+            self.checks.test_stopped()
         self._push_at_test_stop()
 
     @_guarded
-    def _on_report_to_master(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+    def _on_report_to_master(self, client_id: str = "", data: dict[str, Any] | None = None, **_kwargs: Any) -> None:
         """Worker: add the deltas since the last report (and our CPU and memory) to Locust's report."""
-        if data is None:
-            return
-        payload = take_payload(self.recorder, self.node_name(), self.resources.sample())
-        payloads = self._pending_payloads + [payload]
-        self._pending_payloads = []
-        if self._totals_merger is not None:
-            for item in payloads:
-                self._totals_merger.merge(item)
-        data[PAYLOAD_KEY] = payloads
+        if data is not None:
+            self.sync.report(data, self.node_name(), self.resources.sample())
 
     @_guarded
-    def _on_worker_report(self, client_id: str = "", data: dict | None = None, **_kwargs: Any) -> None:
+    def _on_worker_report(self, client_id: str = "", data: dict[str, Any] | None = None, **_kwargs: Any) -> None:
         """Master: merge a worker's deltas; remember its CPU and memory under its node name."""
-        payloads = (data or {}).get(PAYLOAD_KEY)
-        if not payloads:
-            return
-        for payload in payloads:
-            self._merger.merge(payload)
-            if payload.get("resources"):
-                self._workers[client_id] = (str(payload["node"]), NodeResources.from_wire(payload["resources"]))
-        self.last_change_time = time.time()
+        if self.sync.merge(client_id, data):
+            self.last_change_time = self.sync.last_report_time
 
     def _follow_master_options(self) -> None:
-        """Worker: Locust copies the master's custom options to workers on spawn; use its buckets and thresholds.
+        """Worker: Locust copies the master's custom options to workers on spawn; adopt every recording option
+        (:attr:`~locust_metrics.options.Option.recording`: buckets, slow thresholds, name cap, labels, thresholds).
 
         Data recorded under the old settings is kept and shipped as it is with the next report.
         """
         master = Settings.from_options(self.environment.parsed_options, recording_only=True)
-        settings = dataclasses.replace(
-            self.settings, slow_threshold_ms=master.slow_threshold_ms, slow_thresholds=master.slow_thresholds,
-            buckets_s=master.buckets_s, max_names=master.max_names, labels=master.labels,
-        )
-        if (settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names) == (
-            self.settings.bounds_ms(), self.settings.slow_threshold_ms, self.settings.slow_thresholds,
-            self.settings.max_names,
-        ):
+        settings = dataclasses.replace(self.settings, **{o.field: getattr(master, o.field) for o in OPTIONS if o.recording})
+        if settings == self.settings:
             return
-        if self.recorder.endpoints or self.recorder.dropped:
-            self._pending_payloads.append(take_payload(self.recorder, self.node_name(), None))
-        self.settings = settings
-        self.recorder.configure(
-            settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names
-        )
-        if self._totals_merger is not None:
-            self._totals_merger = PayloadMerger(self.totals)
+        old, self.settings = self.settings, settings
+
+        def recording(s: Settings) -> tuple[Any, ...]:
+            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names
+
+        if recording(settings) != recording(old):
+            self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(*recording(settings)))
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
         self.resources.on_usage_monitor(cpu_usage=cpu_usage)
+
+    @_guarded
+    def _on_quitting(self, environment: Any = None, **_kwargs: Any) -> None:
+        """Final threshold verdicts: the summary, the JUnit report, and the exit code when one failed."""
+        if self.checks is None:
+            return
+        verdicts = self.checks.quitting(self.environment)
+        if self.settings.threshold_junit and verdicts:
+            from .threshold_reports import junit_xml
+
+            with open(self.settings.threshold_junit, "w", encoding="utf-8") as handle:
+                handle.write(junit_xml(verdicts, duration_s=self.checks.duration_s()))
+        current = locust_exit_code(self.environment)
+        if current == 0 and any(not v.passed for v in verdicts):
+            self.environment.process_exit_code = self.settings.threshold_exit_code
 
     @_guarded
     def _on_quit(self, exit_code: int = 0, **_kwargs: Any) -> None:
@@ -362,6 +388,8 @@ class MetricsExporter:
         if self._quit_done is not None:
             self._quit_done.wait(timeout=PUSH_TIMEOUT_S + self.settings.final_scrape_timeout_s + 5)
             return
+        if self.checks is not None:
+            self.checks.log_summary()
         from gevent.event import Event
 
         self._quit_done = Event()
@@ -394,32 +422,64 @@ class MetricsExporter:
     def wait_for_final_scrape(self, timeout: float | None = None) -> bool:
         """Keep serving until one more scrape has been answered, so the last numbers reach Prometheus.
 
-        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits).
-        Waits only if the endpoint was scraped before and has not been scraped since the test stopped;
-        at most ``timeout`` seconds (default ``--metrics-final-scrape-timeout``). Logs one line when it
-        waits. Returns True when the final numbers were scraped (or there was nothing to wait for).
+        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits). It
+        waits only for a scraper that scrapes periodically and can still reach us:
+
+        * an endpoint (ours, or the web UI's ``/metrics`` while Locust's web UI still serves) scraped at
+          least twice, so that a one-off ``curl`` never makes the process wait;
+        * and no longer than that scraper's next scrape can take: until its latest scrape's start plus
+          :data:`FINAL_SCRAPE_GAPS` times the longest of its recent intervals plus
+          :data:`FINAL_SCRAPE_MARGIN_S`; a scraper already silent for longer is not waited for;
+        * and never more than ``timeout`` seconds (default ``--metrics-final-scrape-timeout``).
+
+        Nothing is waited for when a scrape that started after the last change (test stop, worker report)
+        was already answered. Logs one line when it waits, and one when the web UI that was being scraped is
+        gone. Returns True when the final numbers were scraped (or there was nothing to wait for).
         """
-        if self.server is None and not self.web_ui_route:
-            return True
-        if self.scrapes.count == 0:
-            return True  # nobody scrapes us: exit at once
         reference = self.last_change_time or time.time()
-        if self.scrapes.last_time is not None and self.scrapes.last_time >= reference:
-            return True  # already scraped after the test stopped
-        timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
-        if timeout <= 0:
-            return False
-        where = self.server.url if self.server is not None else "the web UI's /metrics"
-        logger.info(
-            "locust-metrics: waiting up to %gs for a final scrape of %s (--metrics-final-scrape-timeout)",
-            timeout,
-            where,
-        )
-        deadline = time.monotonic() + timeout
 
         def final_scraped() -> bool:  # a scrape that started after the last change was answered
             return self.scrapes.last_time is not None and self.scrapes.last_time >= reference
 
+        if final_scraped():
+            return True
+        timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
+        now = time.time()
+        until: float | None = None  # unix time of the expected next scrape plus the margin, latest endpoint
+        scrapers = []
+        for endpoint, serving, name in (
+            (OWN_ENDPOINT, self.server is not None, self.server.url if self.server is not None else ""),
+            (WEB_UI_ENDPOINT, self._web_ui_serving(), "the web UI's /metrics"),
+        ):
+            gap, last = self.scrapes.longest_gap(endpoint), self.scrapes.last(endpoint)
+            if gap is None or last is None:
+                continue  # never, or once: nobody scrapes this endpoint periodically
+            if not serving:
+                if endpoint == WEB_UI_ENDPOINT:
+                    logger.info(
+                        "locust-metrics: the web UI's /metrics was scraped, but Locust has stopped its web UI: "
+                        "no final scrape (with --autoquit, give it at least the scrape interval)"
+                    )
+                continue
+            expected = last + FINAL_SCRAPE_GAPS * gap + FINAL_SCRAPE_MARGIN_S
+            if expected > now:
+                until = expected if until is None else max(until, expected)
+                scrapers.append(f"{name} (scraped every {gap:.3g}s)")
+        if until is None or timeout <= 0:
+            return until is None
+        wait = min(timeout, until - now)
+        logger.info(
+            "locust-metrics: waiting up to %.3gs for a final scrape of %s (%s %gs)",
+            wait, " and ".join(scrapers), flag("final_scrape_timeout"), timeout,
+        )
+        deadline = time.monotonic() + wait
         while not final_scraped() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         return final_scraped()
+
+    def _web_ui_serving(self) -> bool:
+        """True while our route is on Locust's web UI and its server still serves (``--autoquit`` stops it)."""
+        if not self.web_ui_route:
+            return False
+        server = getattr(getattr(self.environment, "web_ui", None), "server", None)
+        return server is not None and not getattr(server, "closed", False)

@@ -27,9 +27,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from math import ceil
 from operator import add
-from typing import Any
+from typing import Any, NamedTuple
 
-from .options import SlowThreshold
+from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +80,30 @@ MAX_HOT_STATUSES = 8
 through the careful path (slower)."""
 
 
+class Totals(NamedTuple):
+    """The totals of one entry (or what hot records add to them). Times in **milliseconds**.
+
+    Attributes:
+        buckets: non-cumulative bucket counts, one per bound plus ``+Inf``.
+        sum_ms: sum of the response times.
+        slow: requests slower than the entry's threshold.
+        response_bytes: sum of Locust's ``response_length`` (an int, or ``+Inf`` after an infinite one).
+        statuses: ``{status code: completed requests}`` (a dict; in snapshots a tuple of pairs).
+    """
+
+    buckets: Sequence[int]
+    sum_ms: float
+    slow: int
+    response_bytes: int | float
+    statuses: Any
+
+
 def fold_records(
     records: Iterable[tuple[int, Sequence[Any]]], buckets: Sequence[int], statuses: dict[int, int], slow_index: int
-) -> tuple[list[int], float, int | float, int]:
-    """Add hot records (``(status, record)`` pairs, layout :data:`HOT_SUM`) to ``statuses`` (in place)
-    and ``buckets``; returns ``(buckets + theirs (a new list), their sum_ms, their response_bytes, their
-    slow requests)``, slow meaning in a bucket above ``slow_index``."""
+) -> Totals:
+    """Add hot records (``(status, record)`` pairs, layout :data:`HOT_SUM`) to ``statuses`` (in place) and
+    ``buckets``; returns :class:`Totals`: ``buckets`` plus theirs (a new list), and their sum, slow requests
+    (in a bucket above ``slow_index``) and response bytes; ``statuses`` is the dict given, updated."""
     buckets = list(buckets)
     sum_ms, size, slow = 0.0, 0, 0
     for status, record in records:
@@ -95,34 +113,29 @@ def fold_records(
         sum_ms += record[HOT_SUM]
         size += record[HOT_BYTES]
         slow += sum(counts[slow_index + 1 :])
-    return buckets, sum_ms, size, slow
+    return Totals(buckets, sum_ms, slow, size, statuses)
 
 
-class _FoldedTotal:
-    """A total of :class:`EndpointStats`, kept in the slot of the same name with a leading ``_``; the hot
-    records are folded into the totals before each read or write of it."""
+class Unfolded(NamedTuple):
+    """A copy of an entry's totals and of its hot records not folded yet (:meth:`EndpointStats.copy_unfolded`).
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.slot = owner.__dict__[f"_{name}"]  # the slot's member descriptor
+    Attributes:
+        totals: :class:`Totals` with ``buckets`` a tuple and ``statuses`` a tuple of ``(status, n)`` pairs.
+        hot: ``(status, record)`` pairs (records as tuples, layout :data:`HOT_SUM`) of the non-zero hot records.
+    """
 
-    def __get__(self, endpoint: Any, owner: type | None = None) -> Any:
-        if endpoint is None:
-            return self
-        endpoint.fold()
-        return self.slot.__get__(endpoint, owner)
-
-    def __set__(self, endpoint: Any, value: Any) -> None:
-        endpoint.fold()
-        self.slot.__set__(endpoint, value)
+    totals: Totals
+    hot: Sequence[tuple[int, Sequence[Any]]]
 
 
 class EndpointStats:
     """Accumulators of one ``(method, name)`` statistics entry.
 
     The request listener's fast path writes only :attr:`hot`, one flat list per status code (one list
-    subscript per counter, no dict update, no attribute store); every read of the totals below first
-    folds those records into them (:meth:`fold`). The careful path and the master's merge write the
-    totals directly.
+    subscript per counter, no dict update, no attribute store). The totals below do not include those
+    records until they are folded in: read them through :meth:`folded` (or call :meth:`fold` first);
+    :meth:`copy_unfolded` copies both without folding (a scrape's snapshot). The careful path and the
+    master's merge fold, then write the totals.
 
     Attributes:
         method, name: Locust's request type and request name (the labels ``method`` and ``name``).
@@ -141,58 +154,55 @@ class EndpointStats:
     """
 
     __slots__ = (
-        "method", "name", "_buckets", "_sum_ms", "_slow", "slow_ms", "slow_index", "_response_bytes", "_statuses",
+        "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
         "failures", "hot",
     )
 
     def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
         self.method = method
         self.name = name
-        self._buckets = [0] * n_buckets
-        self._sum_ms = 0.0
-        self._slow = 0
+        self.buckets: list[int] = [0] * n_buckets
+        self.sum_ms = 0.0
+        self.slow = 0
         self.slow_ms = slow_ms
         self.slow_index = n_buckets - 1 if slow_index is None else slow_index
-        self._response_bytes = 0
-        self._statuses: dict[int, int] = {}
+        self.response_bytes: int | float = 0
+        self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
-        self.hot: dict[int, list] = {}
+        self.hot: dict[int, list[Any]] = {}
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
         if status not in self.hot and len(self.hot) < MAX_HOT_STATUSES:
-            self.hot[status] = [0.0, 0, 0] + [0] * len(self._buckets)
+            self.hot[status] = [0.0, 0, 0] + [0] * len(self.buckets)
 
     def fold(self) -> None:
         """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
         dirty = [(status, record) for status, record in self.hot.items() if any(record)]
         if dirty:
-            self._buckets, sum_ms, size, slow = fold_records(dirty, self._buckets, self._statuses, self.slow_index)
-            self._sum_ms += sum_ms
-            self._response_bytes += size
-            self._slow += slow
-            zero = [0.0, 0, 0] + [0] * len(self._buckets)
+            added = fold_records(dirty, self.buckets, self.statuses, self.slow_index)
+            self.buckets = list(added.buckets)
+            self.sum_ms += added.sum_ms
+            self.slow += added.slow
+            self.response_bytes += added.response_bytes
+            zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
 
-    def copy_unfolded(self) -> tuple[Any, ...]:
+    def copy_unfolded(self) -> Unfolded:
         """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
-        snapshot (no list arithmetic), which folds the copies later, in slices (:func:`fold_records`).
-
-        Returns ``(buckets, sum_ms, slow, response_bytes, statuses, hot)``: ``buckets`` a tuple,
-        ``statuses`` a tuple of ``(status, requests)`` pairs, ``hot`` a list of ``(status, record)``
-        pairs of the records that are not zero, as tuples.
-        """
+        snapshot (no list arithmetic), which folds the copies later, in slices (:func:`fold_records`)."""
         hot = self.hot
         # usually all zero (a served scrape folds first): then one C-level check, no comprehension frame
         dirty = [(status, tuple(record)) for status, record in hot.items() if any(record)] if any(map(any, hot.values())) else ()
-        return tuple(self._buckets), self._sum_ms, self._slow, self._response_bytes, tuple(self._statuses.items()), dirty
+        totals = Totals(tuple(self.buckets), self.sum_ms, self.slow, self.response_bytes, tuple(self.statuses.items()))
+        return Unfolded(totals, dirty)
 
-    def folded(self) -> tuple[list[int], float, int, int | float, dict[int, int]]:
-        """``(buckets, sum_ms, slow, response_bytes, statuses)`` after one fold: the totals for bulk readers
-        (one fold instead of one per attribute). The containers are the live ones: copy to keep them."""
+    def folded(self) -> Totals:
+        """The totals after one fold, for readers of all of them. The containers are the live ones: copy to
+        keep them."""
         self.fold()
-        return self._buckets, self._sum_ms, self._slow, self._response_bytes, self._statuses
+        return Totals(self.buckets, self.sum_ms, self.slow, self.response_bytes, self.statuses)
 
     def add_totals(
         self, buckets: Iterable[int], sum_ms: float, slow: int, response_bytes: int | float,
@@ -204,48 +214,42 @@ class EndpointStats:
         """
         self.fold()
         requests = 0
-        own = self._statuses
+        own = self.statuses
         for status, n in statuses:
             own[status] = own.get(status, 0) + n
             requests += n
         if bucket_map is None:
-            self._buckets = list(map(add, self._buckets, buckets))
+            self.buckets = list(map(add, self.buckets, buckets))
         else:
-            target = self._buckets
+            target = self.buckets
             for index, n in enumerate(buckets):
                 target[bucket_map[index]] += n
-        self._sum_ms += sum_ms
-        self._slow += slow
-        self._response_bytes += response_bytes
+        self.sum_ms += sum_ms
+        self.slow += slow
+        self.response_bytes += response_bytes
         return requests
 
     def add_request(self, status: int, index: int | None, time_ms: float | None, length: int | float) -> None:
         """Count one request in the totals (the careful path): ``index`` is the bucket of ``time_ms``
         (milliseconds), both None for a request without a response time."""
         self.fold()
-        self._statuses[status] = self._statuses.get(status, 0) + 1
-        self._response_bytes += length
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.response_bytes += length
         if index is not None and time_ms is not None:
-            self._buckets[index] += 1
-            self._sum_ms += time_ms
+            self.buckets[index] += 1
+            self.sum_ms += time_ms
             if time_ms > self.slow_ms:
-                self._slow += 1
-
-    buckets = _FoldedTotal()
-    sum_ms = _FoldedTotal()
-    slow = _FoldedTotal()
-    response_bytes = _FoldedTotal()
-    statuses = _FoldedTotal()
+                self.slow += 1
 
     @property
     def count(self) -> int:
-        """Requests with a response time (the histogram's ``_count``)."""
-        return sum(self.buckets)
+        """Requests with a response time (the histogram's ``_count``), hot records included."""
+        return sum(self.folded().buckets)
 
     @property
     def requests(self) -> int:
-        """Completed requests, all statuses (Locust's "Request Count")."""
-        return sum(self.statuses.values())
+        """Completed requests, all statuses (Locust's "Request Count"), hot records included."""
+        return sum(self.folded().statuses.values())
 
     def add_failure(self, label: str, n: int = 1) -> None:
         """Count ``n`` failures under ``label``, folding into :data:`OVERFLOW` past the per-endpoint cap."""
@@ -273,14 +277,15 @@ def label_text(value: Any) -> str:
                 value = str.__str__(value)
         except Exception:
             value = f"<{_type_name(value)}>"
-    if len(value) > MAX_NAME_LENGTH:
-        value = value[: MAX_NAME_LENGTH - 1] + "…"
-    if not value.isascii():
+    text: str = value
+    if len(text) > MAX_NAME_LENGTH:
+        text = text[: MAX_NAME_LENGTH - 1] + "…"
+    if not text.isascii():
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _type_name(value: Any) -> str:
@@ -339,7 +344,7 @@ def error_label(status: Any, exception: Any) -> str:
             return label
         if isinstance(exception, str):
             message = str.__str__(exception)
-        elif CatchResponseError and isinstance(exception, CatchResponseError):
+        elif isinstance(exception, CatchResponseError):
             message = str(exception)
         else:
             return _type_name(exception)
@@ -394,6 +399,7 @@ class RequestRecorder:
         self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
         self._warned: set[str] = set()
+        self.errors = 0  # requests our own code could not record (a bug; exported in locust_metrics_errors_total)
         self.record, self.on_request = self._make_listener()
 
     def configure(
@@ -587,6 +593,7 @@ class RequestRecorder:
         return None
 
     def _log_bug_once(self, name: Any) -> None:
+        self.errors += 1
         if "bug" not in self._warned:
             self._warned.add("bug")
             logger.exception(
@@ -616,7 +623,7 @@ class RequestRecorder:
             if "max_names" not in self._warned:
                 self._warn_once(
                     "max_names",
-                    f"more than {self.max_names} distinct request names (--metrics-max-names); "
+                    f"more than {self.max_names} distinct request names ({flag('max_names')}); "
                     f"further names, starting with {_short(name)}, are counted under name={OVERFLOW!r}",
                 )
             return self._overflow(method)
@@ -675,7 +682,7 @@ class RequestRecorder:
             "requests": sum(e.requests for e in self.endpoints.values()),
             "failures": sum(sum(e.failures.values()) for e in self.endpoints.values()),
             "count": sum(e.count for e in self.endpoints.values()),
-            "slow": sum(e.slow for e in self.endpoints.values()),
+            "slow": sum(e.folded().slow for e in self.endpoints.values()),
         }
 
 

@@ -32,7 +32,8 @@ without stalling the loop:
    of every request's handling share about :data:`SLICE_S` of each turn of the event loop per render in
    flight (at least one). So 50 scrapers whose requests arrive (or are answered) in the same instant
    are spread over a few turns instead of holding one turn for all of them; renders of different
-   formats (at most ``--metrics-max-concurrent-renders``) each progress about as fast as one alone.
+   formats (at most ``--metrics-max-concurrent-renders``) each progress about as fast as one alone. The
+   snapshot, which cannot be split, waits for a turn in which none of that work ran yet.
 
 Formats: Prometheus text 0.0.4 and OpenMetrics 1.0, chosen from the ``Accept`` header with
 prometheus_client's :func:`~prometheus_client.exposition.choose_encoder` (Prometheus asks for OpenMetrics
@@ -62,8 +63,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as _openmetrics
 from prometheus_client.utils import floatToGoString
 
-from .exposition import LocustCollector, _Families, _status_label
-from .options import DEFAULT_MAX_CONCURRENT_RENDERS
+from . import families as F
+from .exposition import LocustCollector, _Families, _status_label, exported_les
+from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
 from .recorder import fold_records
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,17 +141,13 @@ class _FamilyList(list):
         return iter(self)
 
 
-# roles of the per-endpoint families, by family name, and the label names each carries after the
-# constant labels; a family of the collector's that is not listed here disables the fast path
-_ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "locust_request_duration_seconds": ("duration", ("method", "name")),
-    "locust_requests": ("requests", ("method", "name", "status_code")),
-    "locust_request_failures": ("failures", ("method", "name", "error")),
-    "locust_slow_requests": ("slow", ("method", "name")),
-    "locust_slow_request_threshold_seconds": ("threshold", ("method", "name")),
-    "locust_response_size_bytes": ("size", ("method", "name")),
-}
+# roles of the per-endpoint families (the keys of _render_endpoints' pieces), by family name, and the label
+# names each carries after the constant labels; a family of the collector's that is not listed here disables
+# the fast path
 _ROLES = ("duration", "requests", "failures", "slow", "threshold", "size")
+_ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    family.name: (role, family.labels) for role, family in zip(_ROLES, F.ENDPOINT_FAMILIES)
+}
 _FLUSH_EVERY = 64  # endpoints
 _SEND_STEP = 1 << 16  # bytes of an answer sent between two looks at the loop's budget (~20-50 µs of sendall)
 
@@ -215,11 +213,13 @@ class Snapshot:
             (they are templates for HELP/TYPE and label names), the others are complete.
         request_families: how many of ``families``, from the start, are the collector's request families
             (built over no endpoint); the rest are the small ones (runner, resources, test).
-        les: the ``le`` label values of the histogram buckets (``+Inf`` last).
+        les: the ``le`` label values of the exported histogram buckets (``+Inf`` last).
+        le_keep: the indices of the cumulative bucket counts that ``les`` show (None: all; hidden bounds, see
+            :func:`~locust_metrics.exposition.exported_les`).
         label_pairs: the constant labels as ``(name, escaped value)`` pairs.
     """
 
-    __slots__ = ("endpoints", "families", "request_families", "les", "label_pairs")
+    __slots__ = ("endpoints", "families", "request_families", "les", "le_keep", "label_pairs")
 
     def __init__(
         self,
@@ -228,11 +228,13 @@ class Snapshot:
         request_families: int,
         les: tuple[str, ...],
         label_pairs: tuple[tuple[str, str], ...],
+        le_keep: list[int] | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.families = families
         self.request_families = request_families
         self.les = les
+        self.le_keep = le_keep
         self.label_pairs = label_pairs
 
 
@@ -278,6 +280,17 @@ class LoopPacer:
         """Greenlets waiting in :meth:`wait` now."""
         return len(self._queue)
 
+    def fresh_turn(self, pause: Callable[[], None]) -> None:
+        """Call ``pause`` until a loop turn in which none of our work ran yet (a few times at most), and start
+        that turn's budget: for work that cannot be split (a snapshot), so that it does not come on top of a
+        turn's budget spent by others, and the others wait for the next turn."""
+        self.deadline()  # makes sure the loop is known and this turn counted as used
+        for _ in range(_FRESH_TURN_TRIES):
+            pause()
+            if self._loop.iteration != self._turn:
+                self.deadline()
+                return
+
     def wait(self) -> None:
         """Return when this loop turn has budget left for one more piece of work: at once when it has and
         nobody is queued, else in a later turn, in the order of arrival (each turn lets one at least)."""
@@ -309,6 +322,9 @@ class LoopPacer:
             queue.popleft().switch(None)
         if queue:
             self._arm()
+
+
+_FRESH_TURN_TRIES = 8  # pauses at most before an unsplittable piece of work goes on in a turn others used
 
 
 class _EndpointLabels:
@@ -381,6 +397,7 @@ class ScrapeRenderer:
         self.collector = LocustCollector(exporter)
         self.fast_scrapes = 0
         self.library_scrapes = 0
+        self.fallbacks = 0  # scrapes the fast path could not render (served by prometheus_client instead)
         self._headers: dict[tuple[Any, ...], bytes] = {}
         self._labels: dict[tuple[str, str], _EndpointLabels] = {}
         self._labels_key: tuple[Any, ...] | None = None
@@ -400,21 +417,22 @@ class ScrapeRenderer:
         recorder = exporter.totals
         labels = dict(exporter.settings.labels)
         # copies only, no folding of the hot records (rendering folds the copies, in slices)
-        endpoints = [
-            (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()), *e.copy_unfolded())
-            for e in list(recorder.endpoints.values())
-        ]
+        endpoints = []
+        for e in list(recorder.endpoints.values()):
+            copy = e.copy_unfolded()
+            endpoints.append((e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()), *copy.totals, copy.hot))
         # the collector's request families, built over no endpoint: empty templates (HELP, TYPE, label
         # names) and the complete small ones (dropped names)
         view = SimpleNamespace(
-            totals=SimpleNamespace(bounds_ms=recorder.bounds_ms, endpoints={}, dropped=recorder.dropped)
+            totals=SimpleNamespace(bounds_ms=recorder.bounds_ms, endpoints={}, dropped=recorder.dropped),
+            settings=exporter.settings,
         )
         families = _Families(labels)
         templates = list(self.collector._requests(families, view))
         others = list(self.collector.collect_other(families))
-        les = tuple(floatToGoString(ms / 1000.0) for ms in recorder.bounds_ms) + ("+Inf",)
+        les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
         pairs = tuple((str(k), escape_label_value(str(v))) for k, v in labels.items())
-        return Snapshot(endpoints, templates + others, len(templates), les, pairs)
+        return Snapshot(endpoints, templates + others, len(templates), tuple(les), pairs, keep)
 
     def fold(self, pause: Callable[[], None] | None = None) -> None:
         """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
@@ -504,17 +522,17 @@ class ScrapeRenderer:
         labels = _EndpointLabels()
         base, _ = _label_block(pairs)
         le_head, le_tail = _label_block(pairs, "le")
-        duration = "locust_request_duration_seconds"
-        labels.bucket_head, labels.bucket_tail = f"{duration}_bucket{le_head}", le_tail
-        labels.count_head = f"{duration}_count{base}"
-        labels.sum_head = f"{duration}_sum{base}"
-        head, labels.status_tail = _label_block(pairs, "status_code")
-        labels.status_head = "locust_requests_total" + head
-        head, labels.error_tail = _label_block(pairs, "error")
-        labels.error_head = "locust_request_failures_total" + head
-        labels.slow_head = f"locust_slow_requests_total{base}"
-        labels.threshold_head = f"locust_slow_request_threshold_seconds{base}"
-        labels.size_head = f"locust_response_size_bytes_total{base}"
+        duration = F.REQUEST_DURATION
+        labels.bucket_head, labels.bucket_tail = f"{duration.sample('_bucket')}{le_head}", le_tail
+        labels.count_head = f"{duration.sample('_count')}{base}"
+        labels.sum_head = f"{duration.sample('_sum')}{base}"
+        head, labels.status_tail = _label_block(pairs, F.REQUESTS.labels[-1])
+        labels.status_head = F.REQUESTS.sample() + head
+        head, labels.error_tail = _label_block(pairs, F.FAILURES.labels[-1])
+        labels.error_head = F.FAILURES.sample() + head
+        labels.slow_head = f"{F.SLOW_REQUESTS.sample()}{base}"
+        labels.threshold_head = f"{F.SLOW_THRESHOLD.sample()}{base}"
+        labels.size_head = f"{F.RESPONSE_SIZE.sample()}{base}"
         labels.threshold_ms = None
         labels.threshold_text = ""
         self._labels[(method, name)] = labels
@@ -529,7 +547,7 @@ class ScrapeRenderer:
         extend, append = duration.extend, duration.append
         get_labels = self._labels.get
         number, go, status_label, escape = _number, floatToGoString, _status_label, escape_label_value
-        les = snapshot.les
+        les, keep = snapshot.les, snapshot.le_keep
         clock, next_deadline = time.perf_counter, self.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
 
@@ -544,13 +562,16 @@ class ScrapeRenderer:
         ):
             if hot:  # what the fast path recorded since the last fold
                 by_status = dict(statuses)
-                buckets, hot_sum_ms, hot_size, hot_slow = fold_records(hot, buckets, by_status, slow_index)
-                sum_ms, size, slow, statuses = sum_ms + hot_sum_ms, size + hot_size, slow + hot_slow, by_status.items()
+                added = fold_records(hot, buckets, by_status, slow_index)
+                buckets, sum_ms, size = added.buckets, sum_ms + added.sum_ms, size + added.response_bytes
+                slow, statuses = slow + added.slow, by_status.items()
             labels = get_labels((method, name))
             if labels is None:
                 labels = self._endpoint_labels(method, name, snapshot)
                 get_labels = self._labels.get  # the cache may have been replaced
             cumulative = list(accumulate(buckets))
+            if keep is not None:
+                cumulative = [cumulative[i] for i in keep]
             total = cumulative[-1]
             head, tail = labels.bucket_head, labels.bucket_tail
             if type(total) is int and total < 1_000_000:  # all ints (a float would make the sum float)
@@ -599,6 +620,9 @@ class ScrapeRenderer:
         accept_encoding: str | None = None,
         pause: Callable[[], None] | None = _gevent_pause,
         names: list[str] | None = None,
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
     ) -> ScrapeResponse:
         """Answer one scrape for the request's ``Accept`` / ``Accept-Encoding`` headers.
 
@@ -618,6 +642,11 @@ class ScrapeRenderer:
         encoder propagate to the scrape that rendered; scrapes that shared its render get a 500 answer.
         Never blocks longer than :data:`SHARED_RENDER_TIMEOUT_S` when sharing.
 
+        With ``fresh``, a render in flight is shared only if its numbers are read after this call began
+        (a push: the final push after the test stopped must carry the final numbers); else this call
+        renders itself. With ``bounded=False`` it is never refused by the bound (a push; it still counts as
+        a render in flight while it renders).
+
         Returns a :class:`ScrapeResponse`; a 200 is a scrape, other answers are not.
         """
         started = time.time()
@@ -628,13 +657,12 @@ class ScrapeRenderer:
         key = (fmt, gzipped) if fmt is not None and not names else None
         if key is not None:
             render = self._in_flight.get(key)
-            if render is not None:
+            if render is not None and (not fresh or render.snapshot_time is None or render.snapshot_time >= started):
                 return self._share(render, content_type, gzipped)
-        if self.renders_in_flight >= self.max_concurrent_renders:
+        if bounded and self.renders_in_flight >= self.max_concurrent_renders:
             self.refused_scrapes += 1
             return _unavailable(
-                f"{self.renders_in_flight} renders are in flight, the most --metrics-max-concurrent-renders "
-                "allows"
+                f"{self.renders_in_flight} renders are in flight, the most {flag('max_concurrent_renders')} allows"
             )
         render = _Render()
         self.renders_in_flight += 1
@@ -687,7 +715,7 @@ class ScrapeRenderer:
             try:
                 if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
                     self.fold(pause)
-                    pause()
+                    self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
                 latest = self._snapshot
                 if latest is not None and latest[0] >= started:
                     render.snapshot_time, snapshot = latest
@@ -760,17 +788,20 @@ class ScrapeRenderer:
         accept_encoding: str | None = None,
         pause: Callable[[], None] | None = _gevent_pause,
         names: list[str] | None = None,
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
     ) -> tuple[list[tuple[str, str]], list[bytes]]:
         """:meth:`serve` for a caller that only takes a served scrape: returns ``(headers, body)``.
 
         Raises :class:`ScrapeRefused` (holding the 503 or 500 answer) when the scrape is not served.
         """
-        response = self.serve(accept, accept_encoding, pause, names)
+        response = self.serve(accept, accept_encoding, pause, names, fresh=fresh, bounded=bounded)
         if response.snapshot_time is None:
             raise ScrapeRefused(response)
         return response.headers, response.body
 
-    def wsgi_app(self, tracker: ScrapeTracker | None = None) -> Callable[[dict, Callable], list[bytes]]:
+    def wsgi_app(self, tracker: ScrapeTracker | None = None) -> Callable[[dict, Callable], Iterable[bytes]]:
         """A WSGI app serving scrapes on every path, with prometheus_client's ``make_wsgi_app`` semantics.
 
         ``GET`` renders (any path but ``/favicon.ico``, which gets an empty 200) through :meth:`serve`,
@@ -780,7 +811,7 @@ class ScrapeRenderer:
         not scrapes.
         """
 
-        def metrics_app(environ: dict, start_response: Callable) -> list[bytes]:
+        def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
             method = environ.get("REQUEST_METHOD", "GET")
             if method == "OPTIONS":
                 status, headers, body = "200 OK", [("Allow", "OPTIONS,GET")], [b""]
@@ -800,6 +831,7 @@ class ScrapeRenderer:
         return metrics_app
 
     def _warn_once(self, message: str, with_traceback: bool) -> None:
+        self.fallbacks += 1
         if not self._warned:
             self._warned = True
             if with_traceback:

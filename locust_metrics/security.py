@@ -47,7 +47,7 @@ from typing import Any
 
 from gevent.pywsgi import WSGIServer
 
-from .options import OptionError
+from .errors import OptionError, invalid
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,10 @@ CLIENT_AUTH_TYPES = {
 
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version"}
 _TOP_KEYS = {"tls_server_config", "basic_auth_users"}
-OPTION = "--metrics-web-config"
 
 
-def _fail(path: str, why: str) -> OptionError:
-    return OptionError(f"invalid value for {OPTION} (LOCUST_METRICS_WEB_CONFIG): {path!r}: {why}")
+def _fail(path: str, why: str, option: str = "") -> OptionError:
+    return invalid(option, path, why)
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,7 @@ class WebConfig:
 
     Attributes:
         path: the file it was read from (``""`` when built from a mapping).
+        option: the flag it came from (``--metrics-web-config``), named in errors; ``""`` from code.
         cert_file, key_file: absolute paths of the PEM certificate and key; both None = no TLS.
         client_ca_file: absolute path of the CA file for client certificates, or None.
         client_auth_type: one of :data:`CLIENT_AUTH_TYPES` (default ``"NoClientCert"``).
@@ -96,6 +96,7 @@ class WebConfig:
     """
 
     path: str = ""
+    option: str = field(default="", compare=False)
     cert_file: str | None = None
     key_file: str | None = None
     client_ca_file: str | None = None
@@ -112,7 +113,7 @@ class WebConfig:
     def ssl_context(self) -> ssl.SSLContext:
         """A server-side ``ssl.SSLContext`` for this configuration (reads the files again).
 
-        Raises :class:`~locust_metrics.options.OptionError` naming the file when a certificate, key or CA
+        Raises :class:`~locust_metrics.errors.OptionError` naming the file when a certificate, key or CA
         cannot be loaded (missing, unreadable, not PEM, key not matching the certificate).
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -120,14 +121,14 @@ class WebConfig:
         if self.max_version is not None:
             context.maximum_version = TLS_VERSIONS[self.max_version]
         try:
-            context.load_cert_chain(self.cert_file, self.key_file)
+            context.load_cert_chain(str(self.cert_file), self.key_file)
         except (OSError, ssl.SSLError) as exc:
-            raise _fail(self.path, f"cannot load cert_file {self.cert_file!r} with key_file {self.key_file!r}: {exc}") from None
+            raise _fail(self.path, f"cannot load cert_file {self.cert_file!r} with key_file {self.key_file!r}: {exc}", self.option) from None
         if self.client_ca_file is not None:
             try:
                 context.load_verify_locations(cafile=self.client_ca_file)
             except (OSError, ssl.SSLError) as exc:
-                raise _fail(self.path, f"cannot load client_ca_file {self.client_ca_file!r}: {exc}") from None
+                raise _fail(self.path, f"cannot load client_ca_file {self.client_ca_file!r}: {exc}", self.option) from None
         context.verify_mode = CLIENT_AUTH_TYPES[self.client_auth_type]
         return context
 
@@ -136,12 +137,12 @@ class WebConfig:
         return BasicAuth(self.basic_auth_users) if self.basic_auth_users else None
 
 
-def load_web_config(path: Any) -> WebConfig:
+def load_web_config(path: Any, option: str = "") -> WebConfig:
     """Read and validate a web configuration file (YAML, exporter-toolkit format).
 
     Relative file paths in it are taken from the file's folder, as exporter-toolkit does. Certificates and
     keys are loaded once here, so a bad one stops Locust before the test starts. An empty file means no TLS
-    and no auth. Raises :class:`~locust_metrics.options.OptionError` naming the file and the problem.
+    and no auth. Raises :class:`~locust_metrics.errors.OptionError` naming the file and the problem.
     """
     import yaml
 
@@ -150,68 +151,69 @@ def load_web_config(path: Any) -> WebConfig:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except OSError as exc:
-        raise _fail(path, f"cannot read it: {exc.strerror or exc}") from None
+        raise _fail(path, f"cannot read it: {exc.strerror or exc}", option) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise _fail(path, f"not valid YAML: {exc}") from None
-    return web_config_from_mapping(data or {}, path)
+        raise _fail(path, f"not valid YAML: {exc}", option) from None
+    return web_config_from_mapping(data or {}, path, option)
 
 
-def web_config_from_mapping(data: Any, path: str = "") -> WebConfig:
+def web_config_from_mapping(data: Any, path: str = "", option: str = "") -> WebConfig:
     """Validate a web configuration given as a mapping (what the YAML file holds); see :func:`load_web_config`."""
     if not isinstance(data, Mapping):
-        raise _fail(path, "expected a mapping with tls_server_config and/or basic_auth_users")
+        raise _fail(path, "expected a mapping with tls_server_config and/or basic_auth_users", option)
     unknown = sorted(str(key) for key in data if key not in _TOP_KEYS)
     if unknown:
-        raise _fail(path, f"unsupported key(s) {', '.join(unknown)}; locust-metrics supports {', '.join(sorted(_TOP_KEYS))}")
+        raise _fail(path, f"unsupported key(s) {', '.join(unknown)}; locust-metrics supports {', '.join(sorted(_TOP_KEYS))}", option)
     folder = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
 
     def file_path(value: Any, key: str) -> str:
         if not isinstance(value, str) or not value:
-            raise _fail(path, f"tls_server_config.{key} must be a file path")
+            raise _fail(path, f"tls_server_config.{key} must be a file path", option)
         full = value if os.path.isabs(value) else os.path.join(folder, value)
         if not os.path.isfile(full):
-            raise _fail(path, f"tls_server_config.{key}: no such file {full!r}")
+            raise _fail(path, f"tls_server_config.{key}: no such file {full!r}", option)
         return full
 
-    kwargs: dict[str, Any] = {"path": path}
+    kwargs: dict[str, Any] = {"path": path, "option": option}
     tls = data.get("tls_server_config")
     if tls is not None:
         if not isinstance(tls, Mapping):
-            raise _fail(path, "tls_server_config must be a mapping")
+            raise _fail(path, "tls_server_config must be a mapping", option)
         unknown = sorted(str(key) for key in tls if key not in _TLS_KEYS)
         if unknown:
             raise _fail(path, f"unsupported key(s) tls_server_config.{', tls_server_config.'.join(unknown)}; "
-                              f"supported: {', '.join(sorted(_TLS_KEYS))}")
+                              f"supported: {', '.join(sorted(_TLS_KEYS))}", option)
         if not tls.get("cert_file") or not tls.get("key_file"):
-            raise _fail(path, "tls_server_config needs both cert_file and key_file")
+            raise _fail(path, "tls_server_config needs both cert_file and key_file", option)
         kwargs["cert_file"] = file_path(tls["cert_file"], "cert_file")
         kwargs["key_file"] = file_path(tls["key_file"], "key_file")
         if tls.get("client_ca_file"):
             kwargs["client_ca_file"] = file_path(tls["client_ca_file"], "client_ca_file")
         client_auth = tls.get("client_auth_type") or "NoClientCert"
         if client_auth not in CLIENT_AUTH_TYPES:
-            raise _fail(path, f"tls_server_config.client_auth_type {client_auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}")
+            raise _fail(path, f"tls_server_config.client_auth_type {client_auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}", option)
         if client_auth != "NoClientCert" and "client_ca_file" not in kwargs:
-            raise _fail(path, f"tls_server_config.client_auth_type {client_auth} needs client_ca_file")
+            raise _fail(path, f"tls_server_config.client_auth_type {client_auth} needs client_ca_file", option)
         kwargs["client_auth_type"] = client_auth
         for key in ("min_version", "max_version"):
             value = tls.get(key)
             if value is not None:
                 if value not in TLS_VERSIONS:
-                    raise _fail(path, f"tls_server_config.{key} {value!r} is not one of {', '.join(TLS_VERSIONS)}")
+                    raise _fail(path, f"tls_server_config.{key} {value!r} is not one of {', '.join(TLS_VERSIONS)}", option)
                 kwargs[key] = value
     users = data.get("basic_auth_users")
     if users is not None:
         if not isinstance(users, Mapping):
-            raise _fail(path, "basic_auth_users must be a mapping of user: bcrypt hash")
+            raise _fail(path, "basic_auth_users must be a mapping of user: bcrypt hash", option)
         checked: dict[str, str] = {}
         for user, hashed in users.items():
             user = str(user)
             if not user or ":" in user:
-                raise _fail(path, f"basic_auth_users: invalid user name {user!r}")
+                raise _fail(path, f"basic_auth_users: invalid user name {user!r}", option)
             if not isinstance(hashed, str) or not _is_bcrypt_hash(hashed):
                 raise _fail(path, f"basic_auth_users.{user}: not a bcrypt hash (passwords are never stored in clear; "
-                                  "make one with: python -c 'import bcrypt; print(bcrypt.hashpw(b\"PASSWORD\", bcrypt.gensalt()).decode())')")
+                                  "make one with: python -c 'import bcrypt; print(bcrypt.hashpw(b\"PASSWORD\", bcrypt.gensalt()).decode())')",
+                        option)
             checked[user] = hashed
         kwargs["basic_auth_users"] = checked
     config = WebConfig(**kwargs)
@@ -296,12 +298,13 @@ class BasicAuth:
             except ValueError:
                 return False
 
-    def wsgi(self, app: Callable) -> Callable:
+    def wsgi(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         """Wrap a WSGI ``app``: requests without valid credentials get 401 and never reach it."""
 
-        def protected(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        def protected(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             if self.check(environ.get("HTTP_AUTHORIZATION")):
-                return app(environ, start_response)
+                body: Iterable[bytes] = app(environ, start_response)
+                return body
             start_response("401 Unauthorized", unauthorized_headers())
             return [b"Unauthorized\n"]
 
@@ -312,7 +315,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 """Longest TLS handshake, **seconds**; a client that has not finished it by then is disconnected."""
 
 
-class TLSWSGIServer(WSGIServer):
+class TLSWSGIServer(WSGIServer):  # type: ignore[misc]  # gevent ships no type information
     """gevent's WSGI server for HTTPS, quiet about clients that fail the TLS handshake.
 
     gevent prints a traceback for every failed handshake (a plain-HTTP client, a client that does not
@@ -356,20 +359,14 @@ def web_ui_guard(web_ui: Any, auth: BasicAuth | None) -> Callable[[], Any] | Non
     * Without ``--web-login`` and without ``basic_auth_users``: open, like every page of the web UI.
     * With ``basic_auth_users``: valid basic auth is needed (as on our own endpoint).
     * With ``--web-login``: a browser session logged in to the web UI (Flask-Login) is enough; otherwise
-      valid basic auth; with no ``basic_auth_users`` configured, scrapers always get 401 (a warning says
-      so once, at start): the web UI's login must not be bypassed through ``/metrics``.
+      valid basic auth; with no ``basic_auth_users`` configured, scrapers always get 401 (the exporter
+      warns once, at start): the web UI's login must not be bypassed through ``/metrics``.
 
     The returned callable runs inside the Flask request: it returns None to allow, or a 401 ``Response``.
     """
     web_login = bool(getattr(web_ui, "web_login", False))
     if not web_login and auth is None:
         return None
-    if web_login and auth is None:
-        logger.warning(
-            "locust-metrics: --web-login is on and no basic_auth_users are configured (--metrics-web-config): "
-            "/metrics on the web UI answers only browser sessions logged in to the web UI; Prometheus gets 401. "
-            "Configure basic_auth_users, or scrape our own endpoint (--metrics-port)."
-        )
 
     def guard() -> Any:
         from flask import Response, request

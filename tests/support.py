@@ -132,6 +132,24 @@ def csv_stats(prefix: Path) -> dict[tuple[str, str], dict[str, int]]:
     return result
 
 
+def csv_failures(prefix: Path) -> dict[tuple[str, str], int]:
+    """Locust's ``--csv`` failures, as our ``error`` label names them: ``{(name, error): occurrences}``.
+
+    Locust writes the exception's repr: ``HTTPError('404 Client Error: ...')`` for a status >= 400 (our
+    ``"HTTP 404"``), ``CatchResponseError('message')`` for ``response.failure("message")`` (our message),
+    else ``SomeError(...)`` (our exception class name).
+    """
+    result: dict[tuple[str, str], int] = defaultdict(int)
+    with open(f"{prefix}_failures.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            error = row["Error"]
+            status = re.match(r"HTTPError\('(\d{3}) ", error)
+            message = re.fullmatch(r"CatchResponseError\('(.*)'\)", error)
+            label = f"HTTP {status[1]}" if status else message[1] if message else error.split("(", 1)[0]
+            result[(row["Name"], label)] += int(row["Occurrences"])
+    return dict(result)
+
+
 def assert_exact_per_endpoint(final: Samples, stats: dict[tuple[str, str], dict[str, int]]) -> None:
     """The exported counts equal Locust's statistics exactly, per (method, name) and in total.
 
@@ -214,6 +232,14 @@ class LocustProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_output(self, text: str, timeout: float = 60) -> None:
+        """Wait until ``text`` appears in the output (not a fixed sleep: start-up time varies with load)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if not self.running() or time.monotonic() > deadline:
+                pytest.fail(f"locust never printed {text!r}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
     def close(self) -> None:
         self.kill()
         self._log.close()
@@ -242,16 +268,16 @@ def scrape_until_exit(
     """Scrape ``port`` every ``interval`` s while ``process`` runs, as Prometheus would; returns the scrapes.
 
     Around the end of the test (``run_time`` seconds after its start, from ``locust_test_start_time_seconds``)
-    the scraper pauses for 1.5 s on either side, so the exporter's final-scrape wait is exercised
-    deterministically: at exit nobody has scraped since the test stopped, so the process keeps serving
-    until the next scrape. That pause also gives Locust's CSV writer, which rewrites its files once a
-    second, time to write its last rows before Locust exits.
+    the scraper skips the scrapes due from 0.5 s before to 1 s after it, so the exporter's final-scrape wait
+    is exercised deterministically: at exit nobody has scraped since the test stopped, so the process keeps
+    serving until the next scrape, which comes within the wait the exporter allows a scraper of this
+    ``interval`` (twice the interval plus 1 s after the last scrape).
     """
     scrapes: list[Samples] = []
     deadline = time.monotonic() + timeout
     end: float | None = None
     while process.running() and time.monotonic() < deadline:
-        if end is not None and end - 1.5 < time.time() < end + 1.5:
+        if end is not None and end - 0.5 < time.time() < end + 1.0:
             time.sleep(0.1)
             continue
         try:

@@ -49,3 +49,17 @@ def test_instruction_count_children_run() -> None:
             capture_output=True, text=True, timeout=120, env=child_env(),
         )
         assert result.returncode == 0, f"{variant}: {result.stderr[-3000:]}"
+
+
+def test_push_stall_benchmark_runs_and_pushes_what_a_scrape_shows() -> None:
+    """benchmarks/push_stall.py in miniature: both variants push to the sink; no figure is asserted (speed is
+    measured in benchmarks/, never in a test)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "push_stall.py"
+    result = subprocess.run([sys.executable, str(script), "--names", "20", "--pushes", "4"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "prometheus_client (generate_latest)" in result.stdout and "locust-metrics (sliced renderer)" in result.stdout

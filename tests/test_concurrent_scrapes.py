@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from support import (
 from test_rendering import PROMETHEUS_ACCEPT, fill, make_exporter
 
 from locust_metrics import rendering
+from locust_metrics.exposition import OWN_ENDPOINT, MetricsServer
 from locust_metrics.rendering import LoopPacer
 
 OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0"
@@ -183,31 +185,64 @@ def test_renders_of_other_formats_share_a_snapshot_only_if_it_was_taken_after_th
 def test_a_shared_scrape_whose_snapshot_predates_the_stop_is_not_the_final_scrape() -> None:
     exporter = make_exporter()
     fill(exporter, names=10)
-    exporter.web_ui_route = True  # the final-scrape wait needs an endpoint: any will do here
     tracker = exporter.scrapes
-    app = exporter.renderer.wsgi_app(tracker)
-    statuses: list[str] = []
+    # our endpoint, scraped every second until now (the final-scrape wait is for periodic scrapers)
+    exporter.server = MetricsServer(exporter.registry, tracker, "127.0.0.1", free_port(), exporter.renderer)
+    exporter.server.start()
+    try:
+        tracker.scraped(time.time() - 2)
+        tracker.scraped(time.time() - 1)
+        app = exporter.renderer.wsgi_app(tracker)
+        statuses: list[str] = []
 
-    def scrape() -> bytes:
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": PROMETHEUS_ACCEPT}
-        return b"".join(app(environ, lambda status, headers: statuses.append(status)))
+        def scrape() -> bytes:
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": PROMETHEUS_ACCEPT}
+            return b"".join(app(environ, lambda status, headers: statuses.append(status)))
 
+        renderer = exporter.renderer
+        leader, pause = start_render(renderer, PROMETHEUS_ACCEPT, "")  # numbers read now, before the stop
+        gevent.sleep(0.01)
+        exporter.last_change_time = time.time()  # the test stops
+        joiners = [gevent.spawn(scrape) for _ in range(2)]  # scrapes after the stop that share the render in flight
+        gevent.sleep(0.01)
+        pause.release()
+        gevent.joinall([leader, *joiners], timeout=10)
+        assert statuses == ["200 OK"] * 2 and tracker.count == 4
+        assert tracker.last_time < exporter.last_change_time, "counted with its snapshot's time, not its start"
+        assert tracker.last_time == leader.value.snapshot_time
+        # the two that shared one render are one instant of the scraper's history, not a 0 s interval
+        assert tracker.scrapes(OWN_ENDPOINT) == 3 and tracker.longest_gap(OWN_ENDPOINT) >= 0.9
+        assert exporter.wait_for_final_scrape(timeout=0.2) is False  # still waiting for the final numbers
+        scrape()  # a scrape with its own render, after the stop
+        assert statuses == ["200 OK"] * 3 and tracker.count == 5 and tracker.last_time >= exporter.last_change_time
+        assert exporter.wait_for_final_scrape(timeout=0.2) is True
+    finally:
+        exporter.server.stop()
+
+
+def test_a_push_shares_only_a_render_that_reads_its_numbers_after_it_began_and_is_never_refused() -> None:
+    exporter = make_exporter(max_concurrent_renders=1)
+    fill(exporter, names=10)
     renderer = exporter.renderer
-    leader, pause = start_render(renderer, PROMETHEUS_ACCEPT, "")  # numbers read now, before the stop
-    gevent.sleep(0.01)
-    exporter.last_change_time = time.time()  # the test stops
-    joiner = gevent.spawn(scrape)  # a scrape after the stop that shares the render in flight
-    gevent.sleep(0.01)
+    push = exporter._push_body  # what the pusher sends: text 0.0.4
+    # a text render in flight whose numbers were read already: a push renders its own, after the bound
+    leader, pause = start_render(renderer, "", "")  # held after its snapshot; the one slot taken
+    fill(exporter, names=10, per_name=1)  # requests after that snapshot: the push must carry them
+    pushed = gevent.spawn(push)
+    gevent.joinall([pushed], timeout=10)
+    assert Samples(pushed.value.decode()).sum("locust_requests_total") == 10 * 13
+    assert renderer.refused_scrapes == 0 and renderer.fast_scrapes == 1  # the push's own render
     pause.release()
     leader.join(timeout=10)
-    joiner.join(timeout=10)
-    assert statuses == ["200 OK"] and tracker.count == 1
-    assert tracker.last_time < exporter.last_change_time, "counted with its snapshot's time, not its start"
-    assert tracker.last_time == leader.value.snapshot_time
-    assert exporter.wait_for_final_scrape(timeout=0.2) is False  # still waiting for the final numbers
-    scrape()  # a scrape with its own render, after the stop
-    assert statuses == ["200 OK"] * 2 and tracker.count == 2 and tracker.last_time >= exporter.last_change_time
-    assert exporter.wait_for_final_scrape(timeout=0.2) is True
+    assert Samples(b"".join(leader.value.body).decode()).sum("locust_requests_total") == 10 * 12
+    # a text render that has not read its numbers yet: the push shares it
+    leader, pause = start_render(renderer, "", "", hold_at=1)  # held before its snapshot
+    pushed = gevent.spawn(push)
+    gevent.sleep(0.02)
+    assert not pushed.ready()
+    pause.release()
+    gevent.joinall([leader, pushed], timeout=10)
+    assert pushed.value == b"".join(leader.value.body) and renderer.shared_scrapes == 1
 
 
 def test_a_failed_render_answers_every_scrape_that_shared_it_and_frees_its_slot(monkeypatch, caplog) -> None:
@@ -395,28 +430,34 @@ def test_beyond_the_bound_scrapes_get_503_and_the_others_stay_valid(workdir: Pat
 
 def test_final_scrape_wait_and_exact_final_numbers_when_scrapes_coalesce(workdir: Path) -> None:
     port = free_port()
-    seconds = 6
+    seconds = 14
     args = locust_args(port, workdir, seconds, "--metrics-final-scrape-timeout", "30")
     with locust(args, workdir, env=fast_events_env()) as process:
         wait_for_http(f"http://127.0.0.1:{port}/metrics", timeout=30)
         end = None
-        while end is None or time.time() < end - 1.5:  # concurrent scrapes during the run, none around its end
+        # every 5 s, 8 scrapers at once (two formats) during the run, as periodic scrapers would (two bursts at
+        # least, however late Locust started); none in the last 1.5 s: at exit the exporter waits for their
+        # next scrape, 6 s or more
+        while end is None or time.time() < end - 1.5:
             for asked, status, headers, body in burst(port, [FORMATS[0]] * 4 + [FORMATS[3]] * 4):
                 text = check_answer(asked, status, headers, body)
                 if end is None and asked == FORMATS[3]:
                     start = Samples(text.decode()).sum("locust_test_start_time_seconds")
                     end = start + seconds if start else None
-            time.sleep(0.3)
-        deadline = time.monotonic() + 30  # nobody scrapes around the stop: the exporter waits at exit
-        while "waiting up to 30s for a final scrape" not in process.output() and time.monotonic() < deadline:
+            time.sleep(5.0)
+        deadline = time.monotonic() + 30
+        pattern = r"waiting up to ([\d.]+)s for a final scrape of .* \(scraped every ([\d.]+)s\)"
+        while not re.search(pattern, process.output()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "waiting up to 30s for a final scrape" in process.output(), process.output()[-3000:]
-        time.sleep(1.2)  # Locust's CSV writer has written its last rows (once a second)
+        waited = re.search(pattern, process.output())
+        assert waited, process.output()[-3000:]
+        assert float(waited[2]) >= 4.5, "8 scrapes sharing renders are one instant of the scrapers' history"
         final = burst(port, [FORMATS[0]] * 8 + [FORMATS[3]] * 8)  # the final scrape, 16 at once
         asked_at = time.monotonic()
         assert process.wait(timeout=30) == 0, process.output()[-3000:]
         exited_after = time.monotonic() - asked_at
-    assert exited_after < 10, "the final scrape was counted (the wait is 30 s)"
+    # the exporter stopped waiting when the final scrape was counted, well before its wait ran out
+    assert exited_after < float(waited[1]) - 2, (exited_after, waited[0])
     stats = csv_stats(workdir / "run")
     total = stats[("", "Aggregated")]["requests"]
     for asked, status, headers, body in final:

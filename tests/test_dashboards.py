@@ -5,14 +5,21 @@ datasource variable, unique panel ids, no overlapping panels, no averaged percen
 summed buckets, units that match what a query returns, every Locust selector wired to the dashboard's
 variables, only metric names the exporter (or the shipped recording rules) produce.
 
+The dashboards are built by dashboards/generate.py (grafana-foundation-sdk); the last tests check that the
+committed JSON is exactly its output, and that its ``--check`` mode catches a stale file.
+
 The helpers :func:`load_dashboards`, :func:`dashboard_queries` and :func:`substitute` are also used by
 tests/test_stack_e2e.py, which runs every query against a real Prometheus.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +28,15 @@ from typing import Any
 import pytest
 import yaml
 
+from locust_metrics.families import series_names
+
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = REPO / "dashboards"
 RULES = REPO / "deploy" / "prometheus" / "rules"
 DS_UID = "${DS_PROMETHEUS}"
 
-EXPORTED_METRICS = {
-    "locust_request_duration_seconds_bucket", "locust_request_duration_seconds_sum",
-    "locust_request_duration_seconds_count", "locust_requests_total", "locust_request_failures_total",
-    "locust_slow_requests_total", "locust_slow_request_threshold_seconds", "locust_response_size_bytes_total",
-    "locust_users", "locust_users_target", "locust_runner_state", "locust_workers",
-    "locust_process_cpu_seconds_total", "locust_process_cpu_usage_ratio", "locust_process_resident_memory_bytes",
-    "locust_test_info", "locust_test_start_time_seconds", "locust_test_stop_time_seconds",
-    "locust_metrics_dropped_names_total", "locust_metrics_info",
-}
-"""Every series name the exporter produces (the plugin's metrics table)."""
+EXPORTED_METRICS = series_names()
+"""Every series name the exporter produces (locust_metrics/families.py)."""
 
 ENDPOINT_METRICS = {
     "locust_request_duration_seconds_bucket", "locust_request_duration_seconds_sum",
@@ -475,3 +476,64 @@ def test_provisioning_points_at_the_dashboards():
     datasources = yaml.safe_load((REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     prometheus = [d for d in datasources["datasources"] if d["type"] == "prometheus"]
     assert len(prometheus) == 1 and prometheus[0]["isDefault"], "the DS_PROMETHEUS variable picks the default"
+
+
+# ----------------------------------------------------------------------------------------------- dashboards as code
+GENERATOR = DASHBOARDS / "generate.py"
+needs_sdk = pytest.mark.skipif(sys.version_info < (3, 11), reason="grafana-foundation-sdk needs Python 3.11+")
+
+
+def load_generator() -> Any:
+    """dashboards/generate.py as a module (it needs grafana-foundation-sdk, from the ``test`` extra)."""
+    spec = importlib.util.spec_from_file_location("dashboards_generate", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def differing_parts(committed: dict[str, Any], built: dict[str, Any]) -> list[str]:
+    """Top-level keys and panel titles that differ between two dashboards (for a readable failure)."""
+    parts = [key for key in sorted(set(committed) | set(built)) if key != "panels"
+             and committed.get(key) != built.get(key)]
+    old = {(p.get("id"), p.get("title")): p for p in all_panels(committed)}
+    new = {(p.get("id"), p.get("title")): p for p in all_panels(built)}
+    parts += [f"panel {id_} {title!r}" for id_, title in sorted(set(old) | set(new), key=str)
+              if old.get((id_, title)) != new.get((id_, title))]
+    return parts
+
+
+@needs_sdk
+def test_committed_dashboards_are_the_generators_output():
+    built = load_generator().build_all()
+    assert sorted(built) == DASHBOARD_FILES, "every dashboards/*.json is generated, and nothing else is"
+    for name, text in built.items():
+        committed = (DASHBOARDS / name).read_text()
+        differ = differing_parts(json.loads(committed), json.loads(text))
+        assert not differ, (f"{name} is not what dashboards/generate.py builds ({', '.join(differ)}): edit the "
+                            "generator, not the JSON, and run python dashboards/generate.py")
+        assert committed == text, f"{name}: same dashboard, other formatting: run python dashboards/generate.py"
+
+
+@needs_sdk
+def test_generator_check_mode_catches_a_stale_file(tmp_path):
+    for name in DASHBOARD_FILES:
+        shutil.copy(DASHBOARDS / name, tmp_path / name)
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    fresh = check()
+    assert fresh.returncode == 0, fresh.stderr
+    stale = json.loads((tmp_path / "locust-metrics.json").read_text())
+    stale["panels"][1]["targets"][0]["expr"] = "sum(rate(locust_requests_total[5m]))"  # a hand edit
+    (tmp_path / "locust-metrics.json").write_text(json.dumps(stale, indent=2) + "\n")
+    result = check()
+    assert result.returncode == 1 and "locust-metrics.json" in result.stderr, result
+    assert "locust-metrics-compare.json" not in result.stderr, result.stderr
+    rewrite = subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], capture_output=True, text=True,
+                             timeout=60)
+    assert rewrite.returncode == 0 and "locust-metrics.json" in rewrite.stdout, rewrite
+    assert (tmp_path / "locust-metrics.json").read_text() == (DASHBOARDS / "locust-metrics.json").read_text()
+    assert check().returncode == 0

@@ -7,6 +7,7 @@ import logging
 import traceback
 
 import pytest
+from locust import exception as locust_exceptions
 from locust import log as locust_log
 from locust.env import Environment
 from locust.event import EventHook
@@ -15,13 +16,15 @@ from locust.exception import (
     InterruptTaskSet,
     RescheduleTask,
     RescheduleTaskImmediately,
-    StopTest,
     StopUser,
 )
 from test_recorder import CountingRecorder, NoStatus, Response, recorder
 
 import locust_metrics
 from locust_metrics.dispatch import _fast_fire, attach, detach, known_fire
+
+StopTest = getattr(locust_exceptions, "StopTest", None)
+"""Locust's StopTest (2.43 and later); None on older Locusts, whose fire has no form that lets it through."""
 
 EVENTS = [
     dict(request_type="GET", name="/a", response_time=12.5, response_length=100, response=Response(200), exception=None),
@@ -44,7 +47,7 @@ EVENTS = [
 
 def _state(rec) -> dict:
     return {
-        key: (e.buckets, e.sum_ms, e.slow, e.response_bytes, e.statuses, e.failures)
+        key: (e.folded(), e.failures)
         for key, e in sorted(rec.endpoints.items(), key=repr)
     }
 
@@ -88,7 +91,7 @@ def test_fast_and_ordinary_dispatch_record_the_same() -> None:
             direct.record(dict(event))
     assert _state(fast) == _state(ordinary) == _state(direct)
     assert fast.totals() == {"requests": 33, "failures": 12, "count": 24, "slow": 6}
-    assert fast.endpoints[("grpc", "Say")].statuses == {0: 6}
+    assert fast.endpoints[("grpc", "Say")].folded().statuses == {0: 6}
 
 
 def test_missing_keys_take_the_fast_path_after_the_first_sighting() -> None:
@@ -164,13 +167,15 @@ def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> 
             caplog.clear()
             traces.append(_trace_run(hook, ours, trace, setup))
         errors = [r for r in caplog.records if "Uncaught exception in event handler" in r.getMessage()]
-        assert len(errors) == 5 and "a listener's bug" in errors[0].getMessage()
+        # 5 failing calls; 4 on Locust < 2.47, whose fire iterates the live list: once's removal skips one
+        assert len(errors) == (5 if known_fire(EventHook())[0] else 4) and "a listener's bug" in errors[0].getMessage()
         assert locust_log.unhandled_greenlet_exception
         states.append(_state(rec))
     locust_log.unhandled_greenlet_exception = False
     assert traces[0] == traces[1]
     assert ("raised StopUser", "/stop") in traces[1] and ("once", "/b") not in traces[1]
-    assert ("failing", "/a") in traces[1], "over a copy: 'once' removing itself skips nothing"
+    copies = known_fire(EventHook())[0]
+    assert (("failing", "/a") in traces[1]) == copies, "over a copy 'once' removing itself skips nothing; over the list, one"
     assert traces[1][-4:] == [("stopper", "/reverse"), ("ours", "/reverse"), ("failing", "/reverse"), ("first", "/reverse")]
     assert states[0] == states[1]
 
@@ -238,6 +243,8 @@ class Locust243EventHook(EventHook):
 @pytest.mark.parametrize("stop_test", [True, False], ids=["2.43-2.46", "2.32-2.42"])
 def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) -> None:
     """Over the live list, a listener that removes itself makes the next one be skipped: as in those Locusts."""
+    if stop_test and StopTest is None:
+        pytest.skip("this Locust has no StopTest (< 2.43): no fire form lets it through")
     traces = []
     for fast in (False, True):
         rec, trace = recorder(), []
@@ -256,8 +263,10 @@ def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) 
     assert traces[0] == traces[1]
     assert ("failing", "/a") not in traces[1], "the live list: removing 'once' made the loop skip the next one"
 
+    stop_error = StopTest or type("StopTest", (Exception,), {})  # older Locusts: an ordinary exception
+
     def stop_the_test(**_kw):
-        raise StopTest()
+        raise stop_error()
 
     for fast in (False, True):
         hook = EventHook()
@@ -268,7 +277,7 @@ def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) 
             hook.stop_test = stop_test
         hook.add_listener(stop_the_test)
         if stop_test:
-            with pytest.raises(StopTest):
+            with pytest.raises(stop_error):
                 hook.fire(name="/x")
         else:  # logged, not raised, before Locust 2.43
             hook.fire(name="/x")

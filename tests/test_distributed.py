@@ -56,7 +56,10 @@ def test_master_with_two_workers_is_exact(demo_target: str, workdir: Path) -> No
     final = scrapes[-1]
     assert_master_is_exact(final, csv_stats(workdir / "run"))
     assert_nodes(live[-1], {"master", "worker-0", "worker-1"})
-    assert_nodes(final, {"master"})  # the workers quit: Locust dropped them, and their series went too
+    # the workers quit at the end; their last CPU and memory stay until the next test (a missing one's do not)
+    assert_nodes(final, {"master", "worker-0", "worker-1"})
+    assert all(final.sum("locust_process_cpu_seconds_total", node=node) >= live[-1].sum(
+        "locust_process_cpu_seconds_total", node=node) > 0 for node in ("worker-0", "worker-1"))
     check = promtool_check_metrics(final.text)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
 
@@ -72,6 +75,24 @@ def test_processes_mode_is_exact(demo_target: str, workdir: Path) -> None:
     assert_master_is_exact(final, csv_stats(workdir / "run"))
     live = [s for s in scrapes if s.sum("locust_users") == 20]
     assert_nodes(live[-1], {"master", "worker-0", "worker-1"})
+    assert_nodes(final, {"master", "worker-0", "worker-1"})  # the workers' final figures
+
+
+def test_worker_nodes_keep_a_quit_worker_until_the_next_test_and_drop_a_missing_one() -> None:
+    from types import SimpleNamespace
+
+    from locust_metrics.distributed import WorkerNodes
+    from locust_metrics.resources import NodeResources
+
+    nodes, figures = WorkerNodes(), NodeResources(1.0, 0.5, 2e7, 0.0)
+    nodes.reported("a", "worker-0", figures)
+    nodes.reported("b", "worker-1", figures)
+    running = SimpleNamespace(state="running")
+    assert set(nodes.figures({"a": running, "b": running})) == {"worker-0", "worker-1"}
+    assert set(nodes.figures({"b": SimpleNamespace(state="missing")})) == {"worker-0", "worker-1"}  # a quit
+    assert set(nodes.figures({})) == {"worker-0"}, "b was missing, then dropped: gone; a quit: kept"
+    nodes.forget_gone({})
+    assert nodes.figures({}) == {}, "a new test: the workers that quit are forgotten"
 
 
 def test_a_killed_worker_loses_nothing_already_received(demo_target: str, workdir: Path) -> None:
@@ -186,8 +207,8 @@ def test_payload_round_trips_through_msgpack_and_merges_exactly() -> None:
     coarse = RequestRecorder((100.0,), 50.0)  # bounds 50 (the threshold is a bound too) and 100
     PayloadMerger(coarse).merge(wire[0])  # other bounds than the worker's 10, 50, 100: re-binned, totals exact
     assert coarse.totals()["count"] == 30
-    assert sum(e.buckets[0] for e in coarse.endpoints.values()) == 11  # <= 50 ms: 0..50 step 5
-    assert sum(e.buckets[1] for e in coarse.endpoints.values()) == 10  # <= 100 ms: 55..100 step 5
+    assert sum(e.folded().buckets[0] for e in coarse.endpoints.values()) == 11  # <= 50 ms: 0..50 step 5
+    assert sum(e.folded().buckets[1] for e in coarse.endpoints.values()) == 10  # <= 100 ms: 55..100 step 5
 
     with pytest.raises(ValueError):
         PayloadMerger(master).merge({"v": 99})

@@ -159,10 +159,10 @@ def test_the_recorder_never_raises_and_counts_every_request_once(batch, max_name
     assert recorder.named <= max_names
     for (method, name), endpoint in recorder.endpoints.items():
         assert label_safe(method) and label_safe(name) and (endpoint.method, endpoint.name) == (method, name)
-        assert all(n >= 0 for n in endpoint.buckets)
-        assert math.isfinite(endpoint.sum_ms) and endpoint.sum_ms >= 0
-        assert type(endpoint.response_bytes) in (int, float) and endpoint.response_bytes >= 0  # +Inf is allowed
-        assert all(type(s) is int and (s == 0 or 100 <= s <= 999) for s in endpoint.statuses), endpoint.statuses
+        assert all(n >= 0 for n in endpoint.folded().buckets)
+        assert math.isfinite(endpoint.folded().sum_ms) and endpoint.folded().sum_ms >= 0
+        assert type(endpoint.folded().response_bytes) in (int, float) and endpoint.folded().response_bytes >= 0  # +Inf is allowed
+        assert all(type(s) is int and (s == 0 or 100 <= s <= 999) for s in endpoint.folded().statuses), endpoint.folded().statuses
         assert len(endpoint.failures) <= MAX_ERRORS_PER_ENDPOINT + 1
         assert all(label_safe(e) and "\n" not in e and len(e) <= 120 or e == OVERFLOW for e in endpoint.failures)
 
@@ -185,8 +185,8 @@ def test_clamping_rules_for_times_lengths_and_labels() -> None:
         recorder.on_request("GET", "/t", t, -7, response=Response(200), exception=None)
     endpoint = recorder.endpoints[("GET", "/t")]
     assert endpoint.requests == 7 and endpoint.count == 4  # -1, -1e9 as 0; 1e300 as the maximum; 5
-    assert endpoint.buckets == [3, 0, 1] and endpoint.sum_ms == 5.0 + MAX_RESPONSE_TIME_MS and endpoint.slow == 1
-    assert endpoint.response_bytes == 0
+    assert endpoint.folded().buckets == [3, 0, 1] and endpoint.folded().sum_ms == 5.0 + MAX_RESPONSE_TIME_MS and endpoint.folded().slow == 1
+    assert endpoint.folded().response_bytes == 0
     assert label_text("x" * 3000) == "x" * (MAX_NAME_LENGTH - 1) + "…" and label_text(label_text("x" * 3000)) == label_text("x" * 3000)
     assert label_text("a\ud800b") == "a?b" and label_text(RaisingStr()) == "<RaisingStr>"
     assert error_label(0, CatchResponseError(" a \n  b ")) == "a b" and error_label(0, RaisingMessage()) == "RaisingMessage"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
-from support import LOCUSTFILES, child_env, free_port, locust, run_locust, scrape_until_exit
+from support import LOCUSTFILES, REPO, child_env, free_port, locust, run_locust, scrape_until_exit
 
 from locust_metrics.options import (
     OptionError,
@@ -161,3 +162,127 @@ def test_parsers() -> None:
         Settings.from_kwargs(buckets=[1, 1])
     with pytest.raises(OptionError, match="'__x'"):
         Settings.from_kwargs(labels={"__x": "y"})
+
+
+# ------------------------------------------------------------------ locust.conf, on every supported Locust
+# One valid value of every option as a locust.conf line, with what Settings.from_options must make of it, and
+# one bad value (None: every text is valid). The web config file is written by the test.
+CONF_VALUES: dict[str, tuple[str, str, object, str | None]] = {
+    # option: (conf value, Settings attribute, expected attribute value, bad conf value)
+    "--metrics-port": ("9999", "port", 9999, "70000"),
+    "--metrics-worker-port": ("9700", "worker_port", 9700, "-1"),
+    "--metrics-host": ("127.0.0.2", "host", "127.0.0.2", None),
+    "--metrics-web-config": ("web.yml", "web_config", "WEB", "missing.yml"),
+    "--metrics-slow-threshold": ("2", "slow_threshold_ms", 2.0, "-5"),
+    "--metrics-slow-threshold-for": ("[/a=7]", "slow_thresholds", "/a=7.0", "[/a=soon]"),
+    "--metrics-buckets": (".5,1", "buckets_s", (0.5, 1.0), "1,0.5"),
+    "--metrics-max-names": ("3", "max_names", 3, "0"),
+    "--metrics-max-concurrent-renders": ("2", "max_concurrent_renders", 2, "0"),
+    "--metrics-label": ("[team=perf]", "labels", {"team": "perf"}, "[method=GET]"),
+    "--metrics-final-scrape-timeout": ("4", "final_scrape_timeout_s", 4.0, "-1"),
+    "--metrics-pushgateway": ("127.0.0.1:9091", "pushgateway", "http://127.0.0.1:9091", "ftp://x"),
+    "--metrics-push-interval": ("2.5", "push_interval_s", 2.5, "0"),
+    "--metrics-push-job": ("ci", "push_job", "ci", None),
+    "--metrics-push-run": ("build-7", "push_run", "build-7", None),
+    "--metrics-threshold": ("[p95<500ms, /a:max<=2s]", "thresholds", ("p95<500ms", "/a:max<=2s"), "[p95<soon]"),
+    "--metrics-threshold-exit-code": ("4", "threshold_exit_code", 4, "0"),
+    "--metrics-threshold-junit": ("out.xml", "threshold_junit", "out.xml", "no/such/folder/out.xml"),
+}
+
+CONF_SCRIPT = """
+import sys
+import locust_metrics  # registers the options on Locust's parser
+from locust.argument_parser import get_parser
+from locust_metrics.options import Settings
+s = Settings.from_options(get_parser().parse_args(sys.argv[1:]))
+thresholds = ",".join(f"{t.pattern}={t.ms}" for t in s.slow_thresholds)
+web = "WEB" if s.web_config is not None and s.web_config.basic_auth() is not None else None
+print(repr({"port": s.port, "worker_port": s.worker_port, "host": s.host, "web_config": web,
+            "slow_threshold_ms": s.slow_threshold_ms, "slow_thresholds": thresholds, "buckets_s": s.buckets_s,
+            "max_names": s.max_names, "max_concurrent_renders": s.max_concurrent_renders,
+            "labels": dict(s.labels), "final_scrape_timeout_s": s.final_scrape_timeout_s,
+            "pushgateway": s.pushgateway, "push_interval_s": s.push_interval_s, "push_job": s.push_job,
+            "push_run": s.push_run, "thresholds": tuple(t.text for t in s.thresholds),
+            "threshold_exit_code": s.threshold_exit_code, "threshold_junit": s.threshold_junit}))
+"""
+
+
+def our_options() -> list[str]:
+    """Every ``--metrics-*`` flag on Locust's real parser (so a new option must get a row in CONF_VALUES)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import locust_metrics\nfrom locust.argument_parser import get_parser\n"
+         "print(' '.join(s for a in get_parser()._actions for s in a.option_strings if s.startswith('--metrics-')))"],
+        capture_output=True, text=True, timeout=60, env=child_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_every_option_has_a_conf_file_case() -> None:
+    assert sorted(our_options()) == sorted(CONF_VALUES)
+
+
+@pytest.mark.parametrize("numbers_only", [True, False], ids=["valid-TOML-file", "key-value-file"])
+def test_every_option_in_locust_conf_takes_effect(tmp_path: Path, numbers_only: bool) -> None:
+    """Locust 2.32-2.42.2 read a locust.conf that is valid TOML (numbers only) as TOML, and so as empty."""
+    from tls_certs import write_web_config
+
+    write_web_config(tmp_path / "web.yml", None, users={"prom": "pw"})
+    numeric = {o for o, (value, *_) in CONF_VALUES.items() if re.fullmatch(r"\d+(\.\d+)?", value)}
+    chosen = sorted(numeric) if numbers_only else list(CONF_VALUES)
+    lines = "".join(f"{o[2:]} = {CONF_VALUES[o][0]}\n" for o in chosen)
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: Locust reads TOML with tomli
+        import tomli as tomllib
+    try:
+        tomllib.loads(lines)
+        is_toml = True
+    except tomllib.TOMLDecodeError:
+        is_toml = False
+    assert is_toml == numbers_only, "the case must (not) be a file Locust < 2.42.3 takes for TOML"
+    (tmp_path / "locust.conf").write_text(lines)
+    result = subprocess.run([sys.executable, "-c", CONF_SCRIPT, "--config", "locust.conf"], capture_output=True,
+                            text=True, timeout=60, env=child_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    settings = eval(result.stdout.strip().splitlines()[-1])  # noqa: S307 - our own script's repr of plain values
+    for option in chosen:
+        _, attribute, expected, _ = CONF_VALUES[option]
+        assert settings[attribute] == expected, (option, lines, settings[attribute])
+
+
+@pytest.mark.parametrize("option", [o for o, row in CONF_VALUES.items() if row[3] is not None])
+def test_a_bad_value_in_locust_conf_fails_naming_option_and_value(tmp_path: Path, option: str) -> None:
+    bad = CONF_VALUES[option][3]
+    (tmp_path / "locust.conf").write_text(f"{option[2:]} = {bad}\n")
+    result = subprocess.run([sys.executable, "-c", CONF_SCRIPT, "--config", "locust.conf"], capture_output=True,
+                            text=True, timeout=60, env=child_env(), cwd=tmp_path)
+    assert result.returncode == 2, (option, bad, result.stdout, result.stderr)
+    shown = bad.strip("[]")
+    assert option in result.stderr and shown in result.stderr, result.stderr
+
+
+def test_the_readme_options_table_is_the_one_made_from_the_declarations() -> None:
+    from locust_metrics.options import options_table
+
+    assert options_table() in (REPO / "README.md").read_text(), "regenerate it: python -c 'from locust_metrics." \
+        "options import options_table; print(options_table())'"
+
+
+def test_install_documents_every_keyword_and_messages_name_flags_from_the_table() -> None:
+    import ast
+
+    import locust_metrics
+    from locust_metrics.options import OPTIONS
+
+    assert all(f"``{o.keyword}``" in locust_metrics.install.__doc__ for o in OPTIONS)
+    # no flag is spelled in a message (a string that is not a docstring) outside the option table
+    for path in (REPO / "locust_metrics").glob("*.py"):
+        if path.name == "options.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.value) for node in ast.walk(tree)  # docstrings, also of attributes: documentation
+                      if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not any(o.flag and o.flag in node.value for o in OPTIONS), (path.name, node.value)

@@ -19,7 +19,7 @@ from pushgateway_server import PushgatewayServer
 from support import LOCUSTFILES, child_env, csv_stats, free_port, locust
 from tls_certs import make_pki, write_web_config
 
-from locust_metrics.options import OptionError, Settings, parse_pushgateway
+from locust_metrics.options import OptionError, Settings
 from locust_metrics.push import MAX_BACKOFF_S, Pusher, backoff_delay, split_credentials
 
 FAST = str(LOCUSTFILES / "fast_events.py")
@@ -55,6 +55,9 @@ def test_backoff_doubles_from_the_interval_up_to_a_cap() -> None:
 
 
 def test_pushgateway_urls_are_validated_and_credentials_kept_out_of_logs() -> None:
+    def parse_pushgateway(value: str) -> str:  # as install(pushgateway=...) and --metrics-pushgateway do
+        return Settings.from_kwargs(pushgateway=value).pushgateway
+
     assert parse_pushgateway("127.0.0.1:9091") == "http://127.0.0.1:9091"
     assert parse_pushgateway("https://gw.example:9091/") == "https://gw.example:9091"
     assert parse_pushgateway("") == ""

@@ -44,10 +44,10 @@ def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
         rec.on_request("GET", "/x", ms, 0, response=Response(200), exception=None)
     endpoint = rec.endpoints[("GET", "/x")]
     assert rec.bounds_ms == (100.0, 1000.0)
-    assert endpoint.buckets == [2, 2, 2]  # le=0.1: 0 and 100 exactly; le=1: 100.0001, 1000; +Inf: 2
-    assert endpoint.slow == 4  # greater than 100 ms, not equal
+    assert endpoint.folded().buckets == [2, 2, 2]  # le=0.1: 0 and 100 exactly; le=1: 100.0001, 1000; +Inf: 2
+    assert endpoint.folded().slow == 4  # greater than 100 ms, not equal
     assert endpoint.count == 6 and endpoint.requests == 6
-    assert math.isclose(endpoint.sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
+    assert math.isclose(endpoint.folded().sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
 
 
 class CountingRecorder(RequestRecorder):
@@ -85,9 +85,9 @@ def test_the_fast_path_puts_every_time_in_the_bucket_bisect_gives(bounds, data) 
         rec.on_request("GET", "/t", t, 1, response=Response(200), exception=None)
         expected[bisect_left(bounds, t)] += 1
     endpoint = rec.endpoints[("GET", "/t")]
-    assert endpoint.buckets == expected
-    assert endpoint.slow == sum(1 for t in [1.0] + candidates if t > threshold)
-    assert endpoint.requests == len(candidates) + 1 and endpoint.response_bytes == len(candidates)
+    assert endpoint.folded().buckets == expected
+    assert endpoint.folded().slow == sum(1 for t in [1.0] + candidates if t > threshold)
+    assert endpoint.requests == len(candidates) + 1 and endpoint.folded().response_bytes == len(candidates)
     # only first sightings and times beyond the table take the careful path
     top = min(max(math.ceil(bounds[-1]), BUCKET_TABLE_MIN_MS), BUCKET_TABLE_MAX_MS)
     assert rec.careful_calls == 1 + sum(1 for t in candidates if math.ceil(t) > top)
@@ -107,7 +107,7 @@ def test_thresholds_become_bounds_so_slow_is_a_bucket_above_the_threshold() -> N
     for t in (7.5, 7.6, 250.0, 250.1):
         rec.on_request("GET", "/x", t, 0, response=Response(200), exception=None)
         rec.on_request("GET", "/y", t, 0, response=Response(200), exception=None)
-    assert rec.endpoints[("GET", "/x")].slow == 3 and rec.endpoints[("GET", "/y")].slow == 1
+    assert rec.endpoints[("GET", "/x")].folded().slow == 3 and rec.endpoints[("GET", "/y")].folded().slow == 1
 
 
 def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
@@ -119,9 +119,9 @@ def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
         rec.on_request("GET", "/s", None, 2, response=None, exception=ConnectionError())
     endpoint = rec.endpoints[("GET", "/s")]
     assert len(endpoint.hot) == MAX_HOT_STATUSES
-    assert endpoint.statuses == {**{status: 3 for status in statuses}, 0: 3}
-    assert endpoint.buckets == [0, 3 * len(statuses)] and endpoint.slow == 3 * len(statuses)
-    assert endpoint.response_bytes == 2 * 3 * (len(statuses) + 1) and endpoint.sum_ms == 150.0 * 3 * len(statuses)
+    assert endpoint.folded().statuses == {**{status: 3 for status in statuses}, 0: 3}
+    assert endpoint.folded().buckets == [0, 3 * len(statuses)] and endpoint.folded().slow == 3 * len(statuses)
+    assert endpoint.folded().response_bytes == 2 * 3 * (len(statuses) + 1) and endpoint.folded().sum_ms == 150.0 * 3 * len(statuses)
     # the first request of each status (with 0), then every request of those without a hot record
     without_record = len(statuses) + 1 - MAX_HOT_STATUSES
     assert rec.careful_calls == (len(statuses) + 1) + 2 * without_record
@@ -139,11 +139,11 @@ def test_status_codes_and_error_labels() -> None:
     rec.on_request("GET", "/a", 5.0, 0, response=Response("abc"), exception=None)
     rec.on_request("GET", "/a", 5.0, 0, response=Response(None), exception="a string failure")
     endpoint = rec.endpoints[("GET", "/a")]
-    assert endpoint.statuses == {200: 2, 404: 1, 500: 1, 0: 4}
+    assert endpoint.folded().statuses == {200: 2, 404: 1, 500: 1, 0: 4}
     assert endpoint.failures == {
         "HTTP 404": 1, "bad body here": 1, "HTTP 500": 1, "ConnectionRefusedError": 1, "a string failure": 1
     }
-    assert endpoint.count == 7 and endpoint.requests == 8 and endpoint.response_bytes == 40
+    assert endpoint.count == 7 and endpoint.requests == 8 and endpoint.folded().response_bytes == 40
     assert error_label(200, CatchResponseError("x" * 500)) == "x" * 120
 
 
@@ -173,7 +173,7 @@ def test_bad_input_never_raises_and_is_counted_sanely() -> None:
     rec.on_request("GET", "/a", "12", None, response=Response([1]), exception=None)
     rec.on_request(None, ["unhashable"], 3.0, 1, response=Response(200), exception=None)
     endpoint = rec.endpoints[("GET", "/a")]
-    assert endpoint.requests == 3 and endpoint.count == 0 and endpoint.sum_ms == 0
+    assert endpoint.requests == 3 and endpoint.count == 0 and endpoint.folded().sum_ms == 0
     assert rec.endpoints[("None", "['unhashable']")].count == 1
 
 

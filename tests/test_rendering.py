@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from locust import User, task
 from locust.env import Environment
 from prometheus_client import generate_latest, make_wsgi_app
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -38,6 +38,9 @@ PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
+
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+"""Text format 0.0.4 (prometheus_client >= 0.22 names it CONTENT_TYPE_PLAIN_0_0_4; 0.20 has no name for it)."""
 
 
 class _User(User):
@@ -246,6 +249,8 @@ def test_negotiation_follows_prometheus_client(accept, fmt) -> None:
     expected_encoder, expected_content_type = choose_encoder(accept or "")
     assert content_type == expected_content_type
     assert getattr(encoder, "func", encoder) is getattr(expected_encoder, "func", expected_encoder)
+    if fmt is None and not (getattr(expected_encoder, "keywords", None) or {}).get("escaping"):
+        fmt = TEXT  # prometheus_client < 0.22 knows no name escaping: it serves plain text 0.0.4, and so do we
     assert chosen == fmt
 
 
@@ -280,14 +285,19 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
                 body, want = gzip.decompress(body), gzip.decompress(want)
             assert body == want
         assert _get(ours.port, headers={"Accept": PROMETHEUS_ACCEPT})[1]["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
-        assert _get(ours.port)[1]["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+        assert _get(ours.port)[1]["Content-Type"] == TEXT_0_0_4
         assert exporter.renderer.fast_scrapes >= 6 and tracker.count >= 6
 
-        # name[] filters, OPTIONS, other methods and the favicon: as prometheus_client's app
+        # name[] filters, OPTIONS, other methods and the favicon: as prometheus_client's app (>= 0.21: before,
+        # it served the metrics to every method; ours answers OPTIONS and other methods as current ones do)
         for path, method in (("/metrics?name[]=locust_slow_requests_total&name[]=locust_users", "GET"),
                              ("/metrics", "OPTIONS"), ("/metrics", "POST"), ("/favicon.ico", "GET")):
             status, got_headers, body = _get(ours.port, path, method)
             want_status, want_headers, want = _get(theirs.port, path, method)
+            if method != "GET" and "Allow" not in want_headers:  # an old prometheus_client
+                want_status, want_headers = (200, {"Allow": "OPTIONS,GET"}) if method == "OPTIONS" else (405, {
+                    "Allow": "OPTIONS,GET"})
+                want = b"" if method == "OPTIONS" else b"# HTTP 405 Method Not Allowed: POST; use OPTIONS or GET\n"
             assert (status, body, got_headers.get("Allow")) == (want_status, want, want_headers.get("Allow")), path
         count = tracker.count
         _get(ours.port, "/favicon.ico")
@@ -311,7 +321,7 @@ def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:
     assert response.headers["Content-Type"] == choose_encoder(PROMETHEUS_ACCEPT)[1]
     assert gzip.decompress(response.data) == generate_openmetrics(exporter.registry)
     plain = client.get("/metrics")
-    assert plain.data == generate_latest(exporter.registry) and plain.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+    assert plain.data == generate_latest(exporter.registry) and plain.headers["Content-Type"] == TEXT_0_0_4
     assert tracker.count == 2 and exporter.renderer.fast_scrapes == 2
 
 
@@ -327,9 +337,10 @@ def test_unknown_per_endpoint_family_falls_back_to_prometheus_client(monkeypatch
         renderer.render(renderer.snapshot(), TEXT)
     with caplog.at_level(logging.WARNING, logger="locust_metrics.rendering"):
         headers, body = renderer.respond(None, None, pause=None)
+        assert b"".join(body) == generate_latest(exporter.registry)  # before the next scrape counts a fallback
         renderer.respond(OPENMETRICS_CONTENT_TYPE, None, pause=None)
-    assert b"".join(body) == generate_latest(exporter.registry)
-    assert renderer.library_scrapes == 2 and renderer.fast_scrapes == 0
+    assert renderer.library_scrapes == 2 and renderer.fast_scrapes == 0 and renderer.fallbacks == 2
+    assert b'locust_metrics_fallbacks_total{path="render"} 1.0' in b"".join(body)
     assert sum("rendered by prometheus_client" in r.getMessage() for r in caplog.records) == 1  # logged once
 
 

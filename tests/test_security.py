@@ -19,7 +19,7 @@ from prometheus_server import PrometheusServer, prometheus_config
 from support import LOCUSTFILES, Samples, free_port, locust, wait_for_http
 from tls_certs import bcrypt_hash, make_pki, write_web_config
 
-from locust_metrics.options import OptionError, Settings
+from locust_metrics.options import OptionError, Settings, flag
 from locust_metrics.security import BasicAuth, load_web_config, web_config_from_mapping
 
 FAST = str(LOCUSTFILES / "fast_events.py")
@@ -89,7 +89,7 @@ def test_a_web_config_file_resolves_relative_paths_and_loads_its_certificate(pki
 ])
 def test_bad_web_configs_are_rejected_naming_the_file_and_the_problem(pki, content, message: str) -> None:
     with pytest.raises(OptionError) as error:
-        web_config_from_mapping(content, str(pki.ca_cert.parent / "web.yml"))
+        web_config_from_mapping(content, str(pki.ca_cert.parent / "web.yml"), flag("web_config"))
     assert "--metrics-web-config" in str(error.value) and message in str(error.value), str(error.value)
 
 
@@ -176,7 +176,9 @@ def test_tls_and_basic_auth_on_our_endpoint_bound_to_localhost(pki, workdir: Pat
     context = pki.client_context()
     with locust(args, workdir) as process:
         wait_until_serving(url, context, basic("prom", "s3cret"))
-        listening = {c.laddr for c in psutil.Process(process.proc.pid).net_connections("tcp") if c.status == "LISTEN"}
+        proc = psutil.Process(process.proc.pid)
+        connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6: connections
+        listening = {c.laddr for c in connections("tcp") if c.status == "LISTEN"}
         assert ("127.0.0.1", port) in listening and ("0.0.0.0", port) not in listening, listening
 
         status, body, headers = get(url, None, context)

@@ -1,7 +1,7 @@
 """fast_events.py with parts of locust-metrics broken on purpose (an "injected bug" in each):
 
 * the process figures (psutil) raise, so every scrape's node section fails;
-* ``uuid.uuid4`` as used by our test_start listener raises.
+* ``uuid.uuid4`` as used by our test_start listener (lifecycle.py) raises.
 
 Our errors must be logged once each, with context, the rest of the metrics served exactly, and Locust's
 exit code unchanged (0: this test has no failures).
@@ -10,7 +10,7 @@ exit code unchanged (0: this test has no failures).
 from fast_events import EventUser  # noqa: F401  (the users; it imports locust_metrics)
 from locust import events
 
-from locust_metrics import plugin
+from locust_metrics import lifecycle
 
 
 class _BrokenUUID:
@@ -27,4 +27,4 @@ def break_things(environment, **_kwargs):
         raise PermissionError("injected: psutil access denied")
 
     exporter.resources.sample = sample
-    plugin.uuid = _BrokenUUID()
+    lifecycle.uuid = _BrokenUUID()

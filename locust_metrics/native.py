@@ -1,0 +1,581 @@
+"""Native histograms: Prometheus's sparse exponential buckets, the pure math (no I/O, no Locust).
+
+A native histogram (Prometheus >= 2.40 with ``--enable-feature=native-histograms``; stable since 3.9) has no
+configured bounds. At **schema** ``s`` (-4..8) bucket ``i`` (any integer) holds the observations ``v`` with
+``base**(i-1) < v <= base**i``, ``base = 2**(2**-s)``: each power of two is split into ``2**s`` buckets (for
+``s <= 0``, a bucket spans ``2**-s`` powers of two). Observations with ``|v| <= zero_threshold`` are counted
+in the **zero bucket**. Counts are integers; only populated buckets are stored and sent (sparse). A
+histogram at schema ``s`` turns into one at ``s - 1`` exactly by adding bucket pairs
+(``i -> ceil(i / 2)``), which is how the number of buckets is bounded and how histograms of different
+schemas are merged.
+
+Units: Prometheus's observations are **seconds**; Locust's response times, and everything the recorder
+keeps, are **milliseconds**. The functions here that take ``ms`` divide by 1000.0 first (the observation in
+seconds is the double nearest to ``ms / 1000``) and then place that value exactly as client_golang's
+``histogram.observe`` does: ``math.Frexp`` and a search of the bucket bounds of the mantissa, so that a value
+equal to a bucket bound lands in the lower bucket (upper bounds are inclusive).
+
+What is here:
+
+* :func:`index_of` (seconds) and :func:`native_index` (milliseconds): the exact bucket of one observation,
+  about 1 µs; the reference for everything else.
+* :class:`NativeIndexer`: the same function from lookup tables, for the request listener's hot path
+  (tens of nanoseconds; see its docstring for the lines to inline).
+* :class:`NativeHistogram`: the accumulator (schema, zero bucket, ``{index: count}``), bounded by a maximum
+  bucket count with client_golang's strategy (halve the resolution), exact merges across schemas, the
+  spans and deltas of the protobuf exposition, a wire form for worker reports, and the quantile
+  estimate of Prometheus 2.42's ``histogram_quantile``.
+* :func:`upper_bound`, :func:`reduce_index`, :func:`pick_schema`, :func:`max_relative_error`.
+
+Design notes and measurements: ``docs/native-histograms.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from itertools import compress, repeat
+from math import ceil, frexp, inf, ldexp
+from operator import ne, sub
+from typing import Any
+
+SCHEMA_MIN = -4
+"""Lowest schema Prometheus accepts (bucket growth factor 2**16 = 65536)."""
+
+SCHEMA_MAX = 8
+"""Highest schema Prometheus accepts (bucket growth factor 2**(1/256), about 1.0027)."""
+
+ZERO_THRESHOLD = 2.0**-128
+"""Width of the zero bucket, in **seconds**: observations ``v <= ZERO_THRESHOLD`` (after the recorder's
+sanitizing, the only ones are ``0.0``: a negative response time counts as 0) are counted in the zero bucket.
+client_golang's default (``DefNativeHistogramZeroThreshold``): a bound of every schema, so the zero bucket
+never splits a regular bucket, and a histogram of ours adds up with client_golang's default ones without
+Prometheus widening either zero bucket. (A threshold of 0 would work too, but would put a response time of
+``1e-300`` ms in a bucket of its own a thousand powers of two below everything else.)"""
+
+DEFAULT_SCHEMA = 6
+"""Default resolution: bucket growth factor ``2**(1/64)``, about 1.0109 (see :func:`max_relative_error` and
+``docs/native-histograms.md``)."""
+
+DEFAULT_MAX_BUCKETS = 160
+"""Default bound on the populated buckets of one histogram (see :meth:`NativeHistogram.limit`)."""
+
+_FRACTIONS_HEX = """
+    0000000000000 00b1afa5abcbf 0163da9fb3335 02168143b0281 02c9a3e778061 037d42e11bbcc 04315e86e7f84 04e5f72f654b1
+    059b0d3158574 0650a0e3c1f89 0706b29ddf6dd 07bd42b72a836 0874518759bc8 092bdf66607e0 09e3ecac6f383 0a9c79b1f3919
+    0b5586cf9890f 0c0f145e46c85 0cc922b7247f6 0d83b23395dea 0e3ec32d3d1a2 0efa55fdfa9c5 0fb66affed31a 1073028d7233d
+    11301d0125b50 11edbab5e2ab5 12abdc06c31cb 136a814f204aa 1429aaea92ddf 14e95934f312d 15a98c8a58e50 166a45471c3c1
+    172b83c7d517b 17ed48695bbc0 18af9388c8de9 1972658375d2f 1a35beb6fcb75 1af99f8138a1c 1bbe084045cd3 1c82f95281c6b
+    1d4873168b9aa 1e0e75eb44026 1ed5022fcd91c 1f9c18438ce4c 2063b88628cd6 212be3578a819 21f49917ddc95 22bdda27912d0
+    2387a6e756238 2451ffb82140a 251ce4fb2a63e 25e85711ece74 26b4565e27cdd 2780e341ddf2a 284dfe1f56380 291ba7591bb6f
+    29e9df51fdee1 2ab8a66d10f13 2b87fd0dad98f 2c57e39771b2e 2d285a6e4030b 2df961f641589 2ecafa93e2f55 2f9d24abd886a
+    306fe0a31b715 31432edeeb2fd 32170fc4cd831 32eb83ba8ea32 33c08b26416ff 3496266e3fa2d 356c55f929ff0 36431a2de883a
+    371a7373aa9ca 37f26231e7549 38cae6d05d864 39a401b7140ed 3a7db34e59ff6 3b57fbfec6cf4 3c32dc313a8e3 3d0e544ede172
+    3dea64c123422 3ec70df1c5175 3fa4504ac801b 40822c367a024 4160a21f72e2a 423fb2709468a 431f5d950a896 43ffa3f84b9d4
+    44e086061892d 45c2042a7d232 46a41ed1d0057 4786d668b3236 486a2b5c13cd0 494e1e192aed2 4a32af0d7d3de 4b17dea6db7d7
+    4bfdad5362a27 4ce41b817c114 4dcb299fddd0d 4eb2d81d8abfe 4f9b2769d2ca7 508417f4531ef 516daa2cf6642 5257de83f4eef
+    5342b569d4f81 542e2f4f6ad27 551a4ca5d920d 56070dde910d0 56f4736b527da 57e27dbe2c4cf 58d12d497c7fc 59c0827ff07cb
+    5ab07dd485429 5ba11fba87a02 5c9268a5946b6 5d84590998b92 5e76f15ad2148 5f6a320dceb71 605e1b976dc08 6152ae6cdf6f4
+    6247eb03a5584 633dd1d1929fd 6434634ccc31e 652b9febc8fb5 6623882552224 671c1c70833f5 68155d44ca972 690f4b19e9537
+    6a09e667f3bcc 6b052fa75173e 6c012750bdabe 6cfdcddd47645 6dfb23c651a2e 6ef9298593ae4 6ff7df9519482 70f7466f42e85
+    71f75e8ec5f73 72f8286ead089 73f9a48a58172 74fbd35d7cbfc 75feb564267c8 77024b1ab6e09 780694fde5d3e 790b938ac1cf5
+    7a11473eb0186 7b17b0976cfda 7c1ed0130c131 7d26a62ff86ef 7e2f336cf4e61 7f3878491c490 80427543e1a10 814d2add106d8
+    82589994cce11 8364c1eb941f6 8471a4623c7ab 857f4179f5b1f 868d99b4492eb 879cad931a435 88ac7d98a6697 89bd0a478580d
+    8ace5422aa0db 8be05bad61778 8cf3216b5448b 8e06a5e0866d8 8f1ae99157736 902fed0282c8a 9145b0b91ffc5 925c353aa2fe2
+    93737b0cdc5e4 948b82b5f98e4 95a44cbc8520d 96bdd9a7670b1 97d829fde4e4f 98f33e47a22a2 9a0f170ca07b8 9b2bb4d53fe0b
+    9c49182a3f08f 9d674194bb8d4 9e86319e32321 9fa5e8d07f29c a0c667b5de564 a1e7aed8eb8bb a309bec4a2d32 a42c980460ad7
+    a5503b23e255b a674a8af46051 a799e1330b356 a8bfe53c12e57 a9e6b5579fdbe ab0e521356eb9 ac36bbfd3f378 ad5ff3a3c2773
+    ae89f995ad3ac afb4ce622f2fe b0e07298db663 b20ce6c9a8950 b33a2b84f15fa b468415b749b0 b59728de55938 b6c6e29f1c529
+    b7f76f2fb5e45 b928cf22749e2 ba5b030a10647 bb8e0b79a6f1d bcc1e904bc1d0 bdf69c3f3a205 bf2c25bd71e06 c06286141b33b
+    c199bdd85529a c2d1cd9fa652a c40ab5fffd078 c544778fafb20 c67f12e57d149 c7ba88988c931 c8f6d9406e7b2 ca3405751c4d8
+    cb720dcef9066 ccb0f2e6d1672 cdf0b555dc3f6 cf3155b5bab70 d072d4a078979 d1b532b08c966 d2f87080d89ee d43c8eacaa1d3
+    d5818dcfba486 d6c76e862e6d2 d80e316c98396 d955d71ff6074 da9e603db3284 dbe7cd63a8313 dd321f301b45e de7d5641c0656
+    dfc97337b9b5d e11676b197d16 e264614f5a126 e3b333b16ee0f e502ee78b3ff5 e653924676d75 e7a51fbc74c81 e8f7977cdb73e
+    ea4afa2a490d8 eb9f4867cca6d ecf482d8e67ee ee4aaa218850e efa1bee615a26 f0f9c1cb64129 f252b376bba95 f3ac948dd7272
+    f50765b6e453e f6632798844f6 f7bfdad9cbe10 f91d802243c86 fa7c1819e90d6 fbdba3692d512 fd3c22b8f71ee fe9d96b2a23d6
+"""
+# The 256 bucket bounds of schema 8 within one power of two, as mantissas: bound j is 0x1.<hex>p-1, i.e.
+# base**j / 2 in [0.5, 1). These are the exact doubles Prometheus uses (its bucket bounds are
+# ldexp(fraction, exponent)), read from Prometheus 2.42's HTTP API as the bounds of a schema-8 histogram's
+# buckets 1..256; tests/test_native_histograms.py reads them again from a running Prometheus and compares.
+# They are not all the doubles nearest to 2**(j/256) / 2 (most differ from those, by up to 4 units in the
+# last place), which is why they are data, not computed. Schema s < 8 uses every
+# 2**(8-s)-th entry (the tables are nested).
+_FRACTIONS_8: tuple[float, ...] = tuple(float.fromhex(f"0x1.{m}p-1") for m in _FRACTIONS_HEX.split())
+assert len(_FRACTIONS_8) == 256
+
+FRACTIONS: dict[int, tuple[float, ...]] = {s: _FRACTIONS_8[:: 1 << (8 - s)] for s in range(0, SCHEMA_MAX + 1)}
+"""``FRACTIONS[s]`` (0 <= s <= 8): the ``2**s`` bucket bounds within ``[0.5, 1)``; bucket ``i`` of schema ``s``
+has the upper bound ``ldexp(FRACTIONS[s][i % 2**s], i // 2**s + 1)``."""
+
+
+def check_schema(schema: int) -> int:
+    """``schema`` if it is an int in ``[SCHEMA_MIN, SCHEMA_MAX]``; else ``ValueError`` naming it."""
+    if type(schema) is not int or not SCHEMA_MIN <= schema <= SCHEMA_MAX:
+        raise ValueError(f"native histogram schema {schema!r}: must be an integer from {SCHEMA_MIN} to {SCHEMA_MAX}")
+    return schema
+
+
+# ------------------------------------------------------------------------------------------------ bucket math
+def index_of(seconds: float, schema: int) -> int | None:
+    """The native bucket of an observation in **seconds**, or None for the zero bucket.
+
+    Exactly client_golang's ``histogramCounts.observe``: ``frac, exp = frexp(v)``; for ``schema > 0`` the
+    first bound in :data:`FRACTIONS` that is ``>= frac``, plus ``(exp - 1) * 2**schema``; for ``schema <= 0``
+    ``exp`` (one less for an exact power of two), divided by ``2**-schema`` rounding up. A value equal to a
+    bucket's upper bound is in that bucket.
+
+    Args:
+        seconds: a finite observation ``>= 0``; ``<= ZERO_THRESHOLD`` gives the zero bucket (None).
+        schema: ``SCHEMA_MIN..SCHEMA_MAX`` (not checked here: this is called per observation).
+
+    Raises:
+        ValueError: for NaN, an infinity or a negative value (not observations of ours: the recorder keeps
+            NaN and infinities out of histograms and counts negative response times as 0).
+    """
+    if not seconds > ZERO_THRESHOLD:
+        if seconds >= 0.0:
+            return None
+        raise ValueError(f"not a native histogram observation of ours: {seconds!r}")
+    if seconds == inf:
+        raise ValueError("not a native histogram observation of ours: inf")
+    frac, exp = frexp(seconds)
+    if schema > 0:
+        return bisect_left(FRACTIONS[schema], frac) + ((exp - 1) << schema)
+    if frac == 0.5:
+        exp -= 1
+    return (exp + (1 << -schema) - 1) >> -schema
+
+
+def native_index(ms: float, schema: int) -> int | None:
+    """The native bucket (schema ``schema``, observations in seconds) of a response time of ``ms``
+    **milliseconds**: :func:`index_of` of ``ms / 1000.0``; None for the zero bucket.
+
+    Hostile values as the recorder's careful path treats them for the classic histogram: a negative time
+    (counted as 0 there) gives the zero bucket; NaN and infinities are not observations (the recorder does
+    not put them in the histogram): ``ValueError``. A huge time is capped by the recorder
+    (``MAX_RESPONSE_TIME_MS``) before it gets here; any finite value works.
+    """
+    if not ms > 0.0:
+        if ms <= 0.0 and ms != -inf:
+            return None
+        raise ValueError(f"not a response time for a histogram: {ms!r}")
+    return index_of(ms / 1000.0, schema)
+
+
+def upper_bound(index: int, schema: int) -> float:
+    """The upper bound (inclusive), in **seconds**, of bucket ``index`` at ``schema``: ``base**index`` as the
+    double Prometheus uses; ``inf`` past the largest double. Its lower bound is ``upper_bound(index - 1)``."""
+    try:
+        if schema > 0:
+            return ldexp(FRACTIONS[schema][index & ((1 << schema) - 1)], (index >> schema) + 1)
+        return ldexp(1.0, index << -schema)
+    except OverflowError:
+        return inf
+
+
+def reduce_index(index: int, by: int) -> int:
+    """The bucket at ``schema - by`` that holds bucket ``index`` of ``schema``: ``ceil(index / 2**by)``
+    (client_golang's ``doubleBucketWidth`` applied ``by`` times: ``(index + 1) // 2`` each)."""
+    return -((-index) >> by)
+
+
+def pick_schema(bucket_factor: float) -> int:
+    """The schema for a bucket growth factor, as client_golang's ``NativeHistogramBucketFactor``: the largest
+    ``s`` in ``SCHEMA_MIN..SCHEMA_MAX`` with ``2**(2**-s) <= bucket_factor`` (a factor below ``2**(2**-8)``
+    still gives 8). ``ValueError`` for a factor ``<= 1`` or not finite."""
+    if not (isinstance(bucket_factor, (int, float)) and 1 < bucket_factor < inf):
+        raise ValueError(f"native histogram bucket factor {bucket_factor!r}: must be a number greater than 1")
+    floor = math.floor(math.log2(math.log2(bucket_factor)))
+    return max(SCHEMA_MIN, min(SCHEMA_MAX, -floor))
+
+
+def max_relative_error(schema: int) -> float:
+    """Largest relative error of a quantile estimated from one bucket of ``schema``, whatever Prometheus
+    interpolates within the bucket: ``base - 1`` (the estimate and the true value lie in the same bucket
+    ``(L, base * L]``). Schema 5: 2.19%, 6: 1.09%, 7: 0.54%, 8: 0.27%."""
+    return 2.0 ** (2.0**-schema) - 1.0
+
+
+# ------------------------------------------------------------------------------------------------ hot path
+FINER = type("Finer", (), {"__repr__": lambda self: "FINER", "__slots__": ()})()
+"""Marker in :class:`NativeIndexer`'s tables: this cell holds several bucket bounds; look closer."""
+
+
+class NativeIndexer:
+    """:func:`native_index` for one schema from lookup tables: the request listener's version.
+
+    Two grids of cells cover response times: ``c = ceil(ms)`` (1 ms cells, shared with the classic
+    bucket table) above :attr:`fine_limit_ms`, and ``c = ceil(ms * fine_scale)`` (``1 / fine_scale`` ms
+    cells, a power of two, so the product is exact) below. Each cell ``(lo, hi]`` has its bucket index
+    (``*_index[c]``, the bucket of the values just above ``lo``) and the largest value still in that bucket
+    (``*_above[c]``, ``inf`` when the cell lies in one bucket): a value above it is in the next bucket.
+    Above :attr:`fine_limit_ms` every 1 ms cell holds at most one bound (bucket widths exceed 1 ms); a fine
+    cell holding more than one (response times below about ``fine_limit_ms / fine_scale`` ms) is marked
+    :data:`FINER` and left to :func:`native_index`. Cell 0 (only ``0.0``) is the zero bucket (None).
+    The thresholds are found with :func:`native_index` itself, so the tables agree with it everywhere.
+
+    The hot path, inlined (``rt`` a response time already checked to be ``>= 0``; locals bound once)::
+
+        c = ceil(rt)                         # also the classic table's index
+        if rt > fine_limit_ms:
+            k = coarse_index[c]              # IndexError above coarse_top_ms: take the careful path
+            if rt > coarse_above[c]:
+                k += 1
+        else:
+            c = ceil(rt * fine_scale)
+            k = fine_index[c]
+            if rt > fine_above[c]:
+                k += 1
+            elif k is FINER:
+                k = native_index(rt, schema)  # below ~fine_limit_ms / fine_scale ms: rare
+
+    :meth:`index` is the same as a method (for the careful path and tests). Measured costs:
+    ``docs/native-histograms.md``.
+
+    Args:
+        schema: the resolution (``SCHEMA_MIN..SCHEMA_MAX``).
+        coarse_top_ms: the 1 ms grid covers ``0 < ms <= coarse_top_ms``; longer times raise ``IndexError``.
+        fine_cells: about how many cells the fine grid may have (memory: 16 bytes each); it sets
+            ``fine_scale``, the largest power of two with ``fine_limit_ms * fine_scale <= fine_cells``.
+
+    Memory: 16 bytes per cell (two lists of shared objects): ``coarse_top_ms + 1`` coarse cells and at most
+    ``fine_cells`` fine ones; with the defaults about 2 MB, once per process and schema.
+    """
+
+    __slots__ = ("schema", "coarse_top_ms", "coarse_index", "coarse_above", "fine_limit_ms", "fine_scale",
+                 "fine_index", "fine_above")
+
+    def __init__(self, schema: int, coarse_top_ms: int = 65_536, fine_cells: int = 65_536) -> None:
+        self.schema = check_schema(schema)
+        self.coarse_top_ms = int(coarse_top_ms)
+        self.coarse_index, self.coarse_above = self._grid(1.0, self.coarse_top_ms + 1)
+        finer = [c for c, k in enumerate(self.coarse_index) if k is FINER]
+        self.fine_limit_ms = float(finer[-1]) if finer else 0.0  # upper edge of the last coarse cell marked FINER
+        scale = 1
+        while self.fine_limit_ms * scale * 2 <= fine_cells:
+            scale *= 2
+        self.fine_scale = float(scale)
+        self.fine_index, self.fine_above = self._grid(1.0 / scale, int(self.fine_limit_ms * scale) + 1)
+
+    def _grid(self, width: float, cells: int) -> tuple[list[Any], list[float]]:
+        """Tables of the cells ``((c - 1) * width, c * width]``, ``c = 0 .. cells - 1`` (``width`` a power of
+        two, so that ``t / width`` is exact)."""
+        schema = self.schema
+        index: list[Any] = [None] * cells
+        above: list[float] = [inf] * cells
+        if cells < 2:
+            return index, above
+        # thresholds[j]: the largest value (ms) of bucket first + j, from the bucket of the second cell's
+        # lower edge to the bucket of the top; native_index(v) = first + (thresholds below v)
+        first = native_index(width, schema)
+        thresholds = [_threshold_ms(k, schema) for k in range(first, native_index((cells - 1) * width, schema) + 1)]
+        start = 1
+        for j, t in enumerate(thresholds):  # the cells whose upper edge is in (thresholds[j-1], t]: bucket first + j
+            end = min(cells, math.floor(t / width) + 1)
+            if end > start:
+                index[start:end] = [first + j] * (end - start)
+                start = end
+        inside: dict[int, int] = {}
+        for t in thresholds:  # a threshold strictly inside a cell splits it: below it one bucket lower
+            q = t / width
+            c = ceil(q)
+            if c != q and 1 <= c < cells:
+                inside[c] = inside.get(c, 0) + 1
+                if inside[c] == 1:
+                    index[c] -= 1
+                    above[c] = t
+        for c, n in inside.items():
+            if n > 1:
+                index[c], above[c] = FINER, inf
+        index[1], above[1] = FINER, inf  # the first cell reaches down to 0: infinitely many buckets
+        return index, above
+
+    def index(self, ms: float) -> int | None:
+        """:func:`native_index` of ``ms`` (milliseconds, ``>= 0``) through the tables: the hot path's code as a
+        method. Values above :attr:`coarse_top_ms` and NaN raise (``IndexError``, ``ValueError``)."""
+        if ms > self.fine_limit_ms:
+            c = ceil(ms)
+            k = self.coarse_index[c]
+            if ms > self.coarse_above[c]:
+                k += 1
+            return k
+        if not ms >= 0.0:
+            raise ValueError(f"not a response time for the fast path: {ms!r}")
+        c = ceil(ms * self.fine_scale)
+        k = self.fine_index[c]
+        if ms > self.fine_above[c]:
+            k += 1
+        elif k is FINER:
+            k = native_index(ms, self.schema)
+        return k
+
+    def memory_cells(self) -> int:
+        """Entries in the four tables (8 bytes each, plus one float per bound)."""
+        return 2 * (len(self.coarse_index) + len(self.fine_index))
+
+
+def _threshold_ms(index: int, schema: int) -> float:
+    """The largest response time (ms) whose :func:`native_index` is ``<= index``."""
+    ms = upper_bound(index, schema) * 1000.0
+    while native_index(ms, schema) > index:
+        ms = math.nextafter(ms, -inf)
+    while True:
+        up = math.nextafter(ms, inf)
+        if native_index(up, schema) > index:
+            return ms
+        ms = up
+
+
+# ------------------------------------------------------------------------------------------------ accumulator
+class NativeHistogram:
+    """The native buckets of one histogram: schema, zero bucket and ``{index: count}``, bounded in size.
+
+    Count and sum are the caller's (a histogram message carries one ``sample_count`` and one
+    ``sample_sum`` for its classic and native buckets alike); :attr:`count` is what the buckets hold, which
+    must equal the classic count of the same observations.
+
+    Attributes:
+        schema: the current resolution; only ever lowered (by :meth:`limit`, :meth:`reduce_to`, or a
+            merge with a coarser histogram), since counters must not go backwards.
+        zero_count: observations in the zero bucket (``<= ZERO_THRESHOLD`` seconds).
+        buckets: ``{index: count}`` of the populated buckets (counts > 0) at :attr:`schema`.
+        max_buckets: most populated buckets; 0 = unbounded. When exceeded, the resolution is halved
+            (schema - 1, adding bucket pairs) until it fits or the schema is ``SCHEMA_MIN``, as client_golang
+            does with ``NativeHistogramMaxBucketNumber`` (without its reset or zero-bucket widening, which are
+            off by default there too). Totals are unchanged: only bucket boundaries are dropped.
+    """
+
+    __slots__ = ("schema", "zero_count", "buckets", "max_buckets")
+
+    zero_threshold = ZERO_THRESHOLD
+
+    def __init__(self, schema: int = DEFAULT_SCHEMA, max_buckets: int = DEFAULT_MAX_BUCKETS) -> None:
+        self.schema = check_schema(schema)
+        if type(max_buckets) is not int or max_buckets < 0:
+            raise ValueError(f"native histogram max buckets {max_buckets!r}: must be an integer >= 0 (0: no limit)")
+        self.max_buckets = max_buckets
+        self.zero_count = 0
+        self.buckets: dict[int, int] = {}
+
+    # ---------------------------------------------------------------- reading
+    @property
+    def count(self) -> int:
+        """Observations held: zero bucket plus buckets."""
+        return self.zero_count + sum(self.buckets.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NativeHistogram):
+            return NotImplemented
+        return (self.schema, self.zero_count, self.buckets) == (other.schema, other.zero_count, other.buckets)
+
+    def __repr__(self) -> str:
+        return f"NativeHistogram(schema={self.schema}, zero_count={self.zero_count}, buckets={len(self.buckets)})"
+
+    def copy(self) -> NativeHistogram:
+        """An independent copy (e.g. for a scrape's snapshot)."""
+        new = NativeHistogram.__new__(NativeHistogram)
+        new.schema, new.zero_count, new.buckets, new.max_buckets = (
+            self.schema, self.zero_count, dict(self.buckets), self.max_buckets)
+        return new
+
+    def spans_and_deltas(self) -> tuple[list[tuple[int, int]], list[int]]:
+        """The populated buckets as protobuf's ``positive_span`` ``(offset, length)`` pairs and
+        ``positive_delta`` values, as client_golang's ``makeBuckets`` writes them: buckets in index order; a
+        span's offset is the gap since the previous span's end (for the first: its starting index); gaps of
+        one or two buckets are filled with empty buckets instead of a new span; each delta is a bucket's
+        count minus the previous bucket's (the first: minus 0). ``([], [])`` when empty."""
+        buckets = self.buckets
+        if not buckets:
+            return [], []
+        keys = sorted(buckets)
+        counts = list(map(buckets.__getitem__, keys))
+        # indices (in keys) of the buckets that follow a gap; usually few: the loop below runs once per gap
+        breaks = list(compress(range(1, len(keys)), map(ne, map(sub, keys[1:], keys), repeat(1))))
+        spans = []
+        if breaks:
+            filled: list[int] = []
+            offset, length, start = keys[0], 0, 0
+            for end in breaks:
+                gap = keys[end] - keys[end - 1] - 1
+                filled += counts[start:end]
+                length += end - start
+                if gap > 2:  # a new span
+                    spans.append((offset, length))
+                    offset, length = gap, 0
+                else:  # one or two empty buckets inside the span
+                    filled += [0] * gap
+                    length += gap
+                start = end
+            filled += counts[start:]
+            spans.append((offset, length + len(keys) - start))
+            counts = filled
+        else:
+            spans.append((keys[0], len(keys)))
+        return spans, list(map(sub, counts, [0, *counts[:-1]]))
+
+    def quantile(self, q: float) -> float:
+        """The ``q``-quantile (0..1) in **seconds**, as Prometheus 2.42's ``histogram_quantile`` computes it
+        for a native histogram: the bucket where the cumulative count reaches ``q * count``, then linear
+        interpolation between its bounds (the zero bucket's lower bound is 0). NaN when empty; ``-inf`` /
+        ``inf`` for ``q < 0`` / ``q > 1``. For checks and accuracy studies; Prometheus does it at query time."""
+        if q != q:
+            return math.nan
+        if q < 0:
+            return -inf
+        if q > 1:
+            return inf
+        total = self.count
+        if total == 0:
+            return math.nan
+        rank = q * total
+        cumulative = 0
+        bucket = (0.0, 0.0, 0)
+        for bucket in self._all_buckets():
+            cumulative += bucket[2]
+            if cumulative >= rank:
+                break
+        lower, upper, bucket_count = bucket
+        if cumulative < rank:
+            return upper
+        rank -= cumulative - bucket_count
+        return lower + (upper - lower) * (rank / bucket_count)
+
+    def _all_buckets(self) -> Iterable[tuple[float, float, int]]:
+        """``(lower, upper, count)`` in order: the zero bucket (lower bound 0), then the populated buckets."""
+        if self.zero_count:
+            yield 0.0, ZERO_THRESHOLD, self.zero_count
+        schema = self.schema
+        for index in sorted(self.buckets):
+            yield upper_bound(index - 1, schema), upper_bound(index, schema), self.buckets[index]
+
+    # ---------------------------------------------------------------- writing
+    def observe(self, ms: float) -> bool:
+        """Count one response time of ``ms`` **milliseconds** (see :func:`native_index`); False (nothing
+        counted) for NaN and infinities, which are not observations. Applies :attr:`max_buckets`.
+        Convenient for tests and slow paths; the request listener uses :class:`NativeIndexer` and
+        :meth:`add_counts`."""
+        if ms != ms or ms in (inf, -inf):
+            return False
+        index = native_index(ms, self.schema)
+        if index is None:
+            self.zero_count += 1
+        else:
+            buckets = self.buckets
+            buckets[index] = buckets.get(index, 0) + 1
+            if len(buckets) > self.max_buckets > 0:
+                self.limit()
+        return True
+
+    def add_counts(self, counts: Mapping[int | None, int] | Iterable[tuple[int | None, int]], schema: int) -> int:
+        """Add bucket counts recorded at ``schema``: ``{index: n}`` (or ``(index, n)`` pairs), the index None
+        meaning the zero bucket; zero counts are skipped. A finer ``schema`` is reduced to ours on the way; a
+        coarser one first reduces ours to it. Then :attr:`max_buckets` applies. Returns the observations
+        added. Exact: every count lands in the bucket that holds its bucket.
+
+        ``counts`` is only read: the caller zeroes a hot record itself (keeping its keys spares the
+        allocations of the next interval; drop them if it has many)."""
+        check_schema(schema)
+        if schema < self.schema:
+            self.reduce_to(schema)
+        by = schema - self.schema
+        if isinstance(counts, Mapping):
+            items: Iterable[tuple[int | None, int]] = counts.items()
+            added = sum(counts.values())
+        else:
+            items = list(counts)
+            added = sum([n for _, n in items])
+        buckets = self.buckets
+        get = buckets.get
+        zero = 0
+        for index, n in items:
+            if n:
+                if index is None:
+                    zero += n
+                    continue
+                if by:
+                    index = -((-index) >> by)
+                buckets[index] = get(index, 0) + n
+        self.zero_count += zero
+        if len(buckets) > self.max_buckets > 0:
+            self.limit()
+        return added
+
+    def merge(self, other: NativeHistogram) -> None:
+        """Add ``other``'s counts (exact: the finer of the two is reduced to the coarser schema first)."""
+        self.add_counts(other.buckets, other.schema)
+        self.zero_count += other.zero_count
+
+    def reduce_to(self, schema: int) -> None:
+        """Lower the resolution to ``schema`` (<= the current one): bucket ``i`` goes to
+        :func:`reduce_index` ``(i, by)``; counts add up, totals are unchanged."""
+        check_schema(schema)
+        by = self.schema - schema
+        if by < 0:
+            raise ValueError(f"cannot raise a native histogram's schema from {self.schema} to {schema}")
+        if by == 0:
+            return
+        reduced: dict[int, int] = {}
+        for index, n in self.buckets.items():
+            index = -((-index) >> by)
+            reduced[index] = reduced.get(index, 0) + n
+        self.buckets = reduced
+        self.schema = schema
+
+    def limit(self) -> int:
+        """Halve the resolution while more than :attr:`max_buckets` buckets are populated (and the schema is
+        above ``SCHEMA_MIN``); returns by how many steps the schema went down."""
+        steps = 0
+        while len(self.buckets) > self.max_buckets > 0 and self.schema > SCHEMA_MIN:
+            self.reduce_to(self.schema - 1)
+            steps += 1
+        return steps
+
+    # ---------------------------------------------------------------- wire (worker reports)
+    def to_wire(self) -> list[Any]:
+        """``[schema, zero_count, [index, count, index, count, ...]]``: ints and lists only (msgpack-safe)."""
+        flat: list[int] = []
+        for index, n in self.buckets.items():
+            flat.append(index)
+            flat.append(n)
+        return [self.schema, self.zero_count, flat]
+
+    @classmethod
+    def from_wire(cls, wire: Any, max_buckets: int = DEFAULT_MAX_BUCKETS) -> NativeHistogram:
+        """The histogram of :meth:`to_wire`'s output; ``ValueError`` if malformed (wrong shape, a schema out
+        of range, a count that is not an int >= 0, an index that is not an int)."""
+        try:
+            schema, zero_count, flat = wire
+            pairs = list(zip(flat[::2], flat[1::2]))
+            if len(flat) % 2 or type(zero_count) is not int or zero_count < 0:
+                raise ValueError
+            for index, n in pairs:
+                if type(index) is not int or type(n) is not int or n < 0:
+                    raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"malformed native histogram: {str(wire)[:200]}") from None
+        histogram = cls(schema, max_buckets)
+        histogram.zero_count = zero_count
+        histogram.add_counts(pairs, schema)
+        return histogram
+
+
+__all__ = [
+    "DEFAULT_MAX_BUCKETS",
+    "DEFAULT_SCHEMA",
+    "FINER",
+    "FRACTIONS",
+    "SCHEMA_MAX",
+    "SCHEMA_MIN",
+    "ZERO_THRESHOLD",
+    "NativeHistogram",
+    "NativeIndexer",
+    "check_schema",
+    "index_of",
+    "max_relative_error",
+    "native_index",
+    "pick_schema",
+    "reduce_index",
+    "upper_bound",
+]
