@@ -195,7 +195,8 @@ def max_relative_error(schema: int) -> float:
     """Largest relative error of a quantile estimated from one bucket of ``schema``, whatever Prometheus
     interpolates within the bucket: ``base - 1`` (the estimate and the true value lie in the same bucket
     ``(L, base * L]``). Schema 5: 2.19%, 6: 1.09%, 7: 0.54%, 8: 0.27%."""
-    return 2.0 ** (2.0**-schema) - 1.0
+    base: float = 2.0 ** (2.0**-schema)  # float ** float is typed Any (it may be complex); here it is a float
+    return base - 1.0
 
 
 # ------------------------------------------------------------------------------------------------ hot path
@@ -269,8 +270,8 @@ class NativeIndexer:
             return index, above
         # thresholds[j]: the largest value (ms) of bucket first + j, from the bucket of the second cell's
         # lower edge to the bucket of the top; native_index(v) = first + (thresholds below v)
-        first = native_index(width, schema)
-        thresholds = [_threshold_ms(k, schema) for k in range(first, native_index((cells - 1) * width, schema) + 1)]
+        first = _positive_index(width, schema)
+        thresholds = [_threshold_ms(k, schema) for k in range(first, _positive_index((cells - 1) * width, schema) + 1)]
         start = 1
         for j, t in enumerate(thresholds):  # the cells whose upper edge is in (thresholds[j-1], t]: bucket first + j
             end = min(cells, math.floor(t / width) + 1)
@@ -295,6 +296,7 @@ class NativeIndexer:
     def index(self, ms: float) -> int | None:
         """:func:`native_index` of ``ms`` (milliseconds, ``>= 0``) through the tables: the hot path's code as a
         method. Values above :attr:`coarse_top_ms` and NaN raise (``IndexError``, ``ValueError``)."""
+        k: int | None  # the tables' entries are ints, None (cell 0) or FINER, which the fine branch replaces
         if ms > self.fine_limit_ms:
             c = ceil(ms)
             k = self.coarse_index[c]
@@ -316,14 +318,24 @@ class NativeIndexer:
         return 2 * (len(self.coarse_index) + len(self.fine_index))
 
 
+def _positive_index(ms: float, schema: int) -> int:
+    """:func:`native_index` of a response time ``ms > 0`` (so never the zero bucket); ``ValueError`` if it is
+    in the zero bucket after all. For building :class:`NativeIndexer`'s tables, not for the hot path."""
+    index = native_index(ms, schema)
+    if index is None:
+        raise ValueError(f"{ms!r} ms is in the zero bucket: not a response time > 0")
+    return index
+
+
 def _threshold_ms(index: int, schema: int) -> float:
-    """The largest response time (ms) whose :func:`native_index` is ``<= index``."""
+    """The largest response time (ms) whose :func:`native_index` is ``<= index`` (``index`` not the zero
+    bucket's: the upper bound of bucket ``index`` is > 0)."""
     ms = upper_bound(index, schema) * 1000.0
-    while native_index(ms, schema) > index:
+    while _positive_index(ms, schema) > index:
         ms = math.nextafter(ms, -inf)
     while True:
         up = math.nextafter(ms, inf)
-        if native_index(up, schema) > index:
+        if _positive_index(up, schema) > index:
             return ms
         ms = up
 
@@ -468,7 +480,11 @@ class NativeHistogram:
                 self.limit()
         return True
 
-    def add_counts(self, counts: Mapping[int | None, int] | Iterable[tuple[int | None, int]], schema: int) -> int:
+    def add_counts(
+        self,
+        counts: Mapping[int, int] | Mapping[int | None, int] | Iterable[tuple[int | None, int]],
+        schema: int,
+    ) -> int:
         """Add bucket counts recorded at ``schema``: ``{index: n}`` (or ``(index, n)`` pairs), the index None
         meaning the zero bucket; zero counts are skipped. A finer ``schema`` is reduced to ours on the way; a
         coarser one first reduces ours to it. Then :attr:`max_buckets` applies. Returns the observations

@@ -217,6 +217,8 @@ _POOL = _build_pool()
 
 
 def _message_class(name: str) -> Any:
+    # Any: the class is made at run time from the descriptor, and google.protobuf has no type stubs here; the
+    # encoders below give what they get from it (``SerializeToString()``: bytes) a declared type.
     descriptor = _POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}")
     get_class = getattr(message_factory, "GetMessageClass", None)
     if get_class is not None:  # protobuf >= 4.22
@@ -255,7 +257,8 @@ def metric_labels(labels: Iterable[tuple[str, str]]) -> bytes:
     """The ``label`` fields of a ``Metric``, serialized. A ``Metric``'s serialization is its fields' in field
     order, and ``label`` is field 1, so these bytes followed by the serialization of a ``Metric`` without
     labels are exactly the serialization of the ``Metric`` with them (what the ``*_metric`` functions do)."""
-    return Metric(label=[LabelPair(name=name, value=value) for name, value in labels]).SerializeToString()
+    serialized: bytes = Metric(label=[LabelPair(name=name, value=value) for name, value in labels]).SerializeToString()
+    return serialized
 
 
 def _prefix(labels: Labels) -> bytes:
@@ -266,14 +269,16 @@ def counter_metric(labels: Labels, value: float) -> bytes:
     """One serialized ``Metric`` of a counter: its labels (see :data:`Labels`) and value."""
     metric = Metric()
     metric.counter.value = value
-    return _prefix(labels) + metric.SerializeToString()
+    serialized: bytes = metric.SerializeToString()
+    return _prefix(labels) + serialized
 
 
 def gauge_metric(labels: Labels, value: float) -> bytes:
     """One serialized ``Metric`` of a gauge: its labels (see :data:`Labels`) and value."""
     metric = Metric()
     metric.gauge.value = value
-    return _prefix(labels) + metric.SerializeToString()
+    serialized: bytes = metric.SerializeToString()
+    return _prefix(labels) + serialized
 
 
 _BUCKET_TEMPLATES: dict[tuple[float, ...], Any] = {}
@@ -339,7 +344,8 @@ def histogram_metric(
             histogram.positive_delta.extend(deltas)
         else:
             histogram.positive_span.add(offset=0, length=0)
-    return _prefix(labels) + metric.SerializeToString()
+    serialized: bytes = metric.SerializeToString()
+    return _prefix(labels) + serialized
 
 
 def family(name: str, help: str, type: int, metrics: Iterable[bytes]) -> bytes:
@@ -351,7 +357,7 @@ def family(name: str, help: str, type: int, metrics: Iterable[bytes]) -> bytes:
     :data:`GAUGE`, :data:`HISTOGRAM`, ...). The result is byte for byte the library's
     ``MetricFamily(name=..., help=..., type=..., metric=[...]).SerializeToString()`` after its length.
     """
-    head = MetricFamily(name=name, help=help, type=type).SerializeToString()
+    head: bytes = MetricFamily(name=name, help=help, type=type).SerializeToString()
     parts = [head]
     for metric in metrics:
         parts.append(b"\x22")  # field 4 (metric), wire type 2 (length-delimited)

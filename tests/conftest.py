@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,16 +13,11 @@ from support import free_port, start_demo_target
 def demo_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running ``examples/demo_target.py`` (one for the whole session)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("demo_target") / "demo_target.log"
-    proc = start_demo_target(port, log)
+    process = start_demo_target(port, tmp_path_factory.mktemp("demo_target"))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        process.stop()
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_server import AMTOOL_BINARIES, PROMTOOL_BINARIES, require_binary
+from support import AMTOOL_BINARIES, PROMTOOL_BINARIES, REPO, require_binary
 
-REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULES = PROMETHEUS_DIR / "rules" / "locust.rules.yml"

@@ -19,17 +19,15 @@ import json
 import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
-from prometheus_server import free_port, wait_for
+from support import REPO, TESTS, ChildProcess, free_port, http_get, http_request, wait_for
 
-REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
-SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+SCHEMA = TESTS / "data" / "compose-spec.json"
 
 
 def compose() -> dict[str, Any]:
@@ -246,12 +244,8 @@ def test_locust_service_commands_parse():
 def test_webhook_logger_prints_alertmanager_notifications(tmp_path):
     port = free_port()
     command = local_command("alert-webhook", {"0.0.0.0": "127.0.0.1", "9095": str(port)})
-    log = open(tmp_path / "webhook.log", "w")
-    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200, 20,
-                 what="webhook logger")
+    with ChildProcess(command, REPO, name="webhook", log_dir=tmp_path) as webhook:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/", timeout=1)[0] == 200, 20, what="webhook logger")
         payload = {
             "version": "4", "status": "firing", "receiver": "locust-webhook",
             "alerts": [{
@@ -261,13 +255,9 @@ def test_webhook_logger_prints_alertmanager_notifications(tmp_path):
                 "annotations": {"summary": "100% of GET /reports/sales requests are slow"},
             }],
         }
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        assert urllib.request.urlopen(request, timeout=5).status == 200
+        answer = http_request(f"http://127.0.0.1:{port}/alerts", method="POST", data=json.dumps(payload).encode(),
+                              headers={"Content-Type": "application/json"})
+        assert answer.status == 200
         expected = ("[webhook] FIRING LocustSlowRequests severity=warning GET /reports/sales: "
                     "100% of GET /reports/sales requests are slow")
-        wait_for(lambda: expected in (tmp_path / "webhook.log").read_text(), 10, what="the printed alert")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        wait_for(lambda: expected in webhook.output(), 10, what="the printed alert")

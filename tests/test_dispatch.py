@@ -18,7 +18,7 @@ from locust.exception import (
     RescheduleTaskImmediately,
     StopUser,
 )
-from test_recorder import CountingRecorder, NoStatus, Response, recorder
+from support import CountingRecorder, NoStatus, Response, make_recorder
 
 import locust_metrics
 from locust_metrics.dispatch import _fast_fire, attach, detach, known_fire
@@ -81,7 +81,7 @@ def test_this_locust_gets_the_fast_dispatch() -> None:
 
 
 def test_fast_and_ordinary_dispatch_record_the_same() -> None:
-    fast, ordinary, direct = recorder(slow_threshold=1000), recorder(slow_threshold=1000), recorder(slow_threshold=1000)
+    fast, ordinary, direct = make_recorder(slow_threshold=1000), make_recorder(slow_threshold=1000), make_recorder(slow_threshold=1000)
     fast_hook, ordinary_hook = _fast_hook(fast), EventHook()
     ordinary_hook.add_listener(ordinary.on_request)
     for _ in range(3):  # first sightings (careful path), then the fast path
@@ -95,7 +95,7 @@ def test_fast_and_ordinary_dispatch_record_the_same() -> None:
 
 
 def test_missing_keys_take_the_fast_path_after_the_first_sighting() -> None:
-    rec = CountingRecorder(recorder().bounds_ms, 1000.0)
+    rec = CountingRecorder(make_recorder().bounds_ms, 1000.0)
     hook = _fast_hook(rec)
     for _ in range(100):
         hook.fire(request_type="grpc", name="Say", response_time=4.2, response_length=7)
@@ -152,7 +152,7 @@ def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> 
     """Same calls, same order, same exceptions through, same logging, same requests recorded."""
     traces, states = [], []
     for fast in (False, True):
-        rec = recorder()
+        rec = make_recorder()
         trace: list = []
 
         ours, record = _traced(rec, trace)
@@ -181,7 +181,7 @@ def test_fast_fire_behaves_as_locusts_fire(caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_attach_is_idempotent_and_detach_restores_locusts_fire() -> None:
-    rec = recorder()
+    rec = make_recorder()
     hook = EventHook()
     assert attach(hook, rec.on_request, rec.record) and attach(hook, rec.on_request, rec.record)
     assert hook._handlers == [rec.on_request]
@@ -203,13 +203,13 @@ def test_a_hook_we_do_not_know_calls_the_ordinary_listener() -> None:
     own_fire = wrapped.fire
     wrapped.fire = lambda **kw: own_fire(**kw)  # another plugin wrapped it already
     for hook in (CustomHook(), wrapped):
-        rec = recorder()
+        rec = make_recorder()
         assert known_fire(hook) is None
         assert not attach(hook, rec.on_request, rec.record)
         for _ in range(2):
             for event in EVENTS[:4]:
                 hook.fire(**event)
-        expected = recorder()
+        expected = make_recorder()
         for _ in range(2):
             for event in EVENTS[:4]:
                 expected.record({**event, "name": event["name"].upper()} if isinstance(hook, CustomHook) else event)
@@ -247,7 +247,7 @@ def test_fast_fire_of_older_locust_forms_behaves_as_their_fire(stop_test: bool) 
         pytest.skip("this Locust has no StopTest (< 2.43): no fire form lets it through")
     traces = []
     for fast in (False, True):
-        rec, trace = recorder(), []
+        rec, trace = make_recorder(), []
 
         ours, record = _traced(rec, trace)
         reference = Locust243EventHook()

@@ -25,14 +25,33 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from support import (
     LOCUSTFILES,
+    FakeEnvironment,
+    NoStatus,
+    Response,
     Samples,
     child_env,
     csv_stats,
     free_port,
     http_get,
     locust,
+    make_recorder,
     promtool_check_metrics,
     scrape,
+)
+from support.hostile import (
+    EXCEPTIONS,
+    EXCEPTIONS_BEYOND_LOCUST,
+    HUGE_ERRORS,
+    NAMES,
+    NON_STR_NAMES,
+    RESPONSES,
+    TIMES,
+    TIMES_BEYOND_LOCUST,
+    UNENCODABLE_NAMES,
+    RaisingBool,
+    RaisingMessage,
+    RaisingStatus,
+    RaisingStr,
 )
 
 from locust_metrics.options import Settings
@@ -47,52 +66,10 @@ from locust_metrics.recorder import (
     error_label,
     label_text,
 )
-
-try:
-    from locust_metrics.rendering import OPENMETRICS, TEXT
-except ImportError:  # pragma: no cover - the fast renderer is optional here
-    OPENMETRICS = TEXT = None
-
+from locust_metrics.rendering import OPENMETRICS, TEXT
 
 # ---------------------------------------------------------------------------------------------- hostile values
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-
-class NoStatus:
-    pass
-
-
-class RaisingStatus:
-    @property
-    def status_code(self):
-        raise RuntimeError("status_code raises")
-
-
-class RaisingStr:
-    def __str__(self):
-        raise RuntimeError("__str__ raises")
-
-    def __hash__(self):
-        return 7
-
-    def __eq__(self, other):
-        return self is other
-
-
-class RaisingMessage(CatchResponseError):
-    def __str__(self):
-        raise RuntimeError("the message raises")
-
-
-class RaisingBool(Exception):
-    def __bool__(self):
-        raise RuntimeError("truthiness raises")
-
-
-HOSTILE_NAMES = ['q"uote', "back\\slash", "new\nline", "\r\t\x00\x1b\x7f", "ünïcødé ✓ 🚀", "", "x" * 3000, "lone \ud800 surrogate",
-                 "\udcff" * 2000, "__overflow__", 'le="0.1"} 1\n# EOF', "\u2028\ufeff"]
+HOSTILE_NAMES = NAMES + UNENCODABLE_NAMES
 
 any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=40)  # surrogates included
 names = st.one_of(any_text, st.sampled_from(HOSTILE_NAMES), st.integers(), st.none(), st.just(("a", 1)),
@@ -125,18 +102,20 @@ def in_histogram(response_time) -> bool:
     return is_real(response_time) and math.isfinite(float(response_time))
 
 
-def make_recorder(max_names: int = 500, **kwargs) -> RequestRecorder:
-    s = Settings.from_kwargs(max_names=max_names, **kwargs)
-    return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names)
-
-
 def fire_all(recorder: RequestRecorder, batch) -> None:
     for method, name, response_time, length, response, exception in batch:
         recorder.on_request(method, name, response_time, length, response=response, context={}, exception=exception)
 
 
 def label_safe(text: str) -> bool:
-    return type(text) is str and len(text) <= MAX_NAME_LENGTH and bool(text.encode("utf-8") or True)
+    """A ``str`` of at most MAX_NAME_LENGTH characters that encodes as UTF-8."""
+    if type(text) is not str or len(text) > MAX_NAME_LENGTH:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- properties
@@ -195,22 +174,13 @@ def test_clamping_rules_for_times_lengths_and_labels() -> None:
 def render_all(recorder: RequestRecorder) -> list[tuple[str, str]]:
     """(format, text) of every exposition we serve: prometheus_client's encoders and the fast renderer's."""
 
-    class Env:
-        runner = None
-        user_classes = []
-        host = "http://\udcff-host"
-        parsed_options = None
-        events = None
-
-    exporter = MetricsExporter(Env(), Settings.from_kwargs(port=0, labels={"env": 'a "b"\n\\c ü'}))
+    exporter = MetricsExporter(FakeEnvironment(host="http://\udcff-host"), Settings.from_kwargs(port=0, labels={"env": 'a "b"\n\\c ü'}))
     exporter.recorder = exporter.totals = recorder
     outputs = [("text", generate_latest(exporter.registry).decode()),
                ("openmetrics", generate_openmetrics(exporter.registry).decode())]
-    renderer = getattr(exporter, "renderer", None)
-    if renderer is not None and TEXT is not None:
-        snapshot = renderer.snapshot()
-        outputs += [("text", renderer.render(snapshot, TEXT).decode()),
-                    ("openmetrics", renderer.render(snapshot, OPENMETRICS).decode())]
+    snapshot = exporter.renderer.snapshot()
+    outputs += [("text", exporter.renderer.render(snapshot, TEXT).decode()),
+                ("openmetrics", exporter.renderer.render(snapshot, OPENMETRICS).decode())]
     return outputs
 
 
@@ -239,14 +209,12 @@ def test_every_renderer_writes_what_prometheus_parsers_read_back(batch) -> None:
 
 def test_promtool_accepts_the_exposition_of_every_hostile_input(tmp_path: Path) -> None:
     recorder = make_recorder(max_names=50)
-    hostile_times = [None, -1.0, 1e300, float("nan"), float("inf"), "12", 7.5]
-    hostile_responses = [None, NoStatus(), RaisingStatus(), Response("abc"), Response(10**6), Response(503)]
-    hostile_exceptions = [None, CatchResponseError("x\n" * 10**5), CatchResponseError('"\\'), RaisingMessage(),
-                          "\ud800 surrogate failure", Exception("url")]
-    for i, name in enumerate(HOSTILE_NAMES + [42, None, RaisingStr(), ["u"]]):
-        for j in range(6):
-            recorder.on_request(["GET", 'M"\n', "ü" * 2000][j % 3], name, hostile_times[(i + j) % 7], (i - j) * 1e300,
-                                response=hostile_responses[j], exception=hostile_exceptions[(i * j) % 6])
+    times = TIMES + TIMES_BEYOND_LOCUST
+    exceptions = EXCEPTIONS + HUGE_ERRORS + EXCEPTIONS_BEYOND_LOCUST
+    for i, name in enumerate(HOSTILE_NAMES + NON_STR_NAMES):
+        for j, response in enumerate(RESPONSES):
+            recorder.on_request(["GET", 'M"\n', "ü" * 2000][j % 3], name, times[(i + j) % len(times)], (i - j) * 1e300,
+                                response=response, exception=exceptions[(i * j) % len(exceptions)])
     for fmt, text in render_all(recorder):
         if fmt == "text":
             check = promtool_check_metrics(text)

@@ -7,23 +7,22 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
-from pushgateway_server import PushgatewayServer
 from support import (
     LOCUSTFILES,
+    PushgatewayServer,
     Samples,
     assert_counters_never_decrease,
     csv_stats,
     free_port,
     http_get,
+    http_request,
     interrupted_in_locust_statistics,
     locust,
     scrape,
+    wait_for,
     wait_for_http,
 )
 
@@ -57,13 +56,14 @@ class Scraper(threading.Thread):
         return self.scrapes[-1]
 
     def wait_for(self, predicate, timeout: float = 20, what: str = "a scrape") -> Samples:
-        deadline = time.monotonic() + timeout
+        """The first scrape taken from now on that is the latest when ``predicate`` holds for it."""
         seen = len(self.scrapes)
-        while time.monotonic() < deadline:
-            if len(self.scrapes) > seen and predicate(self.latest()):
-                return self.latest()
-            time.sleep(0.1)
-        raise TimeoutError(f"no scrape showed {what} within {timeout}s")
+
+        def new_scrape_showing() -> Samples | None:
+            latest = self.latest() if len(self.scrapes) > seen else None
+            return latest if latest is not None and predicate(latest) else None
+
+        return wait_for(new_scrape_showing, timeout, 0.1, what=f"a scrape showing {what}", retry_on=())
 
 
 def state(samples: Samples) -> str:
@@ -76,21 +76,15 @@ def run_id(samples: Samples) -> str | None:
 
 
 def post(url: str, data: dict | None = None) -> int:
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(data or {}).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status
+    """POST ``data`` as a form; the answer's status."""
+    return http_request(url, method="POST", form=data or {}, timeout=10).status
 
 
 def web_ui_action(url: str, data: dict | None = None) -> int:
     """A web UI action without a form (``/stats/reset``, ``/stop``): POST on current Locust, GET on 2.32 (which
     answers POST with 405)."""
-    try:
-        return post(url, data)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 405:
-            raise
-    status, _ = http_get(url)
-    return status
+    status = post(url, data)
+    return http_get(url)[0] if status == 405 else status
 
 
 def test_repeated_runs_in_one_web_ui_session(workdir: Path) -> None:

@@ -638,7 +638,7 @@ class _Target:
 @pytest.fixture(scope="module")
 def prometheus_run(tmp_path_factory: pytest.TempPathFactory):
     """Two real Prometheus 2.42 servers scraping the fixture every second: one with native histograms on."""
-    from prometheus_server import PrometheusServer, prometheus_config
+    from support import PrometheusServer, prometheus_config
 
     fixture = Fixture()
     with _Target(fixture) as target:

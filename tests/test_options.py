@@ -16,7 +16,15 @@ from locust_metrics.options import (
     OptionError,
     Settings,
     parse_buckets,
+    parse_exit_code,
+    parse_grouping_value,
     parse_labels,
+    parse_max_names,
+    parse_milliseconds,
+    parse_port,
+    parse_positive_seconds,
+    parse_pushgateway,
+    parse_seconds,
     parse_slow_thresholds,
 )
 
@@ -164,6 +172,57 @@ def test_parsers() -> None:
         Settings.from_kwargs(labels={"__x": "y"})
 
 
+# every parser: values it accepts and what it makes of them; values it rejects, with the value its message shows
+# (a list's offending item) and why
+PARSED = [
+    (parse_milliseconds, " 250 ", 250.0), (parse_milliseconds, 0, 0.0), (parse_milliseconds, "1e3", 1000.0),
+    (parse_seconds, "0.25", 0.25), (parse_positive_seconds, "1e-3", 0.001),
+    (parse_port, "0", 0), (parse_port, " 65535 ", 65535), (parse_max_names, "1", 1), (parse_exit_code, "255", 255),
+    (parse_buckets, ".1,inf", [0.1]), (parse_buckets, " 1e-3 , .5 ", [0.001, 0.5]),
+    (parse_buckets, ".1,.3", [0.1, 0.3]),  # decimal: 0.3, not 0.30000000000000004
+    (parse_labels, "a=1,,b= x=y ", {"a": "1", "b": "x=y"}), (parse_labels, ["a=1", "a=1"], {"a": "1"}),
+    (parse_labels, None, {}), (parse_grouping_value, " ci ", "ci"), (parse_pushgateway, "gw:9091/", "http://gw:9091"),
+]
+REJECTED = [
+    (parse_milliseconds, "inf", "inf", "finite"), (parse_milliseconds, "-0.5", "-0.5", ">= 0"),
+    (parse_milliseconds, "1ms", "1ms", "not a number"), (parse_seconds, "nan", "nan", "finite"),
+    (parse_positive_seconds, "0", "0", "> 0"), (parse_port, "65536", "65536", "between 0"),
+    (parse_port, "80.5", "80.5", "not an integer"), (parse_max_names, "0", "0", "at least 1"),
+    (parse_exit_code, "0", "0", "between 1 and 255"),
+    (parse_buckets, "0.5,0.1", "0.5,0.1", "sorted ascending (0.5 before 0.1)"),
+    (parse_buckets, "0.1,0.1", "0.1,0.1", "duplicate bound 0.1"), (parse_buckets, "0,1", "0,1", "> 0 seconds"),
+    (parse_buckets, "1,,2", "1,,2", "comma-separated"), (parse_buckets, "+Inf", "+Inf", "comma-separated"),
+    (parse_labels, "a=1,a=2", "a=2", "given twice"), (parse_labels, "le=x", "le=x", "sets itself"),
+    (parse_labels, "1a=x", "1a=x", "not a valid"), (parse_labels, "__a=x", "__a=x", "not a valid"),
+    (parse_labels, "a=1,b", "a=1,b", "'b' is not KEY=VALUE"),
+    (parse_slow_thresholds, "/a=soon", "/a=soon", "not a finite number"),
+    (parse_slow_thresholds, "re:(=5", "re:(=5", "bad regular expression"),
+    (parse_slow_thresholds, "=5", "=5", "not NAME=MILLISECONDS"),
+    (parse_grouping_value, "  ", "  ", "must not be empty"),
+    (parse_pushgateway, "ftp://u:pw@gw", "ftp://u:***@gw", "http://HOST:PORT"),
+]
+
+
+@pytest.mark.parametrize("parse,value,expected", PARSED, ids=[f"{p.__name__}-{v!r}" for p, v, _ in PARSED])
+def test_each_parser_accepts_and_normalises(parse, value, expected) -> None:
+    assert parse(value, "--metrics-x") == expected
+
+
+@pytest.mark.parametrize("parse,value,shown,why", REJECTED, ids=[f"{p.__name__}-{v!r}" for p, v, *_ in REJECTED])
+def test_each_parser_rejects_naming_the_option_the_value_and_why(parse, value, shown, why) -> None:
+    with pytest.raises(OptionError) as error:
+        parse(value, "--metrics-x")
+    message = str(error.value)
+    assert message.startswith(f"invalid value for --metrics-x (LOCUST_METRICS_X): {shown!r}: "), message
+    assert why in message, message
+
+
+def test_keywords_take_none_for_the_default_and_refuse_unknown_ones() -> None:
+    assert Settings.from_kwargs(port=None, buckets=None, labels=None) == Settings.from_kwargs()
+    with pytest.raises(TypeError, match="unknown locust-metrics option.* prot"):
+        Settings.from_kwargs(prot=9646)
+
+
 # ------------------------------------------------------------------ locust.conf, on every supported Locust
 # One valid value of every option as a locust.conf line, with what Settings.from_options must make of it, and
 # one bad value (None: every text is valid). The web config file is written by the test.
@@ -225,7 +284,7 @@ def test_every_option_has_a_conf_file_case() -> None:
 @pytest.mark.parametrize("numbers_only", [True, False], ids=["valid-TOML-file", "key-value-file"])
 def test_every_option_in_locust_conf_takes_effect(tmp_path: Path, numbers_only: bool) -> None:
     """Locust 2.32-2.42.2 read a locust.conf that is valid TOML (numbers only) as TOML, and so as empty."""
-    from tls_certs import write_web_config
+    from support import write_web_config
 
     write_web_config(tmp_path / "web.yml", None, users={"prom": "pw"})
     numeric = {o for o, (value, *_) in CONF_VALUES.items() if re.fullmatch(r"\d+(\.\d+)?", value)}

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prometheus_server import PrometheusServer, prometheus_config
-from support import REPO, csv_stats, free_port, locust, require_binary
+from support import REPO, PrometheusServer, csv_stats, free_port, locust, prometheus_config
 
 
 def test_prometheus_gets_the_final_numbers_before_locust_exits(demo_target: str, workdir: Path) -> None:
-    require_binary("prometheus")
     port = free_port()
     config = prometheus_config([f"127.0.0.1:{port}"], scrape_interval="1s")
     with PrometheusServer(workdir / "prometheus", config) as prometheus:

@@ -15,9 +15,7 @@ from pathlib import Path
 import gevent
 import pytest
 from prometheus_client import CollectorRegistry, Counter
-from pushgateway_server import PushgatewayServer
-from support import LOCUSTFILES, child_env, csv_stats, free_port, locust
-from tls_certs import make_pki, write_web_config
+from support import LOCUSTFILES, PushgatewayServer, child_env, csv_stats, free_port, locust, make_pki, write_web_config
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.push import MAX_BACKOFF_S, Pusher, backoff_delay, split_credentials

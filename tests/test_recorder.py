@@ -5,41 +5,40 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from locust.exception import CatchResponseError
 from prometheus_client import CollectorRegistry, generate_latest
-from support import Samples, promtool_check_metrics
+from support import (
+    CountingRecorder,
+    FakeEnvironment,
+    NoStatus,
+    Response,
+    Samples,
+    make_recorder,
+    promtool_check_metrics,
+)
+from support.hostile import RaisingMessage, RaisingStr
 
 from locust_metrics.options import Settings, SlowThreshold
 from locust_metrics.recorder import (
     BUCKET_TABLE_MAX_MS,
     BUCKET_TABLE_MIN_MS,
     MAX_ERRORS_PER_ENDPOINT,
+    MAX_FAILURE_MESSAGE,
     MAX_HOT_STATUSES,
+    MAX_NAME_LENGTH,
     OVERFLOW,
     RequestRecorder,
     bucket_table,
     error_label,
+    label_text,
 )
 
 
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-
-class NoStatus:
-    pass
-
-
-def recorder(**kwargs) -> RequestRecorder:
-    settings = Settings.from_kwargs(**kwargs)
-    return RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds, settings.max_names)
-
-
 def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
-    rec = recorder(buckets="0.1,1", slow_threshold=100)
+    rec = make_recorder(buckets="0.1,1", slow_threshold=100)
     for ms in (0.0, 100.0, 100.0001, 1000.0, 1000.5, 99999.0):
         rec.on_request("GET", "/x", ms, 0, response=Response(200), exception=None)
     endpoint = rec.endpoints[("GET", "/x")]
@@ -48,16 +47,6 @@ def test_bucket_and_slow_boundaries_follow_le_and_greater_than() -> None:
     assert endpoint.folded().slow == 4  # greater than 100 ms, not equal
     assert endpoint.count == 6 and endpoint.requests == 6
     assert math.isclose(endpoint.folded().sum_ms, 0 + 100 + 100.0001 + 1000 + 1000.5 + 99999)
-
-
-class CountingRecorder(RequestRecorder):
-    """Counts the requests that the hot path leaves to the careful path."""
-
-    careful_calls = 0
-
-    def _record_carefully(self, *args) -> None:
-        self.careful_calls += 1
-        super()._record_carefully(*args)
 
 
 bounds_strategy = st.lists(
@@ -129,7 +118,7 @@ def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
 
 
 def test_status_codes_and_error_labels() -> None:
-    rec = recorder()
+    rec = make_recorder()
     rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=None)
     rec.on_request("GET", "/a", 5.0, 10, response=Response(404), exception=Exception("404 Client Error for url: http://x/a"))
     rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=CatchResponseError("bad   body\nhere"))
@@ -147,8 +136,47 @@ def test_status_codes_and_error_labels() -> None:
     assert error_label(200, CatchResponseError("x" * 500)) == "x" * 120
 
 
+class Name(str):
+    """A str subclass, as a client library might pass."""
+
+
+@pytest.mark.parametrize("value,label", [
+    ("/api/items", "/api/items"),
+    ('q"uote \\ new\nline\t{}', 'q"uote \\ new\nline\t{}'),  # nothing to clean: the renderer escapes
+    ("ünïcødé ✓ 🚀", "ünïcødé ✓ 🚀"),
+    (42, "42"), (None, "None"), (("a", 1), "('a', 1)"), (Name("/n"), "/n"),
+    ("x" * MAX_NAME_LENGTH, "x" * MAX_NAME_LENGTH),  # at the limit: kept
+    ("x" * (MAX_NAME_LENGTH + 1), "x" * (MAX_NAME_LENGTH - 1) + "…"),
+    ("a\ud800b\udcff", "a?b?"),  # lone surrogates are no UTF-8
+    (RaisingStr(), "<RaisingStr>"),
+], ids=["plain", "specials", "unicode", "int", "none", "tuple", "str-subclass", "at-limit", "too-long", "surrogates",
+        "str-raises"])
+def test_label_text_makes_a_bounded_utf8_str_and_is_idempotent(value, label: str) -> None:
+    text = label_text(value)
+    assert text == label and type(text) is str  # not a str subclass either
+    assert label_text(text) == text
+
+
+@pytest.mark.parametrize("status,exception,label", [
+    (404, Exception("404 Client Error for url: http://secret/a?token=x"), "HTTP 404"),  # the status, no URL
+    (503, CatchResponseError("ignored"), "HTTP 503"),  # the status wins over a message
+    (399, CatchResponseError("moved"), "moved"),  # below 400: no HTTP error
+    (200, CatchResponseError("  bad \n\t body  "), "bad body"),  # one line, blanks collapsed
+    (200, CatchResponseError("m" * 500), "m" * MAX_FAILURE_MESSAGE),
+    (200, "a string failure", "a string failure"),  # custom clients fire strings
+    (0, ConnectionRefusedError("[Errno 111] http://secret:1"), "ConnectionRefusedError"),  # class, never text
+    (0, CatchResponseError(""), "CatchResponseError"),  # an empty message: the class
+    (0, CatchResponseError("\n" * 5000 + "late"), "CatchResponseError"),  # only a huge message's start counts
+    (0, RaisingMessage(), "RaisingMessage"),
+    (0, CatchResponseError("a\ud800b"), "a?b"),
+], ids=["status", "status-wins", "399", "one-line", "trimmed", "string", "class-name", "empty", "huge-blank-start",
+        "message-raises", "surrogate"])
+def test_error_label_rules(status, exception, label: str) -> None:
+    assert error_label(status, exception) == label
+
+
 def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:
-    rec = recorder()
+    rec = make_recorder()
     for i in range(MAX_ERRORS_PER_ENDPOINT + 30):
         rec.on_request("GET", "/a", 1.0, 0, response=None, exception=CatchResponseError(f"error {i}"))
     failures = rec.endpoints[("GET", "/a")].failures
@@ -157,7 +185,7 @@ def test_errors_per_endpoint_are_capped_with_an_overflow_value() -> None:
 
 
 def test_names_beyond_the_cap_fold_into_overflow_and_totals_stay_exact() -> None:
-    rec = recorder(max_names=3)
+    rec = make_recorder(max_names=3)
     for i in range(10):
         for _ in range(2):
             rec.on_request("GET", f"/n{i}", 1.0, 1, response=Response(200), exception=None)
@@ -167,7 +195,7 @@ def test_names_beyond_the_cap_fold_into_overflow_and_totals_stay_exact() -> None
 
 
 def test_bad_input_never_raises_and_is_counted_sanely() -> None:
-    rec = recorder()
+    rec = make_recorder()
     rec.on_request("GET", "/a", float("nan"), 1, response=Response(200), exception=None)
     rec.on_request("GET", "/a", float("inf"), 1, response=Response(200), exception=None)
     rec.on_request("GET", "/a", "12", None, response=Response([1]), exception=None)
@@ -188,14 +216,7 @@ def test_rendered_output_is_valid_for_prometheus_and_promtool() -> None:
     from locust_metrics.exposition import LocustCollector
     from locust_metrics.plugin import MetricsExporter
 
-    class Env:
-        runner = None
-        user_classes = []
-        host = "http://127.0.0.1:1"
-        parsed_options = None
-        events = None
-
-    exporter = MetricsExporter(Env(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
+    exporter = MetricsExporter(FakeEnvironment(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
     for i in range(5):
         exporter.recorder.on_request("POST", f'/q"uote\\{i}\n', 12.5, 3, response=Response(201), exception=CatchResponseError("x"))
     registry = CollectorRegistry()

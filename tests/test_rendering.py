@@ -15,6 +15,7 @@ import math
 import types
 
 import pytest
+from gevent.pywsgi import WSGIServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from locust import User, task
@@ -24,7 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from support import Samples, free_port, promtool_check_metrics
+from support import Response, Samples, free_port, make_recorder, promtool_check_metrics
 
 from locust_metrics import rendering
 from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
@@ -49,11 +50,6 @@ class _User(User):
         pass
 
 
-class _Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
-
-
 class _FixedResources:
     """CPU and memory that do not change between two renders (so outputs compare byte for byte)."""
 
@@ -76,8 +72,8 @@ def make_exporter(**options) -> MetricsExporter:
 
 def fill(exporter: MetricsExporter, names: int = 30, per_name: int = 12) -> None:
     """Typical traffic: a few statuses and failures per endpoint, latencies over all buckets."""
-    statuses = [(_Response(200), None), (_Response(404), "HTTP 404"), (_Response(503), "HTTP 503"),
-                (None, ConnectionResetError("reset")), (_Response(200), "check failed: 'total' missing")]
+    statuses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(503), "HTTP 503"),
+                (None, ConnectionResetError("reset")), (Response(200), "check failed: 'total' missing")]
     for i in range(names):
         for j in range(per_name):
             response, error = statuses[(i + j) % len(statuses)]
@@ -136,7 +132,7 @@ def test_hostile_names_odd_statuses_big_numbers_and_thresholds() -> None:
     recorder = exporter.recorder
     for name in ['q"uote', "back\\slash", "new\nline", "ünïcødé 🚀", "", "/slow", "/regex/1", "/x", "/y"]:
         recorder.on_request(request_type='M"\n\\', name=name, response_time=3.0, response_length=1,
-                            response=_Response(200), exception=None)
+                            response=Response(200), exception=None)
     endpoint = recorder.endpoints[('M"\n\\', 'q"uote')]
     endpoint.statuses = {0: 1, 50: 2, 200: 3, 999: 4, 100: 1_000_000, 404: 10**17}  # 0 and 50 share "0"
     endpoint.failures = {'say "hi"\\\n': 3, "ü": 2_500_000, OVERFLOW: 1}
@@ -159,6 +155,42 @@ def test_worker_totals_and_master_views_render_the_same() -> None:
     fill(types.SimpleNamespace(recorder=exporter.totals), names=5)
     assert len(exporter.renderer.snapshot().endpoints) == 5
     assert_same(exporter)
+
+
+def test_hidden_threshold_bounds_render_as_prometheus_client() -> None:
+    """A ``<`` threshold records a bound just below its time that no ``le`` shows (hidden bounds)."""
+    exporter = make_exporter(thresholds=["p95<100ms", "/api/items/1:p99<2.5s", "p50<=0.3s"])
+    assert exporter.settings.hidden_bounds_ms() and set(exporter.settings.hidden_bounds_ms()) <= set(
+        exporter.recorder.bounds_ms)
+    fill(exporter, names=8)
+    assert_same(exporter)
+    assert b'le="0.09999' not in fast(exporter, TEXT) and b'le="0.1"' in fast(exporter, TEXT)
+
+
+def test_one_renderer_stays_byte_for_byte_as_names_bounds_and_thresholds_change() -> None:
+    """The renderer keeps each endpoint's label strings between scrapes (its only state): every scrape is still
+    prometheus_client's, whatever changed since the previous one."""
+    from locust_metrics.distributed import PayloadMerger, take_payload
+    from locust_metrics.options import SlowThreshold
+
+    exporter = make_exporter(labels={"env": "x"})
+    recorder = exporter.recorder
+    fill(exporter, names=10)
+    assert_same(exporter)
+    recorder.clear()  # a new test: fewer names
+    fill(exporter, names=3, per_name=5)
+    assert_same(exporter)
+    recorder.clear()  # a worker adopting the master's buckets and thresholds, one on a name rendered before
+    recorder.configure((20.0, 200.0, 2000.0), 500.0, [SlowThreshold("/api/items/1", 50.0)], 500)
+    fill(exporter, names=4)
+    assert_same(exporter)
+    worker = make_recorder(buckets=".2,2", slow_threshold=500)  # a report with other bounds, merged
+    fill(types.SimpleNamespace(recorder=worker), names=6)
+    PayloadMerger(recorder).merge(take_payload(worker, "worker-0", None))
+    assert_same(exporter)
+    fill(exporter, names=150, per_name=1)  # more names than the cache kept for the previous scrape's 6
+    assert_same(exporter)
+    assert len(exporter.renderer.snapshot().endpoints) == 150
 
 
 _label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -225,11 +257,14 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
     assert b"locust_requests_total" in gzip.decompress(b"".join(body))
 
 
-def test_compress_is_gzip_of_the_joined_pieces_and_pauses() -> None:
-    pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]
+def test_compress_is_gzip_of_the_joined_pieces_and_pauses(monkeypatch) -> None:
+    pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]  # 256,000 and 300,000 bytes: 4 + 5 steps of 64 KiB
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks))  # every step takes longer than a slice
     calls = []
     out = compress(pieces, pause=lambda: calls.append(1))
     assert gzip.decompress(out) == b"".join(pieces)
+    assert len(calls) == 9, "a pause after every step that ends a slice"
     assert gzip.decompress(compress(b"abc")) == b"abc"
 
 
@@ -269,14 +304,16 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
     fill(exporter, names=25)
     tracker = ScrapeTracker()
     ours = MetricsServer(exporter.registry, tracker, "127.0.0.1", free_port(), exporter.renderer)
-    theirs = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", free_port())
+    # the reference: prometheus_client's own WSGI app over the same registry, served as ours is (gevent)
+    theirs = WSGIServer(("127.0.0.1", 0), make_wsgi_app(exporter.registry), log=None)
     ours.start()
     theirs.start()
+    their_port = theirs.server_port
     try:
         for headers in ({}, {"Accept": PROMETHEUS_ACCEPT}, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
                         {"Accept-Encoding": "gzip, deflate"}):
             status, got_headers, body = _get(ours.port, headers=headers)
-            want_status, want_headers, want = _get(theirs.port, headers=headers)
+            want_status, want_headers, want = _get(their_port, headers=headers)
             assert status == want_status == 200
             assert got_headers["Content-Type"] == want_headers["Content-Type"]
             assert got_headers.get("Content-Encoding") == want_headers.get("Content-Encoding")
@@ -293,7 +330,7 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
         for path, method in (("/metrics?name[]=locust_slow_requests_total&name[]=locust_users", "GET"),
                              ("/metrics", "OPTIONS"), ("/metrics", "POST"), ("/favicon.ico", "GET")):
             status, got_headers, body = _get(ours.port, path, method)
-            want_status, want_headers, want = _get(theirs.port, path, method)
+            want_status, want_headers, want = _get(their_port, path, method)
             if method != "GET" and "Allow" not in want_headers:  # an old prometheus_client
                 want_status, want_headers = (200, {"Allow": "OPTIONS,GET"}) if method == "OPTIONS" else (405, {
                     "Allow": "OPTIONS,GET"})
@@ -305,7 +342,6 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
     finally:
         ours.stop()
         theirs.stop()
-    assert make_wsgi_app  # the reference app is prometheus_client's own
 
 
 def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:

@@ -10,14 +10,25 @@ import re
 import ssl
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from prometheus_server import PrometheusServer, prometheus_config
-from support import LOCUSTFILES, Samples, free_port, locust, wait_for_http
-from tls_certs import bcrypt_hash, make_pki, write_web_config
+from support import (
+    LOCUSTFILES,
+    PrometheusServer,
+    Samples,
+    bcrypt_hash,
+    free_port,
+    http_request,
+    locust,
+    make_pki,
+    prometheus_config,
+    wait_for,
+    wait_for_http,
+    write_web_config,
+)
+from support import basic_auth as basic
 
 from locust_metrics.options import OptionError, Settings, flag
 from locust_metrics.security import BasicAuth, load_web_config, web_config_from_mapping
@@ -25,30 +36,15 @@ from locust_metrics.security import BasicAuth, load_web_config, web_config_from_
 FAST = str(LOCUSTFILES / "fast_events.py")
 
 
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def get(url: str, authorization: str | None = None, context: ssl.SSLContext | None = None) -> tuple[int, str, dict]:
     """GET ``url``: (status, body, headers); raises OSError/ssl errors when no HTTP answer comes."""
-    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:
-            return response.status, response.read().decode(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(), dict(exc.headers)
+    status, body, headers = http_request(url, headers={"Authorization": authorization} if authorization else {},
+                                         context=context)
+    return status, body.decode(), headers
 
 
 def wait_until_serving(url: str, context: ssl.SSLContext, authorization: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if get(url, authorization, context)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
+    wait_for(lambda: get(url, authorization, context)[0] == 200, timeout, 0.2, what=f"{url} to serve metrics")
 
 
 # ---------------------------------------------------------------------------------------------- web config

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,62 +28,26 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_server import (
+from support import (
     ALERTMANAGER_BINARIES,
     PROMETHEUS_BINARIES,
+    REPO,
     AlertmanagerServer,
+    ChildProcess,
     PrometheusAPIError,
     PrometheusServer,
     WebhookReceiver,
     free_port,
+    http_get,
     require_binary,
     wait_for,
 )
 from test_compose import local_command
 from test_dashboards import Query, dashboard_queries, load_dashboards, substitute
 
-REPO = Path(__file__).resolve().parent.parent
 RUN_TIME = 35  # seconds of load; the whole module takes about a minute
 TEST_FOR = 2  # seconds: every alert's `for:` in the test copy of the rules
 MIN_DATA_SHARE = 0.9  # "nearly all" dashboard queries return data
-
-
-# ----------------------------------------------------------------------------------------------- processes
-class Proc:
-    """A local process of the stack: own process group, log file, killed for sure."""
-
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.running():
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=15)
-
-    def close(self) -> None:
-        self.kill(signal.SIGTERM)
-        self._log.close()
 
 
 def rules_test_copy(for_seconds: int) -> dict[str, Any]:
@@ -142,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     target_port, metrics_port, master_port, web_port, prom_port = (free_port() for _ in range(5))
     instance = f"127.0.0.1:{metrics_port}"
-    processes: list[Proc] = []
+    processes: list[ChildProcess] = []
     with WebhookReceiver() as webhook, \
             AlertmanagerServer(workdir / "alertmanager", local_alertmanager_config(webhook.url)) as alertmanager, \
             PrometheusServer(workdir / "prometheus",
@@ -150,22 +111,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                              rule_files={"locust.rules.yml": rules_test_copy(TEST_FOR)}, port=prom_port) as prom:
         result = Stack(prom, alertmanager, webhook, workdir, instance)
         try:
-            demo = Proc("demo-target", local_command("demo-target", {"0.0.0.0": "127.0.0.1", "8080": str(target_port)}),
-                        workdir)
-            processes.append(demo)
-            wait_for(lambda: demo.running() and _get(f"http://127.0.0.1:{target_port}/health"), 20, what="demo target")
-            master = Proc("locust-master", local_command(
+            def start(name: str, args: list[str]) -> ChildProcess:
+                processes.append(ChildProcess(args, REPO, name=name, log_dir=workdir))
+                return processes[-1]
+
+            demo = start("demo-target", local_command("demo-target", {"0.0.0.0": "127.0.0.1", "8080": str(target_port)}))
+            wait_for(lambda: demo.running() and http_get(f"http://127.0.0.1:{target_port}/health", timeout=2)[0] == 200,
+                     20, what="demo target")
+            master = start("locust-master", local_command(
                 "locust-master",
                 {"http://demo-target:8080": f"http://127.0.0.1:{target_port}", "--metrics-port=9646":
                  f"--metrics-port={metrics_port}"},
                 ["--metrics-host=127.0.0.1", "--web-host=127.0.0.1", f"--web-port={web_port}",
                  "--master-bind-host=127.0.0.1", f"--master-bind-port={master_port}", f"--run-time={RUN_TIME}s",
-                 "--autoquit=0", "--expect-workers=2"]), workdir)
-            processes.append(master)
-            workers = [Proc(f"worker-{i}", local_command(
+                 "--autoquit=0", "--expect-workers=2"]))
+            workers = [start(f"worker-{i}", local_command(
                 "worker", {"--master-host=locust-master": "--master-host=127.0.0.1"},
-                [f"--master-port={master_port}"]), workdir) for i in range(2)]
-            processes.extend(workers)
+                [f"--master-port={master_port}"])) for i in range(2)]
             result.start = time.time()
             prom.wait_for(lambda: prom.query('locust_workers{job="locust", state="running"} == 2')
                           and prom.query('sum(locust_users{job="locust"}) == 20'), 40,
@@ -175,23 +137,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                                        name="/reports/sales")
             result.missing_alert = webhook.wait_for_alert("LocustWorkerMissing", "firing", timeout=30)
 
-            try:
-                result.master_exit = master.proc.wait(timeout=RUN_TIME + 60)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"the master did not stop after its run time:\n{master.log()[-3000:]}")
+            result.master_exit = master.wait(timeout=RUN_TIME + 60)  # fails the test if it does not stop by itself
             result.end = time.time()
-            result.master_log = master.log()
+            result.master_log = master.output()
             yield result
         finally:
             for process in reversed(processes):
-                process.close()
-
-
-def _get(url: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status == 200
+                process.stop(timeout=15)
 
 
 # ----------------------------------------------------------------------------------------------- alerts
@@ -361,8 +313,8 @@ def test_main_dashboard_shows_the_run(stack, all_outcomes):
     heatmap = outcome(all_outcomes, main, "Response time heatmap")
     assert len(heatmap.values) >= 10, "one series per bucket (le)"
     endpoints = [o for o in all_outcomes if o.query.dashboard == main and o.query.panel
-                 and o.query.panel["title"] == "Endpoints"]
-    assert all(o.series for o in endpoints if o.query.target["refId"] not in ("C",))
+                 and o.query.panel["title"] == "Endpoints" and o.query.target["refId"] != "C"]
+    assert endpoints and all(o.series for o in endpoints), [o.query.where for o in endpoints if not o.series]
     alerts = outcome(all_outcomes, main, "Firing alerts")
     assert any(s["metric"]["alertname"] == "LocustSlowRequests" for s in alerts.values)
     annotations = {o.query.where: o for o in all_outcomes if o.query.dashboard == main and o.query.kind == "annotation"}

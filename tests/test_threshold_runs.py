@@ -20,10 +20,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from pushgateway_server import PushgatewayServer
 from support import (
     LOCUSTFILES,
     REPO,
+    TESTS,
+    PushgatewayServer,
     child_env,
     free_port,
     locust,
@@ -33,7 +34,7 @@ from support import (
 )
 
 TIMES = str(LOCUSTFILES / "threshold_times.py")
-JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"
+JUNIT_XSD = TESTS / "data" / "junit-strict.xsd"
 
 # (threshold, what it is about) -- the boundary cases at T = 100 ms and the selectors
 THRESHOLDS = [

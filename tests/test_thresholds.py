@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from prometheus_server import PROMTOOL_BINARIES, require_binary
+from support import PROMTOOL_BINARIES, TESTS, Response, require_binary
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.recorder import RequestRecorder
@@ -52,11 +52,6 @@ from locust_metrics.thresholds import (
 
 OPS = ("<", "<=", ">", ">=")
 COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
-
-
-class Response:
-    def __init__(self, status_code: int) -> None:
-        self.status_code = status_code
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -441,9 +436,9 @@ def test_the_other_statistics_are_exact_at_their_boundaries():
 def test_an_average_is_compared_exactly_not_after_rounding():
     # 0.1 + 0.2 recorded as floats: their sum is 0.30000000000000004, the average just above 0.15
     endpoints = record([], {("GET", "/x"): [0.1, 0.2]})
-    assert endpoints[0].sum_ms == 0.1 + 0.2 != 0.3
+    assert endpoints[0].sum_ms == 0.30000000000000004  # 0.1 + 0.2 as floats: not 0.3
     (verdict,) = evaluate(parse_threshold("avg<=0.15"), endpoints, 1.0)
-    assert verdict.passed is (Fraction(0.1 + 0.2) / 2 <= Fraction(0.15)) is False
+    assert verdict.passed is False  # as rationals, 0.30000000000000004 / 2 > 0.15 (the float nearest 0.15)
 
 
 def test_requests_without_a_response_time_count_where_locust_counts_them():
@@ -613,7 +608,7 @@ def test_parsing_never_fails_with_anything_but_an_option_error(text):
 # ================================================================================================ reports
 # JUnit XML (threshold_reports.junit_xml) and Prometheus alert rules (threshold_reports.alert_rules)
 
-JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit-strict.xsd"
+JUNIT_XSD = TESTS / "data" / "junit-strict.xsd"
 HOSTILE_NAME = "/a<b>&\"c\" 'd' ]]> \x00\x1b\ufffe 🚀 {{x}}"
 
 

@@ -11,6 +11,9 @@ Knobs (environment variables, read at import):
   <objects>`` is appended: the memory held by locust-metrics' own objects (the exporter and everything it
   owns, but not Locust's environment, runner or statistics, nor the HTTP server's connections), from
   ``sys.getsizeof`` over the object graph. It separates our memory from Locust's in the soak test.
+
+``Response`` comes from ``tests/support/fakes.py``: ``tests/`` must be on PYTHONPATH, as the tests' ``child_env()``
+puts it (by hand: ``PYTHONPATH=.:tests locust -f tests/locustfiles/fast_events.py``).
 """
 
 import gc
@@ -22,6 +25,7 @@ import types
 
 import gevent
 from locust import User, constant, events, task
+from support.fakes import Response
 
 import locust_metrics  # noqa: F401
 from locust_metrics import recorder as _recorder_module
@@ -30,13 +34,6 @@ NAMES = int(os.environ.get("FAST_EVENTS_NAMES", "20"))
 BATCH = int(os.environ.get("FAST_EVENTS_BATCH", "10"))
 WAIT = float(os.environ.get("FAST_EVENTS_WAIT", "0.01"))
 FAILURES = os.environ.get("FAST_EVENTS_FAILURES", "0") == "1"
-
-
-class Response:
-    __slots__ = ("status_code",)
-
-    def __init__(self, status_code):
-        self.status_code = status_code
 
 
 OK, ERROR = Response(200), Response(500)

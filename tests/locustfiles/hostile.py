@@ -4,6 +4,9 @@ failures, and any exception of ours would show as exit code 2).
 
 ``HOSTILE_PLUGIN=0`` runs the same test without locust-metrics (the baseline exit code).
 ``HOSTILE_MODE=cardinality`` fires a new name and a new error message with (nearly) every request instead.
+
+The data is ``tests/support/hostile.py``'s (shared with the in-process tests); ``tests/`` must be on PYTHONPATH,
+as the tests' ``child_env()`` puts it. By hand: ``PYTHONPATH=.:tests locust -f tests/locustfiles/hostile.py``.
 """
 
 import itertools
@@ -12,42 +15,13 @@ import random
 
 from locust import User, constant, task
 from locust.exception import CatchResponseError
+from support.fakes import Response
+from support.hostile import EXCEPTIONS, HUGE_ERRORS, LENGTHS, METHODS, NAMES, RESPONSES, TIMES
 
 if os.environ.get("HOSTILE_PLUGIN", "1") == "1":
     import locust_metrics  # noqa: F401
 
 CARDINALITY = os.environ.get("HOSTILE_MODE") == "cardinality"
-
-NAMES = [
-    'q"uote', "back\\slash", "new\nline", "tab\tand\rreturn", "ünïcødé ✓ 🚀", "", " ", "x" * 3000,
-    "y" * 1000, "nul\x00byte", "{}[]=,", 'le="0.1"', "__overflow__",
-]  # only strings: Locust's own statistics table sorts names and fails on anything else
-METHODS = ["GET", "post", 'M"E\\T\nH', "", "ü" * 5]
-
-
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-
-class NoStatus:
-    pass
-
-
-class RaisingStatus:
-    @property
-    def status_code(self):
-        raise RuntimeError("no status for you")
-
-
-RESPONSES = [None, Response(200), Response(404), Response("abc"), Response("200"), Response(None), Response(-1),
-             Response(10**6), Response(200.0), NoStatus(), RaisingStatus()]
-TIMES = [None, 0, 1.5, -1.0, -1e9, 1e300, 10**30, 250]
-LENGTHS = [0, 512, -5, 1e300, float("nan"), float("inf"), 10**30, 3.7]
-HUGE = "boom " * 40_000  # a 200 kB message (on one name only: Locust prints every distinct error at exit)
-HUGE_ERRORS = [Exception(HUGE), CatchResponseError(HUGE), CatchResponseError("\n" * 5000 + HUGE)]
-EXCEPTIONS = [None, None, None, CatchResponseError('a "quoted"\nmessage'), "a string failure \\ with backslash",
-              CatchResponseError(""), ConnectionRefusedError("[Errno 111] http://x")]
 
 
 class HostileUser(User):

@@ -8,6 +8,9 @@ below at the float just below T and the one above at the float just above, so ``
 
 ``THRESHOLD_SIDE_DIR``: every process writes ``<pid>.json`` there when its test stops: ``{"METHOD NAME":
 [response times...], "METHOD NAME failures": n}`` from its own listener on Locust's ``request`` event.
+
+``Response`` comes from ``tests/support/fakes.py``: ``tests/`` must be on PYTHONPATH, as the tests' ``child_env()``
+puts it.
 """
 
 import json
@@ -16,6 +19,7 @@ import os
 import random
 
 from locust import User, constant, events, task
+from support.fakes import Response
 
 import locust_metrics  # noqa: F401
 
@@ -26,13 +30,6 @@ _above = sorted(_rng.uniform(101, 900) for _ in range(9))
 TIMES = [*_below, math.nextafter(T_MS, 0), T_MS, math.nextafter(T_MS, math.inf), *_above]
 _rng.shuffle(TIMES)
 OTHER = {("GET", "/api/a"): [10.0, 20.0, 30.0, 250.0], ("POST", "/api/b"): [5.0, 2000.0], ("GET", "/other"): [1.0]}
-
-
-class Response:
-    __slots__ = ("status_code",)
-
-    def __init__(self, status_code):
-        self.status_code = status_code
 
 
 class TimedUser(User):

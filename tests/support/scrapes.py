@@ -1,80 +1,21 @@
-"""Helpers for tests that run real processes: Locust, the demo target, promtool. All on 127.0.0.1.
-
-Everything here is bounded in time: every process has a timeout and is killed when a test ends.
-"""
+"""Reading what an exporter serves and what Locust wrote: parsed scrapes, Locust's ``--csv`` files, and the
+checks that compare them (exact per endpoint, counters never decrease)."""
 
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parent.parent
-LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
+from .net import http_get
 
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def require_binary(name: str) -> str:
-    """Path of a binary the test needs; skips locally when missing, fails under CI (CI must install it)."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not installed (Debian package: prometheus); .ci/run installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for child processes: this checkout first on PYTHONPATH, no stray LOCUST_ variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    """GET ``url``; returns (status, body text). Raises ``OSError`` when nothing answers."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def wait_for_http(url: str, timeout: float = 20.0) -> None:
-    """Wait until ``url`` answers anything; raises ``TimeoutError``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            http_get(url, timeout=1.0)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+if TYPE_CHECKING:
+    from .processes import LocustProcess
 
 
 class Samples:
@@ -158,6 +99,7 @@ def assert_exact_per_endpoint(final: Samples, stats: dict[tuple[str, str], dict[
     labels equal its "Failure Count"; no entries beyond Locust's; totals equal the "Aggregated" row.
     """
     entries = {key: value for key, value in stats.items() if key != ("", "Aggregated")}
+    assert entries, "Locust's statistics have no entry: nothing to compare"
     counts = final.by("locust_request_duration_seconds_count", "method", "name")
     requests = final.by("locust_requests_total", "method", "name")
     failures = final.by("locust_request_failures_total", "method", "name")
@@ -185,81 +127,15 @@ def interrupted_in_locust_statistics(output: str) -> int:
 
 
 def assert_counters_never_decrease(scrapes: list[Samples], metrics: tuple[str, ...]) -> None:
-    """Between consecutive scrapes, no series of ``metrics`` goes down."""
+    """Between consecutive scrapes, no series of ``metrics`` goes down (at least two scrapes, and at least one of
+    ``metrics`` with series in the last: else there is nothing to compare)."""
+    assert len(scrapes) >= 2, f"{len(scrapes)} scrape(s): nothing to compare"
+    assert any(scrapes[-1].select(metric) for metric in metrics), f"no series of {metrics} in the last scrape"
     for before, after in zip(scrapes, scrapes[1:]):
         for metric in metrics:
             b = before.by(metric, "method", "name", "status_code", "error")
             a = after.by(metric, "method", "name", "status_code", "error")
             assert all(a.get(key, 0) >= value for key, value in b.items()), metric
-
-
-class LocustProcess:
-    """A real ``locust`` process (``python -m locust``) with its output collected to a file."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, name: str = "locust") -> None:
-        self.log_path = Path(cwd) / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.args = [sys.executable, "-m", "locust", *args]
-        self.proc = subprocess.Popen(
-            self.args, cwd=cwd, env=env or child_env(), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the exit code; kills the process group and fails the test after ``timeout`` seconds."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"locust did not exit within {timeout}s:\n{self.output()[-3000:]}")
-
-    def signal(self, sig: int) -> None:
-        if self.running():
-            os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        if self.running():
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float = 60) -> None:
-        """Wait until ``text`` appears in the output (not a fixed sleep: start-up time varies with load)."""
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if not self.running() or time.monotonic() > deadline:
-                pytest.fail(f"locust never printed {text!r}:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-
-    def close(self) -> None:
-        self.kill()
-        self._log.close()
-
-
-@contextmanager
-def locust(args: list[str], cwd: Path, env: dict[str, str] | None = None, name: str = "locust") -> Iterator[LocustProcess]:
-    """Run a Locust process for the duration of a ``with`` block; it is always killed at the end."""
-    process = LocustProcess(args, cwd, env, name)
-    try:
-        yield process
-    finally:
-        process.close()
-
-
-def run_locust(args: list[str], cwd: Path, timeout: float = 60, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run Locust to completion; returns (exit code, combined output)."""
-    with locust(args, cwd, env) as process:
-        code = process.wait(timeout)
-        return code, process.output()
 
 
 def scrape_until_exit(
@@ -291,24 +167,3 @@ def scrape_until_exit(
             end = start + run_time
         time.sleep(interval)
     return scrapes
-
-
-def promtool_check_metrics(text: str) -> subprocess.CompletedProcess:
-    """Run ``promtool check metrics`` on exposition ``text``."""
-    promtool = require_binary("promtool")
-    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
-
-
-def start_demo_target(port: int, log_path: Path) -> subprocess.Popen:
-    """Start ``examples/demo_target.py`` on 127.0.0.1:``port`` and wait until ``/health`` answers."""
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "examples" / "demo_target.py"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(), start_new_session=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=20)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc

@@ -1,8 +1,9 @@
-"""Real Prometheus and Alertmanager servers for tests, plus a webhook receiver. All on 127.0.0.1, all bounded.
+"""Real Prometheus, Alertmanager and Pushgateway servers for tests, a webhook receiver, promtool. All on 127.0.0.1,
+all bounded.
 
 Reusable from any test::
 
-    from prometheus_server import PrometheusServer, AlertmanagerServer, WebhookReceiver, prometheus_config
+    from support import PrometheusServer, AlertmanagerServer, WebhookReceiver, prometheus_config
 
     with WebhookReceiver() as hook, \\
          AlertmanagerServer(tmp_path / "am", alertmanager_config(hook.url)) as am, \\
@@ -20,6 +21,8 @@ Reusable from any test::
 * :class:`AlertmanagerServer` runs ``prometheus-alertmanager`` (Debian package ``prometheus-alertmanager``) or an
   upstream ``alertmanager`` binary, clustering off.
 * :class:`WebhookReceiver` is an in-process HTTP server recording every Alertmanager webhook payload.
+* :class:`PushgatewayServer` runs ``prometheus-pushgateway`` (Debian package ``prometheus-pushgateway``).
+* :func:`promtool_check_metrics` runs ``promtool check metrics`` on an exposition.
 
 Every server binds a free port on 127.0.0.1, starts in its own process group, is waited for with a timeout, and
 is terminated (then killed) by ``stop()`` / the ``with`` block. A missing binary skips the test with the Debian
@@ -29,16 +32,11 @@ package to install (under ``CI`` it fails instead, so CI cannot pass by skipping
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
+import ssl
 import subprocess
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,91 +44,25 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .net import Answer, basic_auth, free_port, http_request
+from .processes import ChildProcess, require_binary
+from .scrapes import Samples
+from .waiting import wait_for
+
 T = TypeVar("T")
 
 PROMETHEUS_BINARIES = ("prometheus",)
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 PROMTOOL_BINARIES = ("promtool",)
 AMTOOL_BINARIES = ("amtool",)
-
-DEBIAN_PACKAGES = {
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-}
+PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
 
 
 class PrometheusAPIError(RuntimeError):
     """The server answered an API call with an error (bad query, ...); the message has its errorType/error."""
 
 
-# ----------------------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def find_binary(*names: str) -> str | None:
-    """Path of the first of ``names`` on PATH, or None."""
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def require_binary(*names: str) -> str:
-    """Path of the first of ``names`` on PATH; else skip the test (fail under ``CI``) naming the Debian package."""
-    import pytest
-
-    path = find_binary(*names)
-    if path:
-        return path
-    package = DEBIAN_PACKAGES.get(names[0], names[0])
-    message = f"{' / '.join(names)} not installed: apt-get install {package}"
-    if os.environ.get("CI"):
-        pytest.fail(message + " (CI must install it)")
-    pytest.skip(message)
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25, what: str = "condition") -> T:
-    """Call ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass (``TimeoutError``).
-
-    Exceptions of type ``OSError`` / ``PrometheusAPIError`` raised by ``predicate`` count as "not yet".
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, PrometheusAPIError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-def _http(method: str, url: str, data: Mapping[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    body = None
-    headers = {}
-    if data is not None:
-        body = urllib.parse.urlencode(data, doseq=True).encode()
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
+# ----------------------------------------------------------------------------------------------- configs
 def prometheus_config(
     targets: Sequence[str],
     *,
@@ -169,8 +101,9 @@ def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_inter
     }
 
 
-class _Process:
-    """A server binary run in its own process group, output to a log file, stopped for sure."""
+class _Server:
+    """A server binary (:class:`~support.processes.ChildProcess`) on 127.0.0.1:``port``, waited for until ready,
+    stopped for sure."""
 
     name = "server"
 
@@ -178,9 +111,7 @@ class _Process:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.log_path = self.workdir / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
-        self._log: Any = None
+        self.process: ChildProcess | None = None
 
     @property
     def address(self) -> str:
@@ -191,52 +122,37 @@ class _Process:
     def url(self) -> str:
         return f"http://{self.address}"
 
-    def _spawn(self, args: list[str]) -> None:
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            args, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    def _get(self, path: str, timeout: float = 10.0) -> Answer:
+        return http_request(f"{self.url}{path}", timeout=timeout)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _start(self, args: list[str], timeout: float) -> None:
+        """Run ``args`` and wait until ``/-/ready`` answers 200; raises ``RuntimeError`` if the server exits,
+        ``TimeoutError`` (with its log) if it is not ready within ``timeout`` s; stopped then."""
+        self.process = ChildProcess(args, self.workdir, name=self.name)
+
         def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            status, _ = _http("GET", f"{self.url}/-/ready", timeout=2)
-            return status == 200
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited with {self.process.proc.returncode}:\n{self.output()[-3000:]}")
+            return self._get("/-/ready", timeout=2).status == 200
 
         try:
-            wait_for(ready, timeout, interval=0.1, what=f"{self.name} on {self.address} to be ready")
-        except TimeoutError as exc:
+            wait_for(ready, timeout, interval=0.1, what=f"{self.name} on {self.address} to be ready",
+                     explain=lambda: self.output()[-3000:])
+        except BaseException:
             self.stop()
-            raise TimeoutError(f"{exc}\n{self.log()[-3000:]}") from None
+            raise
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process is not None and self.process.running()
 
-    def log(self) -> str:
+    def output(self) -> str:
         """Everything the server printed so far."""
-        if self._log is not None and not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.process.output() if self.process is not None else ""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate (SIGTERM, then SIGKILL after ``timeout`` s) the server's process group. Idempotent."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
-        if self._log is not None and not self._log.closed:
-            self._log.close()
+        if self.process is not None:
+            self.process.stop(timeout)
 
     def __enter__(self):
         return self.start()
@@ -254,7 +170,7 @@ def _write_config(path: Path, config: Mapping[str, Any] | str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- Prometheus
-class PrometheusServer(_Process):
+class PrometheusServer(_Server):
     """A real Prometheus on 127.0.0.1:<free port>, with its TSDB and config in ``workdir``.
 
     Args:
@@ -308,7 +224,7 @@ class PrometheusServer(_Process):
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Start and wait until ``/-/ready`` answers 200; raises ``TimeoutError`` (with the log) otherwise."""
-        self._spawn([
+        self._start([
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
@@ -316,14 +232,14 @@ class PrometheusServer(_Process):
             "--storage.tsdb.retention.time=1d",
             "--log.level=info",
             *self.extra_args,
-        ])
-        self._wait_ready(timeout)
+        ], timeout)
         return self
 
     # ---------------------------------------------------------------- HTTP API
     def api(self, path: str, params: Mapping[str, Any] | None = None, timeout: float = 20.0) -> Any:
         """POST ``/api/v1/<path>`` with form ``params``; returns ``data``; raises :class:`PrometheusAPIError`."""
-        status, body = _http("POST", f"{self.url}/api/v1/{path}", dict(params or {}), timeout=timeout)
+        status, body, _ = http_request(f"{self.url}/api/v1/{path}", method="POST", form=dict(params or {}),
+                                       timeout=timeout)
         try:
             answer = json.loads(body)
         except ValueError:
@@ -380,8 +296,8 @@ class PrometheusServer(_Process):
             params["start"] = f"{start:.3f}"
         if end is not None:
             params["end"] = f"{end:.3f}"
-        status, body = _http("GET", f"{self.url}/api/v1/label/{urllib.parse.quote(label)}/values?"
-                             + urllib.parse.urlencode(params, doseq=True))
+        body = self._get(f"/api/v1/label/{urllib.parse.quote(label)}/values?"
+                         + urllib.parse.urlencode(params, doseq=True)).body
         answer = json.loads(body)
         if answer.get("status") != "success":
             raise PrometheusAPIError(f"label values {label} {match}: {answer.get('error')}")
@@ -389,38 +305,39 @@ class PrometheusServer(_Process):
 
     def alerts(self, state: str | None = None, alertname: str | None = None) -> list[dict[str, Any]]:
         """Active alerts (``pending`` and ``firing``), optionally only those in ``state`` / named ``alertname``."""
-        status, body = _http("GET", f"{self.url}/api/v1/alerts")
+        body = self._get("/api/v1/alerts").body
         alerts = json.loads(body)["data"]["alerts"]
         return [a for a in alerts if (state is None or a["state"] == state)
                 and (alertname is None or a["labels"].get("alertname") == alertname)]
 
     def rules(self) -> list[dict[str, Any]]:
         """Loaded rule groups (``/api/v1/rules``), with each rule's health and last error."""
-        status, body = _http("GET", f"{self.url}/api/v1/rules")
+        body = self._get("/api/v1/rules").body
         return json.loads(body)["data"]["groups"]
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets with ``health`` ("up"/"down"/"unknown") and ``lastError``."""
-        status, body = _http("GET", f"{self.url}/api/v1/targets")
+        body = self._get("/api/v1/targets").body
         return json.loads(body)["data"]["activeTargets"]
 
     def wait_for_targets_up(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until every active target has been scraped successfully at least once."""
-        return wait_for(lambda: (t := self.targets()) and all(x["health"] == "up" for x in t) and t,
-                        timeout, what="all scrape targets up")
+        return self.wait_for(lambda: (t := self.targets()) and all(x["health"] == "up" for x in t) and t,
+                             timeout, what="all scrape targets up")
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25,
                  what: str = "condition") -> T:
-        """:func:`wait_for` that also fails at once if the server died."""
+        """:func:`~support.waiting.wait_for` that also retries on :class:`PrometheusAPIError` (e.g. a query of
+        series not scraped yet) and fails at once if the server died."""
         def checked() -> T:
             if not self.running():
-                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"{self.name} exited:\n{self.output()[-3000:]}")
             return predicate()
-        return wait_for(checked, timeout, interval, what)
+        return wait_for(checked, timeout, interval, what, retry_on=(OSError, PrometheusAPIError))
 
 
 # ----------------------------------------------------------------------------------------------- Alertmanager
-class AlertmanagerServer(_Process):
+class AlertmanagerServer(_Server):
     """A real Alertmanager on 127.0.0.1:<free port> (clustering off), with config and data in ``workdir``.
 
     Args:
@@ -440,20 +357,19 @@ class AlertmanagerServer(_Process):
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start and wait until ``/-/ready`` answers 200."""
-        self._spawn([
+        self._start([
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address={self.address}",
             "--cluster.listen-address=",
             *self.extra_args,
-        ])
-        self._wait_ready(timeout)
+        ], timeout)
         return self
 
     def alerts(self, alertname: str | None = None) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds (``/api/v2/alerts``), optionally only ``alertname``."""
-        status, body = _http("GET", f"{self.url}/api/v2/alerts")
+        body = self._get("/api/v2/alerts").body
         alerts = json.loads(body)
         return [a for a in alerts if alertname is None or a["labels"].get("alertname") == alertname]
 
@@ -531,3 +447,79 @@ class WebhookReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+# ----------------------------------------------------------------------------------------------- Pushgateway
+
+class PushgatewayServer(_Server):
+    """A Pushgateway on 127.0.0.1:<port> with ``--persistence.file`` in ``workdir``::
+
+        with PushgatewayServer(tmp_path / "pgw") as gateway:
+            ...  # push to gateway.url
+            samples = gateway.samples()              # Samples of everything it holds
+            samples.sum("locust_requests_total", job="locust")
+
+    Started on a free port (or a given one, e.g. to bring a gateway up late), in its own process group, waited
+    for with a timeout, stopped for sure. A missing binary skips the test (fails under ``CI``).
+
+    With ``web_config`` (an exporter-toolkit web config file) it serves HTTPS and/or basic auth; then give
+    ``ca_file`` (to trust its certificate) and ``auth`` (user, password) for our own requests to it.
+    """
+
+    name = "pushgateway"
+
+    def __init__(self, workdir: Path, port: int | None = None, *, web_config: Path | None = None,
+                 ca_file: Path | None = None, auth: tuple[str, str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.binary = require_binary(*PUSHGATEWAY_BINARIES)
+        self.web_config = web_config
+        self.context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        self.auth = auth
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.context else 'http'}://{self.address}"
+
+    def start(self, timeout: float = 30.0) -> PushgatewayServer:
+        """Start and wait until ``/-/ready`` answers 200."""
+        args = [
+            self.binary,
+            f"--web.listen-address={self.address}",
+            f"--persistence.file={self.workdir / 'pushgateway.data'}",
+            "--persistence.interval=1s",
+            "--log.level=info",
+        ]
+        if self.web_config is not None:
+            args.append(f"--web.config.file={self.web_config}")
+        self._start(args, timeout)
+        return self
+
+    def _get(self, path: str, timeout: float = 10.0) -> Answer:
+        return self.get(path, timeout=timeout)
+
+    def get(self, path: str, auth: tuple[str, str] | None | str = "default", timeout: float = 10) -> Answer:
+        """GET ``path`` (status, body bytes, headers); ``auth``: (user, password), None for none, or (the default)
+        the server's own credentials."""
+        auth = self.auth if auth == "default" else auth
+        headers = {"Authorization": basic_auth(*auth)} if auth else {}
+        return http_request(f"{self.url}{path}", headers=headers, timeout=timeout, context=self.context)
+
+    def status(self, path: str, auth: tuple[str, str] | None | str = "default") -> int:
+        """HTTP status of GET ``path``."""
+        return self.get(path, auth)[0]
+
+    def text(self) -> str:
+        """The Pushgateway's own ``/metrics`` (every pushed series, with its grouping labels)."""
+        status, body, _ = self.get("/metrics")
+        assert status == 200, (status, body[:300])
+        return body.decode()
+
+    def samples(self) -> Samples:
+        """:meth:`text` parsed."""
+        return Samples(self.text())
+
+
+# ----------------------------------------------------------------------------------------------- promtool
+def promtool_check_metrics(text: str) -> subprocess.CompletedProcess:
+    """Run ``promtool check metrics`` on exposition ``text``."""
+    promtool = require_binary(*PROMTOOL_BINARIES)
+    return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
