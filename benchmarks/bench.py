@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench.py              # full sizes, prints one table (about 6 minutes)
     python benchmarks/bench.py --quick      # small sizes, for the test suite (< 60 s, no timing claims)
     python benchmarks/bench.py --json out.json --repeats 9 --pairs 5 --e2e-seconds 10
+    python benchmarks/bench.py --only concurrent_scrapes,scrape_stall   # some sections only
 
 Every figure is the median of ``--repeats`` measurements (end to end: of ``--pairs`` paired runs), and
 every comparison is measured side by side in the same run, variants interleaved, so that they see the
@@ -39,6 +40,12 @@ same machine state. Sections:
   loop and records its gaps, and each scrape's figure is the longest gap overlapping it (it includes the
   1 ms sleep itself). prometheus_client's own WSGI app over the same registry is measured alongside.
   Budgets at 500 names: stall <= 5 ms, CPU <= 50% of ``generate_latest``.
+* **concurrent scrapes**: N scrapers at once (1, 2, 10, 50; keep-alive connections from one client
+  process, all sending at the same instant, Prometheus' headers) against a Locust-like process serving
+  500 names with the real ``MetricsServer``: per round, the longest loop stall (a 1 ms ticker greenlet,
+  as above; also in CPU time, which preemption by other processes does not inflate) and the process's
+  CPU; and the same with the four formats in turn (OpenMetrics or text, gzip or not). Budgets at 500
+  names: stall <= 5 ms with 2, 10 and 50 scrapers, CPU of 50 scrapers <= 3x one scraper's.
 * **merge**: on a master, the time to merge one worker report holding 500 endpoint names, and the
   report's size in bytes (msgpack, as Locust sends it). Budget: <= 5 ms.
 * **memory**: at the default name cap (500 names, 3 status codes and 5 error labels each), the resident
@@ -87,6 +94,9 @@ from locust_metrics.options import Settings  # noqa: E402
 from locust_metrics.plugin import MetricsExporter  # noqa: E402
 from locust_metrics.recorder import RequestRecorder  # noqa: E402
 from locust_metrics.rendering import OPENMETRICS, TEXT, compress  # noqa: E402
+
+SECTIONS = ("hot_path", "scrape_cpu", "scrape_stall", "concurrent_scrapes", "merge", "memory", "end_to_end")
+"""The benchmark's sections, in the order they run (``--only``)."""
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -393,6 +403,135 @@ def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
     finally:
         ours.stop()
         library.stop()
+
+
+_CONCURRENT_CLIENT = r"""
+import http.client, json, sys, threading, time
+port, scrapers, rounds, formats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+barrier = threading.Barrier(scrapers + 1)
+spans = [[None] * scrapers for _ in range(rounds)]
+
+def scraper(index):
+    accept, encoding = formats[index % len(formats)]
+    headers = {"Accept": accept}
+    if encoding:
+        headers["Accept-Encoding"] = encoding
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for round_ in range(rounds):
+        barrier.wait()
+        start = time.monotonic()
+        connection.request("GET", "/metrics", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        spans[round_][index] = [start, time.monotonic(), response.status, len(body)]
+        if response.getheader("Connection", "").lower() == "close":
+            connection.close()
+        barrier.wait()
+
+threads = [threading.Thread(target=scraper, args=(i,), daemon=True) for i in range(scrapers)]
+for thread in threads:
+    thread.start()
+for _ in range(rounds):
+    time.sleep(0.15)  # the loop idles between rounds
+    barrier.wait()  # all scrapers of the round send at once
+    barrier.wait()  # all answered
+print(json.dumps(spans))
+"""
+
+SCRAPE_FORMATS = {
+    "prometheus": [(PROMETHEUS_ACCEPT, "gzip")],
+    "mixed": [(PROMETHEUS_ACCEPT, "gzip"), ("", ""), (PROMETHEUS_ACCEPT, ""), ("", "gzip")],
+}
+"""What concurrent scrapers ask for: all Prometheus' headers, or the four formats in turn (OpenMetrics or
+text, gzip or not: the most renders that may run at once by default)."""
+
+
+def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int, formats: str = "prometheus") -> dict[str, Any]:
+    """N scrapers at once against one Locust-like process: its longest loop stall and its CPU per round.
+
+    This process plays the Locust process: an exporter with ``names`` endpoints served by the real
+    :class:`~locust_metrics.exposition.MetricsServer` (gevent's WSGI server, our renderer) on 127.0.0.1, and a
+    ticker greenlet that sleeps 1 ms in a loop and records every gap with the process's CPU time. A client
+    process (pinned to the other core) holds one keep-alive connection per scraper; in each round all
+    scrapers send a scrape at the same instant (a thread barrier) with ``formats``' headers
+    (:data:`SCRAPE_FORMATS`), and the round ends when all are answered. Per round: the longest ticker gap
+    overlapping it (ms, includes the 1 ms sleep), the most CPU this process used within one gap (the
+    same stall without the time other processes took the core: on a shared machine the wall-clock gap
+    includes preemption), and the CPU this process spent from the last tick before the round to the
+    first tick after it (ms; includes the ticker's own, about 1%). Medians over ``rounds`` rounds,
+    after one warm-up round (connections, label caches). Also the HTTP statuses seen (503 = refused by the
+    bound) and, when the renderer has them, how many renders the scrapes took.
+    """
+    exporter = _filled_exporter(names)
+    tracker = ScrapeTracker()
+    server = MetricsServer(exporter.registry, tracker, "127.0.0.1", _free_port(), exporter.renderer)
+    server.start()
+    ticks: list[tuple[float, float, float, float]] = []  # (end, gap, process CPU at the end, CPU in the gap), s
+    running = True
+
+    def ticker() -> None:
+        clock, cpu = time.monotonic, time.process_time
+        used = cpu()
+        while running:
+            before = clock()
+            gevent.sleep(0.001)
+            after, now = clock(), cpu()
+            ticks.append((after, after - before, now, now - used))
+            used = now
+
+    own_pin, client_pin = _cpu_pins()
+    affinity = os.sched_getaffinity(0) if own_pin else None
+    if own_pin:
+        os.sched_setaffinity(0, {int(own_pin[-1])})
+    greenlet = gevent.spawn(ticker)
+    result: dict[str, Any] = {"names": names, "formats": formats, "rounds": rounds, "by_scrapers": []}
+    try:
+        for count in scrapers:
+            renders_before = _renders(exporter.renderer)
+            scrapes_before = tracker.count
+            del ticks[:]
+            completed = subprocess.run(
+                [*client_pin, sys.executable, "-c", _CONCURRENT_CLIENT, str(server.port), str(count), str(rounds + 1),
+                 json.dumps(SCRAPE_FORMATS[formats])],
+                capture_output=True, text=True, timeout=600, check=True,
+            )
+            stalls, cpu_stalls, cpus, statuses = [], [], [], {}
+            for spans in json.loads(completed.stdout)[1:]:  # the first round warms up
+                start, end = min(span[0] for span in spans), max(span[1] for span in spans)
+                for span in spans:
+                    statuses[str(span[2])] = statuses.get(str(span[2]), 0) + 1
+                overlapping = [tick for tick in ticks if tick[0] >= start and tick[0] - tick[1] <= end]
+                stalls.append(max((tick[1] for tick in overlapping), default=0.0) * 1000)
+                cpu_stalls.append(max((tick[3] for tick in overlapping), default=0.0) * 1000)
+                before = [tick[2] for tick in ticks if tick[0] <= start]
+                after = [tick[2] for tick in ticks if tick[0] >= end]
+                if before and after:
+                    cpus.append((after[0] - before[-1]) * 1000)
+            result["by_scrapers"].append({
+                "scrapers": count, "stall_ms": _median(stalls), "stall_max_ms": max(stalls, default=math.nan),
+                "stall_cpu_ms": _median(cpu_stalls), "cpu_ms": _median(cpus), "statuses": statuses,
+                "renders": None if renders_before is None else _renders(exporter.renderer) - renders_before,
+                "scrapes": count * (rounds + 1), "counted_scrapes": tracker.count - scrapes_before,
+                "stalls": stalls, "cpu_stalls": cpu_stalls, "cpus": cpus,
+            })
+    finally:
+        running = False
+        greenlet.join(timeout=5)
+        server.stop()
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+    one = result["by_scrapers"][0]
+    for row in result["by_scrapers"]:
+        row["cpu_ratio"] = row["cpu_ms"] / one["cpu_ms"] if one["cpu_ms"] else math.nan
+    return result
+
+
+def _renders(renderer: Any) -> int | None:
+    """Renders the renderer made so far (fast and prometheus_client's), None for a renderer that does not say."""
+    try:
+        return int(renderer.fast_scrapes) + int(renderer.library_scrapes)
+    except AttributeError:  # pragma: no cover
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -908,8 +1047,81 @@ def _spread(values: list[float]) -> str:
 
 
 def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
-    hot, merge, memory = results["hot_path"], results["merge"], results["memory"]
-    rows: list[tuple[str, str, str]] = [
+    rows: list[tuple[str, str, str]] = []
+    hot = results.get("hot_path")
+    if hot:
+        rows += _hot_path_rows(hot, quick)
+    e2e = results.get("end_to_end")
+    if e2e:
+        rows += _end_to_end_rows(e2e, quick)
+    for cpu in results.get("scrape_cpu", []):
+        n = cpu["names"]
+        rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
+                     f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
+                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, quick)}" if n >= 500 else "")))
+        rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
+                     f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
+                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, quick)}" if n >= 500 else "")))
+    for stall in results.get("scrape_stall", []):
+        n = stall["names"]
+        rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
+                     f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
+                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, quick)}; " if n >= 500 else "")
+                     + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
+    for concurrent in results.get("concurrent_scrapes", []):
+        rows += _concurrent_rows(concurrent, quick)
+    merge, memory = results.get("merge"), results.get("memory")
+    if merge:
+        rows += [
+            (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
+             f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, quick)}"),
+            (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
+        ]
+    if memory:
+        rows += [
+            (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
+             f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, quick)}"),
+            (f"memory added at {memory['names']} names, worst case: 20 long error labels each",
+             f"{memory['worst_rss_added_bytes'] / 1e6:.1f} MB",
+             f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, quick)}"),
+            (f"memory at {memory['names']} names: recorded data (tracemalloc)", f"{memory['data_bytes'] / 1e6:.2f} MB",
+             f"retained after scrapes {memory['retained_bytes'] / 1e6:.2f} MB, peak {memory['scrape_peak_bytes'] / 1e6:.2f} MB"),
+        ]
+    return rows
+
+
+def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+    """Rows of one :func:`bench_concurrent_scrapes` run. Budgets (500 names, Prometheus' headers): longest
+    stall <= 5 ms with 2 or more scrapers, CPU of 50 scrapers <= 3x one's. Mixed formats: no budget (each
+    render in flight may use its own 1 ms of a loop turn, up to --metrics-max-concurrent-renders)."""
+    rows = []
+    n, mixed = concurrent["names"], concurrent["formats"] == "mixed"
+    budgets = n >= 500
+    for row in concurrent["by_scrapers"]:
+        count = row["scrapers"]
+        what = f"{count} scrapers at once" + (", 4 formats in turn" if mixed else "")
+        refused = row["statuses"].get("503", 0)
+        first = concurrent["by_scrapers"][0]["scrapers"]
+        base = "one scraper" if first == 1 else f"{first} scrapers"
+        note = (f"worst {row['stall_max_ms']:.1f}; in CPU time {row['stall_cpu_ms']:.1f}; "
+                f"CPU {row['cpu_ms']:.1f} ms ({row['cpu_ratio']:.1f}x {base})")
+        if row["renders"] is not None:
+            note += f"; {row['renders']} renders for {row['scrapes']} scrapes"
+        if refused:
+            note += f"; {refused} of {sum(row['statuses'].values())} answered 503"
+        if budgets and count >= 2 and not mixed:
+            note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, quick)}; " + note
+        rows.append((f"concurrent scrapes, {n} names, {what}: longest loop stall", f"{row['stall_ms']:.2f} ms", note))
+    fifty = [row for row in concurrent["by_scrapers"] if row["scrapers"] == 50]
+    if fifty and not mixed:
+        rows.append((f"concurrent scrapes, {n} names: CPU of 50 scrapers at once / one scraper",
+                     f"{fifty[0]['cpu_ratio']:.2f}x",
+                     f"<= 3x: {_ok(fifty[0]['cpu_ratio'], 3.0, quick)}" if budgets else ""))
+    return rows
+
+
+def _hot_path_rows(hot: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+    return [
         ("hot path: request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by locust-metrics", f"{hot['plugin_added_ns'] / 1000:.3f} µs",
@@ -921,58 +1133,32 @@ def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
         ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
          f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, quick)}"),
     ]
-    e2e = results.get("end_to_end")
-    if e2e:
-        where = f"{e2e['target']}, {e2e['users']} users, {e2e['seconds']:g} s runs"
-        if e2e["pinned"]:
-            where += ", pinned"
-        rows += [
-            (f"end to end: bare Locust requests/s ({where})", f"{e2e['bare_rps']:,.0f}/s",
-             f"per Locust CPU-second: {e2e['bare_cpu_rps']:,.0f}"),
-            ("end to end: with locust-metrics (scraped every 1 s)", f"{e2e['plugin_rps']:,.0f}/s",
-             f"per Locust CPU-second: {e2e['plugin_cpu_rps']:,.0f}"),
-            ("end to end: with / bare, requests/s, sequential pairs (median)", f"{e2e['ratio']:.2%}",
-             f">= 99%: {_ok(e2e['ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
-            ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
-             f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
-            ("end to end: locust-metrics' listener timed in place, per request",
-             f"{e2e['listener_in_place_ns'] / 1000:.2f} µs",
-             f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
-             f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
-            (f"end to end: on / off, requests/s, one process toggled in 1 s phases, {e2e['pairs']} runs",
-             f"{e2e['toggled_ratio']:.2%}",
-             f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, quick, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
-            (f"end to end: with / bare, requests/s, {e2e['shared_pairs']} concurrent pairs on one core",
-             f"{e2e['shared_ratio']:.2%}",
-             f">= 99%: {_ok(e2e['shared_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
-        ]
-    for cpu in results["scrape_cpu"]:
-        n = cpu["names"]
-        rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
-                     f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
-                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, quick)}" if n >= 500 else "")))
-        rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
-                     f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
-                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, quick)}" if n >= 500 else "")))
-    for stall in results["scrape_stall"]:
-        n = stall["names"]
-        rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
-                     f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
-                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, quick)}; " if n >= 500 else "")
-                     + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
-    rows += [
-        (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
-         f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, quick)}"),
-        (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
-        (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
-         f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, quick)}"),
-        (f"memory added at {memory['names']} names, worst case: 20 long error labels each",
-         f"{memory['worst_rss_added_bytes'] / 1e6:.1f} MB",
-         f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, quick)}"),
-        (f"memory at {memory['names']} names: recorded data (tracemalloc)", f"{memory['data_bytes'] / 1e6:.2f} MB",
-         f"retained after scrapes {memory['retained_bytes'] / 1e6:.2f} MB, peak {memory['scrape_peak_bytes'] / 1e6:.2f} MB"),
+
+
+def _end_to_end_rows(e2e: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+    where = f"{e2e['target']}, {e2e['users']} users, {e2e['seconds']:g} s runs"
+    if e2e["pinned"]:
+        where += ", pinned"
+    return [
+        (f"end to end: bare Locust requests/s ({where})", f"{e2e['bare_rps']:,.0f}/s",
+         f"per Locust CPU-second: {e2e['bare_cpu_rps']:,.0f}"),
+        ("end to end: with locust-metrics (scraped every 1 s)", f"{e2e['plugin_rps']:,.0f}/s",
+         f"per Locust CPU-second: {e2e['plugin_cpu_rps']:,.0f}"),
+        ("end to end: with / bare, requests/s, sequential pairs (median)", f"{e2e['ratio']:.2%}",
+         f">= 99%: {_ok(e2e['ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
+        ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
+         f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
+        ("end to end: locust-metrics' listener timed in place, per request",
+         f"{e2e['listener_in_place_ns'] / 1000:.2f} µs",
+         f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
+         f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
+        (f"end to end: on / off, requests/s, one process toggled in 1 s phases, {e2e['pairs']} runs",
+         f"{e2e['toggled_ratio']:.2%}",
+         f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, quick, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
+        (f"end to end: with / bare, requests/s, {e2e['shared_pairs']} concurrent pairs on one core",
+         f"{e2e['shared_ratio']:.2%}",
+         f">= 99%: {_ok(e2e['shared_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
     ]
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -986,7 +1172,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-nginx", action="store_true", help="end to end against a gevent server, not nginx")
     parser.add_argument("--skip-e2e", action="store_true", help="leave the end-to-end runs out")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--only", metavar="SECTION,...", default=None,
+                        help=f"run only these sections ({', '.join(SECTIONS)}); default: all")
     args = parser.parse_args(argv)
+    only = set(SECTIONS) if args.only is None else {part.strip() for part in args.only.split(",") if part.strip()}
+    if not only <= set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; known: {', '.join(SECTIONS)}")
+    if args.skip_e2e:
+        only.discard("end_to_end")
     quick = args.quick
     repeats = args.repeats or (2 if quick else 9)
     pairs = args.pairs or (1 if quick else 5)
@@ -995,12 +1188,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     results: dict[str, Any] = {"quick": quick, "repeats": repeats, "cpus": os.cpu_count()}
-    results["hot_path"] = bench_hot_path(256 if quick else 2048, 20 if quick else 50, 4 if quick else 25 * repeats)
-    results["scrape_cpu"] = [bench_render_cpu(n, repeats) for n in sizes]
-    results["scrape_stall"] = [bench_scrape_stall(n, 4 if quick else 2 * repeats) for n in sizes]
-    results["merge"] = bench_merge(50 if quick else 500, repeats)
-    results["memory"] = bench_memory(50 if quick else 500, 1 if quick else 3)
-    if not args.skip_e2e:
+    if "hot_path" in only:
+        results["hot_path"] = bench_hot_path(256 if quick else 2048, 20 if quick else 50, 4 if quick else 25 * repeats)
+    if "scrape_cpu" in only:
+        results["scrape_cpu"] = [bench_render_cpu(n, repeats) for n in sizes]
+    if "scrape_stall" in only:
+        results["scrape_stall"] = [bench_scrape_stall(n, 4 if quick else 2 * repeats) for n in sizes]
+    if "concurrent_scrapes" in only:
+        names, counts = (50, (1, 2, 10)) if quick else (500, (1, 2, 10, 50))
+        results["concurrent_scrapes"] = [
+            bench_concurrent_scrapes(names, counts, repeats),
+            bench_concurrent_scrapes(names, (4,) if quick else (4, 12), repeats, formats="mixed"),
+        ]
+    if "merge" in only:
+        results["merge"] = bench_merge(50 if quick else 500, repeats)
+    if "memory" in only:
+        results["memory"] = bench_memory(50 if quick else 500, 1 if quick else 3)
+    if "end_to_end" in only:
         results["end_to_end"] = bench_end_to_end(
             pairs, seconds, args.users, use_nginx=not (quick or args.no_nginx), shared_pairs=1 if quick else None
         )

@@ -69,12 +69,18 @@ class ScrapeTracker:
         self._starts: dict[str, list[float]] = {}
 
     def scraped(self, started: float | None = None, endpoint: str = OWN_ENDPOINT) -> None:
-        """Record one answered scrape of ``endpoint`` that started at ``started`` (unix seconds; default: now)."""
+        """Record one answered scrape of ``endpoint`` that started at ``started`` (unix seconds; default: now).
+
+        The fast path passes the time its numbers were read (the snapshot's; see ``rendering.py``): scrapes
+        that shared one render pass the same time, and count as one instant in the recent history.
+        """
         started = time.time() if started is None else started
         self.count += 1
         if self.last_time is None or started > self.last_time:
             self.last_time = started
         starts = self._starts.setdefault(endpoint, [])
+        if started in starts:
+            return  # a scrape that shared a render: the same instant, not a 0 s interval
         starts.append(started)
         if len(starts) > self.HISTORY:
             del starts[0]
@@ -307,9 +313,14 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
     """A WSGI app serving ``registry`` that records answered scrapes in ``tracker``.
 
     With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`), its fast path (snapshot, sliced
-    rendering that yields to the loop); else prometheus_client's ``make_wsgi_app``. Same bytes either way.
+    rendering that yields to the loop, concurrent scrapes sharing renders; a scrape is recorded with the
+    time its numbers were read, and 503 answers are not scrapes); else prometheus_client's
+    ``make_wsgi_app``. Same bytes either way.
     """
-    app = renderer.wsgi_app() if renderer is not None else make_wsgi_app(registry)
+    if renderer is not None:
+        app: Callable[..., Any] = renderer.wsgi_app(tracker)
+        return app
+    app = make_wsgi_app(registry)
 
     def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.time()
@@ -323,6 +334,29 @@ def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, rende
 
 ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "*"})
 """Bind addresses that mean every interface."""
+
+
+def _paced_handler(pacer: Any) -> type:
+    """gevent's WSGI request handler, that starts handling a request only when ``pacer`` (a
+    :class:`~locust_metrics.rendering.LoopPacer`) gives it a share of the loop turn.
+
+    Requests that arrive at the same instant (50 scrapers at once) are otherwise all read, parsed and
+    answered in one turn of the loop, about 0.1-0.2 ms each, before the load test's greenlets run again.
+    The handler waits for a request's first bytes without parsing them, then for its share of a turn.
+    """
+    from gevent.pywsgi import WSGIHandler
+
+    class PacedWSGIHandler(WSGIHandler):  # type: ignore[misc]  # gevent is untyped
+        def handle_one_request(self) -> Any:  # gevent calls it once per request of a connection
+            if not self.rfile.closed:
+                try:
+                    self.rfile.peek(1)  # wait for the request's first bytes (or the end), cooperatively
+                except OSError:
+                    pass  # the parse below sees it and ends the connection
+                pacer.wait()
+            return super().handle_one_request()
+
+    return PacedWSGIHandler
 
 
 class MetricsServer:
@@ -344,20 +378,24 @@ class MetricsServer:
         if auth is not None:
             self._app = auth.wsgi(self._app)
         self.ssl_context = ssl_context
+        self._pacer = getattr(renderer, "pacer", None)
         self._server: Any = None
 
     def start(self) -> None:
         """Bind and start serving in the background (greenlets)."""
         from gevent.pywsgi import WSGIServer
 
+        extra: dict[str, Any] = {}
+        if self._pacer is not None:
+            extra["handler_class"] = _paced_handler(self._pacer)
         if self.ssl_context is not None:  # HTTPS, quiet about failed handshakes
             from .security import TLSWSGIServer
 
             self._server = TLSWSGIServer(
-                (self.host, self.port), self._app, log=None, error_log=logger, ssl_context=self.ssl_context
+                (self.host, self.port), self._app, log=None, error_log=logger, ssl_context=self.ssl_context, **extra
             )
         else:
-            self._server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger)
+            self._server = WSGIServer((self.host, self.port), self._app, log=None, error_log=logger, **extra)
         self._server.start()
 
     @property
@@ -395,7 +433,9 @@ def add_web_ui_route(
 
     The route honours the ``Accept`` header (OpenMetrics or text) like prometheus_client's own handlers.
     With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`) it serves the fast path, and
-    gzip when ``Accept-Encoding`` allows it.
+    gzip when ``Accept-Encoding`` allows it; scrapes share renders with each other and with our own
+    endpoint's, under the same bound (503 beyond it, not counted as a scrape), and are recorded once sent,
+    with the time their numbers were read.
     """
     from flask import Response, request
 
@@ -412,12 +452,17 @@ def add_web_ui_route(
             if denied is not None:
                 return denied
         if renderer is not None:  # the fast path of rendering.py (also gzip when asked)
-            headers, body = renderer.respond(
+            response = renderer.serve(
                 request.headers.get("Accept"), request.headers.get("Accept-Encoding"),
                 names=request.args.getlist("name[]") or None,
             )
-            tracker.scraped(started, WEB_UI_ENDPOINT)
-            return Response(body, headers=headers)
+            snapshot_time = response.snapshot_time  # None for a 503 (or 500): no scrape
+
+            def sent() -> None:
+                if snapshot_time is not None:
+                    tracker.scraped(snapshot_time, WEB_UI_ENDPOINT)
+
+            return Response(renderer.paced(response.body, sent), status=response.status, headers=response.headers)
         encoder, content_type = choose_encoder(request.headers.get("Accept"))
         body = encoder(registry)
         tracker.scraped(started, WEB_UI_ENDPOINT)

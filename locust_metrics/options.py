@@ -107,6 +107,11 @@ def parse_max_names(value: Any, option: str = "") -> int:
     return _integer(value, option, "", 1, None, "must be at least 1")
 
 
+def parse_max_concurrent_renders(value: Any, option: str = "") -> int:
+    """Parse the bound on concurrent scrape renders: an integer >= 1; raises :class:`OptionError`."""
+    return _integer(value, option, "", 1, None, "must be at least 1")
+
+
 def parse_buckets(value: Any, option: str = "") -> list[float]:
     """Parse histogram bucket upper bounds given in **seconds**.
 
@@ -316,6 +321,11 @@ def parse_web_config(value: Any, option: str = "") -> Any:
     return load_web_config(text, option) if text else None
 
 
+DEFAULT_MAX_CONCURRENT_RENDERS = 4
+"""Default bound on scrape renders in flight at once (``--metrics-max-concurrent-renders``): one per format a
+scraper can ask for (text, OpenMetrics, each gzip or not); scrapes of a format already being rendered share
+that render and take no slot."""
+
 DEFAULT_BUCKETS = ".005,.01,.025,.05,.075,.1,.15,.2,.3,.5,.75,1,1.5,2,3,5,7.5,10,15,30,60"
 """Default histogram bucket upper bounds, in **seconds** (``--metrics-buckets``)."""
 
@@ -439,6 +449,14 @@ class Settings:
         help="Web configuration file (Prometheus exporter-toolkit format): tls_server_config (cert_file, "
         "key_file, ...) for HTTPS, basic_auth_users (user: bcrypt hash) for basic auth on our endpoint and on "
         "the web UI's /metrics. Default: none (plain HTTP, no auth).",
+    )
+    max_concurrent_renders: int = option(
+        "--metrics-max-concurrent-renders", parse_max_concurrent_renders, DEFAULT_MAX_CONCURRENT_RENDERS,
+        metavar="N",
+        help="Most scrape renders in flight at once, on our endpoint and the web UI's /metrics together. Scrapes "
+        "of a format (text or OpenMetrics, gzip or not) that is being rendered share that render and take no "
+        "slot; a scrape that needs one more gets HTTP 503 with Retry-After. Default "
+        f"{DEFAULT_MAX_CONCURRENT_RENDERS}.",
     )
     slow_threshold_ms: float = option(
         "--metrics-slow-threshold", parse_milliseconds, 1000, keyword="slow_threshold", metavar="MS",

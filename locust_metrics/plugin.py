@@ -201,8 +201,12 @@ class MetricsExporter:
         return self
 
     def _push_body(self) -> bytes:
-        """What a push sends: a scrape in text format 0.0.4, rendered in slices that give the loop back."""
-        _headers, body = self.renderer.respond(None, None)
+        """What a push sends: a scrape in text format 0.0.4, rendered in slices that give the loop back.
+
+        It shares a text render in flight only if that render reads its numbers after the push began (the
+        final push carries the final numbers), and the bound on concurrent renders never refuses it.
+        """
+        _headers, body = self.renderer.respond(None, None, fresh=True, bounded=False)
         return b"".join(body)
 
     def _new_recorder(self) -> RequestRecorder:
@@ -393,6 +397,7 @@ class MetricsExporter:
             if self.pusher is not None:
                 self.pusher.close(final_push=True)  # the final push (bounded), then the final scrape
             self.wait_for_final_scrape()
+            self.renderer.drain()  # scrapes answered with the final one (an HA pair, shared renders) go out too
             self._let_locust_csv_catch_up()
         finally:
             self._quit_done.set()

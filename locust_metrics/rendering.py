@@ -16,6 +16,24 @@ without stalling the loop:
    rendered by prometheus_client itself; so are HELP/TYPE lines, from the collector's own (empty)
    families. Names, documentation, types and label names therefore have one source of truth:
    :class:`~locust_metrics.exposition.LocustCollector`.
+4. Concurrent scrapes share renders (:meth:`ScrapeRenderer.serve`): a scrape that arrives while a render
+   of the same format and encoding is in flight waits for it and is answered the same bytes, so N
+   scrapers at once cost about one render, not N renders whose slices queue behind each other on the
+   loop. Its numbers are those of that render's snapshot: taken after the scrape arrived, or at most
+   one render's time before; :attr:`ScrapeResponse.snapshot_time` says when, and is what scrapes are
+   counted with (:class:`~locust_metrics.exposition.ScrapeTracker`), so a shared scrape whose snapshot
+   predates the end of the test never counts as the final scrape. Renders of different formats run
+   side by side, at most ``--metrics-max-concurrent-renders`` at once (each takes a slot; a scrape that
+   shares a render takes none); a scrape that would need one more is answered at once with HTTP 503 and
+   ``Retry-After``, as exporters do, never queued. Renders of different formats that start together
+   also share one snapshot (one taken after they began).
+5. One budget per loop turn (:class:`LoopPacer`): everything a scrape does in slices (folding,
+   rendering, gzip, and answering the scrapes that shared a render) and, on our own endpoint, the start
+   of every request's handling share about :data:`SLICE_S` of each turn of the event loop per render in
+   flight (at least one). So 50 scrapers whose requests arrive (or are answered) in the same instant
+   are spread over a few turns instead of holding one turn for all of them; renders of different
+   formats (at most ``--metrics-max-concurrent-renders``) each progress about as fast as one alone. The
+   snapshot, which cannot be split, waits for a turn in which none of that work ran yet.
 
 Formats: Prometheus text 0.0.4 and OpenMetrics 1.0, chosen from the ``Accept`` header with
 prometheus_client's :func:`~prometheus_client.exposition.choose_encoder` (Prometheus asks for OpenMetrics
@@ -32,7 +50,9 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import accumulate
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -45,9 +65,11 @@ from prometheus_client.utils import floatToGoString
 
 from . import families as F
 from .exposition import LocustCollector, _Families, _status_label, exported_les
+from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
 from .recorder import fold_records
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .exposition import ScrapeTracker
     from .plugin import MetricsExporter
 
 logger = logging.getLogger(__name__)
@@ -63,6 +85,17 @@ SLICE_S = 0.001
 
 GZIP_LEVEL = 1
 """zlib level of gzip responses: 10x cheaper than prometheus_client's 9, about 1.4x the bytes."""
+
+SHARED_RENDER_TIMEOUT_S = 10.0
+"""Longest wait, in **seconds**, of a scrape for the render it shares (Prometheus' default scrape timeout);
+after it, the scrape is answered 503. A render at 500 names takes about 10-20 ms."""
+
+RETRY_AFTER_S = 1
+"""``Retry-After`` of a 503 answer, whole **seconds**."""
+
+DRAIN_TIMEOUT_S = 2.0
+"""Longest wait, in **seconds**, at exit for scrapes still being answered (:meth:`ScrapeRenderer.drain`);
+short, as a second ``quit`` (SIGTERM) waits for the first one's final push, final scrape and this."""
 
 _SAFE_ESCAPINGS = {
     getattr(_openmetrics, name) for name in ("UNDERSCORES", "ALLOWUTF8", "VALUES") if hasattr(_openmetrics, name)
@@ -116,10 +149,55 @@ _ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     family.name: (role, family.labels) for role, family in zip(_ROLES, F.ENDPOINT_FAMILIES)
 }
 _FLUSH_EVERY = 64  # endpoints
+_SEND_STEP = 1 << 16  # bytes of an answer sent between two looks at the loop's budget (~20-50 µs of sendall)
 
 
 class FastPathUnavailable(Exception):
     """The fast renderer cannot produce this scrape exactly; the caller uses prometheus_client's encoder."""
+
+
+class ScrapeRefused(Exception):
+    """:meth:`ScrapeRenderer.respond` could not serve the scrape; ``response`` is its 503 or 500 answer."""
+
+    def __init__(self, response: ScrapeResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass
+class ScrapeResponse:
+    """The answer to one scrape, from :meth:`ScrapeRenderer.serve`.
+
+    Attributes:
+        status: the HTTP status line: ``"200 OK"``; ``"503 Service Unavailable"`` (the bound on concurrent
+            renders was reached, or the shared render took longer than :data:`SHARED_RENDER_TIMEOUT_S`;
+            with ``Retry-After``); ``"500 Internal Server Error"`` (the render this scrape shared failed;
+            the scrape that rendered it got the error itself, which is logged).
+        headers: ``Content-Type``, ``Content-Length`` (and ``Content-Encoding: gzip``, ``Retry-After``).
+        body: bytes pieces to send in order (a WSGI iterable).
+        snapshot_time: unix time, **seconds**, at which the served numbers were read (the snapshot of the
+            render, shared or not); None when the scrape was not served (not 200): such an answer is no
+            scrape.
+        shared: True when the body is that of a render another scrape started.
+    """
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: list[bytes]
+    snapshot_time: float | None = None
+    shared: bool = False
+
+
+class _Render:
+    """A render in flight that scrapes of the same format and encoding share (see :meth:`ScrapeRenderer.serve`)."""
+
+    __slots__ = ("body", "snapshot_time", "done", "failed")
+
+    def __init__(self) -> None:
+        self.body: list[bytes] | None = None
+        self.snapshot_time: float | None = None
+        self.done: Any = None  # a gevent Event, made by the first scrape that waits
+        self.failed = False
 
 
 class Snapshot:
@@ -158,6 +236,95 @@ class Snapshot:
         self.les = les
         self.le_keep = le_keep
         self.label_pairs = label_pairs
+
+
+class LoopPacer:
+    """Shares each turn of the gevent loop among our work: about :attr:`budget_s` of it per turn, in all.
+
+    Work that yields in slices asks :meth:`deadline` when to give the loop back. Work that arrives in
+    bursts (many scrapes whose requests arrive, or whose shared render ends, at the same instant) calls
+    :meth:`wait` before each piece: the first pieces of a loop turn go on at once, until the turn's budget
+    is spent; the others queue (first come, first served) and are let through a few per later turn, in
+    which pending I/O and timers (the requests of the load test) run first. A turn is told apart by the
+    loop's iteration counter (``loop.iteration``; not by ``loop.now()``, which starting a timer updates).
+    Only for greenlets on the gevent loop.
+
+    Args:
+        budget_s: the budget of one loop turn, **seconds** (:attr:`budget_s`, read when a turn starts;
+            the renderer sets it to :data:`SLICE_S` per render in flight).
+    """
+
+    def __init__(self, budget_s: float = SLICE_S) -> None:
+        self.budget_s = budget_s
+        self._turn: int | None = None
+        self._deadline = 0.0
+        self._loop: Any = None
+        self._queue: deque[Any] = deque()
+        self._timer: Any = None
+
+    def deadline(self) -> float:
+        """The ``time.perf_counter()`` value at which this loop turn's budget is spent."""
+        loop = self._loop
+        if loop is None:
+            import gevent
+
+            loop = self._loop = gevent.get_hub().loop
+        turn = loop.iteration
+        if turn != self._turn:  # the first call of a new loop turn starts its budget
+            self._turn = turn
+            self._deadline = time.perf_counter() + self.budget_s
+        return self._deadline
+
+    @property
+    def queued(self) -> int:
+        """Greenlets waiting in :meth:`wait` now."""
+        return len(self._queue)
+
+    def fresh_turn(self, pause: Callable[[], None]) -> None:
+        """Call ``pause`` until a loop turn in which none of our work ran yet (a few times at most), and start
+        that turn's budget: for work that cannot be split (a snapshot), so that it does not come on top of a
+        turn's budget spent by others, and the others wait for the next turn."""
+        self.deadline()  # makes sure the loop is known and this turn counted as used
+        for _ in range(_FRESH_TURN_TRIES):
+            pause()
+            if self._loop.iteration != self._turn:
+                self.deadline()
+                return
+
+    def wait(self) -> None:
+        """Return when this loop turn has budget left for one more piece of work: at once when it has and
+        nobody is queued, else in a later turn, in the order of arrival (each turn lets one at least)."""
+        deadline = self.deadline()
+        if not self._queue and time.perf_counter() < deadline:
+            return
+        from gevent.hub import Waiter
+
+        waiter = Waiter()
+        self._queue.append(waiter)
+        self._arm()
+        waiter.get()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.timer(0.000001)  # one turn of the loop, as _gevent_pause
+        if not self._timer.active:
+            self._timer.start(self._release)
+
+    def _release(self) -> None:
+        """In the hub, at a later turn: let queued greenlets run, one after the other, while the turn's budget
+        lasts (each runs until it blocks, then the hub comes back here); at least one per turn, so that the
+        queue moves even when renders spend every turn's budget before this runs."""
+        queue = self._queue
+        if queue:
+            self.deadline()
+            queue.popleft().switch(None)
+        while queue and time.perf_counter() < self.deadline():
+            queue.popleft().switch(None)
+        if queue:
+            self._arm()
+
+
+_FRESH_TURN_TRIES = 8  # pauses at most before an unsplittable piece of work goes on in a turn others used
 
 
 class _EndpointLabels:
@@ -215,7 +382,14 @@ class ScrapeRenderer:
             the fast path does not cover.
 
     Attributes:
-        fast_scrapes: scrapes rendered by the fast path; ``library_scrapes``: by prometheus_client.
+        fast_scrapes: renders by the fast path; ``library_scrapes``: by prometheus_client (each serves one
+            scrape, and the scrapes that shared it).
+        shared_scrapes: scrapes answered with a render another scrape started.
+        refused_scrapes: scrapes answered 503 (bound reached, or the shared render took too long).
+        renders_in_flight: renders running now (each holds one of ``--metrics-max-concurrent-renders``).
+        sending: answers being sent now (:meth:`paced`).
+        pacer: the :class:`LoopPacer` that all of this renderer's work shares (our server's request
+            handling too).
     """
 
     def __init__(self, exporter: MetricsExporter) -> None:
@@ -228,6 +402,13 @@ class ScrapeRenderer:
         self._labels: dict[tuple[str, str], _EndpointLabels] = {}
         self._labels_key: tuple[Any, ...] | None = None
         self._warned = False
+        self.shared_scrapes = 0
+        self.refused_scrapes = 0
+        self.renders_in_flight = 0
+        self.sending = 0
+        self._in_flight: dict[tuple[str, bool], _Render] = {}  # (format, gzip) -> the render scrapes share
+        self.pacer = LoopPacer()
+        self._snapshot: tuple[float, Snapshot] | None = None  # the latest (time, snapshot), while renders run
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> Snapshot:
@@ -255,14 +436,15 @@ class ScrapeRenderer:
 
     def fold(self, pause: Callable[[], None] | None = None) -> None:
         """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
-        :data:`SLICE_S` seconds of work. Changes no exported value, so it may yield between endpoints."""
-        clock = time.perf_counter
-        deadline = clock() + SLICE_S
+        :data:`SLICE_S` seconds of work (the loop turn's budget, see :class:`LoopPacer`). Changes no exported
+        value, so it may yield between endpoints."""
+        clock, next_deadline = time.perf_counter, self.pacer.deadline
+        deadline = next_deadline() if pause is not None else 0.0
         for endpoint in list(self.exporter.totals.endpoints.values()):
             endpoint.fold()
             if pause is not None and clock() >= deadline:
                 pause()
-                deadline = clock() + SLICE_S
+                deadline = next_deadline()
 
     # ------------------------------------------------------------------ rendering
     def render(self, snapshot: Snapshot, fmt: str, pause: Callable[[], None] | None = None) -> bytes:
@@ -366,8 +548,8 @@ class ScrapeRenderer:
         get_labels = self._labels.get
         number, go, status_label, escape = _number, floatToGoString, _status_label, escape_label_value
         les, keep = snapshot.les, snapshot.le_keep
-        clock = time.perf_counter
-        deadline = clock() + SLICE_S
+        clock, next_deadline = time.perf_counter, self.pacer.deadline
+        deadline = next_deadline() if pause is not None else 0.0
 
         def flush() -> None:
             for role in _ROLES:
@@ -419,39 +601,128 @@ class ScrapeRenderer:
             if pause is not None and clock() >= deadline:
                 flush()
                 pause()
-                deadline = clock() + SLICE_S
+                deadline = next_deadline()
             elif not index % _FLUSH_EVERY:
                 flush()  # bounded memory: lines become bytes pieces at least every few endpoints
         flush()
         return pieces
 
     # ------------------------------------------------------------------ serving
-    def respond(
+    @property
+    def max_concurrent_renders(self) -> int:
+        """The bound on renders in flight: the exporter's ``--metrics-max-concurrent-renders``."""
+        settings = getattr(self.exporter, "settings", None)
+        return int(getattr(settings, "max_concurrent_renders", DEFAULT_MAX_CONCURRENT_RENDERS))
+
+    def serve(
         self,
         accept: str | None,
         accept_encoding: str | None = None,
         pause: Callable[[], None] | None = _gevent_pause,
         names: list[str] | None = None,
-    ) -> tuple[list[tuple[str, str]], list[bytes]]:
-        """Render one scrape for the request's ``Accept`` / ``Accept-Encoding`` headers.
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
+    ) -> ScrapeResponse:
+        """Answer one scrape for the request's ``Accept`` / ``Accept-Encoding`` headers.
 
-        Returns ``(headers, body)``: ``Content-Type``, ``Content-Length`` (and ``Content-Encoding: gzip``)
-        headers, and the body as a list of bytes pieces to send in order (a WSGI iterable).
+        * A render of the same format (:func:`negotiate`) and encoding (gzip or not) in flight: wait for it
+          (at most :data:`SHARED_RENDER_TIMEOUT_S`, holding no slot) and answer its bytes, with this
+          request's own ``Content-Type``. Its snapshot was taken after this scrape arrived, or at most one
+          render's time before.
+        * Else, when :attr:`max_concurrent_renders` renders are in flight already: 503 with ``Retry-After``
+          at once.
+        * Else render, holding a slot: fold, snapshot, render and gzip in slices (``pause`` between
+          them, see :data:`SLICE_S`; ``None`` renders in one go), for every scrape that joins meanwhile.
 
-        ``pause`` is called between slices of work (default: one turn of the gevent loop, see
-        :data:`SLICE_S`); ``None`` renders in one go. ``names`` (the ``name[]`` query parameters)
-        restricts the output as prometheus_client does (and is served by prometheus_client). An
-        unexpected error in the fast path is logged once and the scrape is served by prometheus_client
-        instead; errors of prometheus_client's own encoder propagate.
+        ``names`` (the ``name[]`` query parameters) restricts the output as prometheus_client does, and is
+        served by prometheus_client, as are formats the fast path does not cover: such renders are never
+        shared, and take a slot. When the fast rendering fails unexpectedly (logged once), prometheus_client
+        renders instead, for the scrapes that share the render too. Errors of prometheus_client's own
+        encoder propagate to the scrape that rendered; scrapes that shared its render get a 500 answer.
+        Never blocks longer than :data:`SHARED_RENDER_TIMEOUT_S` when sharing.
+
+        With ``fresh``, a render in flight is shared only if its numbers are read after this call began
+        (a push: the final push after the test stopped must carry the final numbers); else this call
+        renders itself. With ``bounded=False`` it is never refused by the bound (a push; it still counts as
+        a render in flight while it renders).
+
+        Returns a :class:`ScrapeResponse`; a 200 is a scrape, other answers are not.
         """
+        started = time.time()
+        if pause is not None:
+            self.pacer.wait()  # a burst of scrapes arriving at once: a few per loop turn
         fmt, encoder, content_type = negotiate(accept)
+        gzipped = gzip_accepted(accept_encoding)
+        key = (fmt, gzipped) if fmt is not None and not names else None
+        if key is not None:
+            render = self._in_flight.get(key)
+            if render is not None and (not fresh or render.snapshot_time is None or render.snapshot_time >= started):
+                return self._share(render, content_type, gzipped)
+        if bounded and self.renders_in_flight >= self.max_concurrent_renders:
+            self.refused_scrapes += 1
+            return _unavailable(
+                f"{self.renders_in_flight} renders are in flight, the most {flag('max_concurrent_renders')} allows"
+            )
+        render = _Render()
+        self.renders_in_flight += 1
+        self.pacer.budget_s = SLICE_S * self.renders_in_flight  # each render progresses as fast as alone
+        if key is not None:
+            self._in_flight[key] = render
+        try:
+            self._render(render, started, fmt, encoder, gzipped, names, pause)
+        except BaseException:
+            render.failed = True
+            raise
+        finally:
+            self.renders_in_flight -= 1
+            self.pacer.budget_s = SLICE_S * max(1, self.renders_in_flight)
+            if not self.renders_in_flight:
+                self._snapshot = None  # kept only while renders that may share it run
+            if key is not None and self._in_flight.get(key) is render:
+                del self._in_flight[key]
+            if render.done is not None:
+                render.done.set()
+        return _served(render, content_type, gzipped, shared=False)
+
+    def _share(self, render: _Render, content_type: str, gzipped: bool) -> ScrapeResponse:
+        """Wait for ``render`` (bounded) and answer its body."""
+        if render.done is None:
+            from gevent.event import Event
+
+            render.done = Event()
+        if not render.done.wait(timeout=SHARED_RENDER_TIMEOUT_S):
+            self.refused_scrapes += 1
+            return _unavailable(f"the render this scrape shares took longer than {SHARED_RENDER_TIMEOUT_S:g}s")
+        # every scrape that shared the render wakes now: they send their answers a few per loop turn
+        self.pacer.wait()
+        if render.failed or render.body is None:
+            return _answer("500 Internal Server Error", "rendering failed; see the Locust log")
+        self.shared_scrapes += 1
+        return _served(render, content_type, gzipped, shared=True)
+
+    def _render(
+        self, render: _Render, started: float, fmt: str | None, encoder: Callable[[Any], bytes], gzipped: bool,
+        names: list[str] | None, pause: Callable[[], None] | None,
+    ) -> None:
+        """Render one scrape that began at ``started`` (unix seconds) into ``render`` (body, snapshot time).
+
+        A snapshot that a render of another format took after ``started`` is used as it is (renders of
+        several formats that start together copy the data once); else a new one is taken.
+        """
         body: list[bytes] | None = None
         if fmt is not None and not names:
             try:
                 if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
                     self.fold(pause)
-                    pause()
-                snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
+                    self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
+                latest = self._snapshot
+                if latest is not None and latest[0] >= started:
+                    render.snapshot_time, snapshot = latest
+                else:
+                    render.snapshot_time = time.time()
+                    snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
+                    self._snapshot = (render.snapshot_time, snapshot)
                 if pause is not None:
                     pause()
                 body = self.render_pieces(snapshot, fmt, pause)
@@ -464,25 +735,83 @@ class ScrapeRenderer:
             registry = self.exporter.registry
             if names:
                 registry = registry.restricted_registry(names)
+            render.snapshot_time = time.time()  # the collector reads everything at once, without yielding
             body = [encoder(registry)]
             self.library_scrapes += 1
-        headers = [("Content-Type", content_type)]
-        if gzip_accepted(accept_encoding):
+        if gzipped:
             if pause is not None:
                 pause()
-            body = [compress(body, pause)]
-            headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(sum(map(len, body)))))
-        return headers, body
+            body = [compress(body, pause, next_deadline=self.pacer.deadline)]
+        render.body = body
 
-    def wsgi_app(self) -> Callable[[dict, Callable], list[bytes]]:
+    def paced(self, body: Iterable[bytes], sent: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """``body``'s pieces for a server to send, each :data:`_SEND_STEP` bytes when this loop turn has budget
+        left (:class:`LoopPacer`): the answers of many scrapes that shared a render go out a few per turn.
+
+        ``sent`` is called once the server asked for more after the last piece, i.e. once it has sent the
+        whole body (not when the client went away before). Counted in :attr:`sending` until then.
+        """
+        self.sending += 1
+        return self._paced(body, sent)
+
+    def _paced(self, body: Iterable[bytes], sent: Callable[[], None] | None) -> Iterator[bytes]:
+        try:
+            wait = self.pacer.wait
+            unpaced = _SEND_STEP  # bytes handed to the server since the last wait: wait before the first piece
+            for piece in body:
+                if unpaced >= _SEND_STEP:
+                    wait()
+                    unpaced = 0
+                unpaced += len(piece)
+                yield piece
+            if sent is not None:
+                sent()
+        finally:
+            self.sending -= 1
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        """Wait (at most ``timeout`` seconds) until no scrape is being rendered, waiting for its turn or
+        being sent; True when none is. Called at exit, after the final scrape: scrapes that arrived with it
+        (another Prometheus of an HA pair, those that shared its render) still get their answers."""
+        import gevent
+
+        deadline = time.monotonic() + timeout
+        while self.renders_in_flight or self.sending or self.pacer.queued:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
+        return True
+
+    def respond(
+        self,
+        accept: str | None,
+        accept_encoding: str | None = None,
+        pause: Callable[[], None] | None = _gevent_pause,
+        names: list[str] | None = None,
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
+    ) -> tuple[list[tuple[str, str]], list[bytes]]:
+        """:meth:`serve` for a caller that only takes a served scrape: returns ``(headers, body)``.
+
+        Raises :class:`ScrapeRefused` (holding the 503 or 500 answer) when the scrape is not served.
+        """
+        response = self.serve(accept, accept_encoding, pause, names, fresh=fresh, bounded=bounded)
+        if response.snapshot_time is None:
+            raise ScrapeRefused(response)
+        return response.headers, response.body
+
+    def wsgi_app(self, tracker: ScrapeTracker | None = None) -> Callable[[dict, Callable], Iterable[bytes]]:
         """A WSGI app serving scrapes on every path, with prometheus_client's ``make_wsgi_app`` semantics.
 
-        ``GET`` renders (any path but ``/favicon.ico``, which gets an empty 200), ``OPTIONS`` answers
-        ``Allow``, other methods 405.
+        ``GET`` renders (any path but ``/favicon.ico``, which gets an empty 200) through :meth:`serve`,
+        ``OPTIONS`` answers ``Allow``, other methods 405. With ``tracker``, every served scrape is recorded
+        in it, once its answer was sent, with the time its numbers were read
+        (:attr:`ScrapeResponse.snapshot_time`); 503 and 500 answers, ``OPTIONS``, 405 and the favicon are
+        not scrapes.
         """
 
-        def metrics_app(environ: dict, start_response: Callable) -> list[bytes]:
+        def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
             method = environ.get("REQUEST_METHOD", "GET")
             if method == "OPTIONS":
                 status, headers, body = "200 OK", [("Allow", "OPTIONS,GET")], [b""]
@@ -493,9 +822,9 @@ class ScrapeRenderer:
                 status, headers, body = "200 OK", [], [b""]
             else:
                 names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-                headers, body = self.respond(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), names=names)
-                start_response("200 OK", headers)
-                return body
+                response = self.serve(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), names=names)
+                start_response(response.status, response.headers)
+                return self.paced(response.body, _count(tracker, response))
             start_response(status, [*headers, ("Content-Length", str(len(body[0])))])
             return body
 
@@ -512,33 +841,74 @@ class ScrapeRenderer:
 
 
 def compress(
-    body: bytes | Iterable[bytes], pause: Callable[[], None] | None = None, level: int = GZIP_LEVEL
+    body: bytes | Iterable[bytes], pause: Callable[[], None] | None = None, level: int = GZIP_LEVEL,
+    next_deadline: Callable[[], float] | None = None,
 ) -> bytes:
     """gzip ``body`` (bytes, or pieces in order) into one gzip member, as ``gzip.compress`` would.
 
-    ``pause`` is called about every :data:`SLICE_S` seconds of work. ``level`` is zlib's (1-9).
+    ``pause`` is called about every :data:`SLICE_S` seconds of work; with ``next_deadline`` (e.g.
+    :meth:`LoopPacer.deadline`), whenever ``time.perf_counter()`` passes what it returned (asked at the
+    start and after each pause). ``level`` is zlib's (1-9).
     """
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     out: list[bytes] = []
     step = 1 << 16  # 64 KiB: about 0.15 ms at level 1
     clock = time.perf_counter
-    deadline = clock() + SLICE_S
+    if next_deadline is None:
+        def next_deadline() -> float:
+            return clock() + SLICE_S
+    deadline = next_deadline() if pause is not None else 0.0
     for piece in [body] if isinstance(body, (bytes, bytearray)) else body:
         view = memoryview(piece)
         for start in range(0, len(view), step):
             out.append(compressor.compress(view[start : start + step]))
             if pause is not None and clock() >= deadline:
                 pause()
-                deadline = clock() + SLICE_S
+                deadline = next_deadline()
     out.append(compressor.flush())
     return b"".join(out)
+
+
+def _count(tracker: ScrapeTracker | None, response: ScrapeResponse) -> Callable[[], None] | None:
+    """What records ``response`` in ``tracker`` once it was sent, or None when it is no scrape (not 200)."""
+    snapshot_time = response.snapshot_time
+    if tracker is None or snapshot_time is None:
+        return None
+    return lambda: tracker.scraped(snapshot_time)
+
+
+def _answer(status: str, message: str, extra: list[tuple[str, str]] | None = None) -> ScrapeResponse:
+    """A short text answer that is no scrape (503, 500)."""
+    body = f"# HTTP {status}: {message}\n".encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), *(extra or []), ("Content-Length", str(len(body)))]
+    return ScrapeResponse(status, headers, [body])
+
+
+def _unavailable(message: str) -> ScrapeResponse:
+    """503 with ``Retry-After``: what exporters answer when they are busy; Prometheus records a failed scrape."""
+    return _answer(
+        "503 Service Unavailable", f"{message}; retry after {RETRY_AFTER_S}s", [("Retry-After", str(RETRY_AFTER_S))]
+    )
+
+
+def _served(render: _Render, content_type: str, gzipped: bool, shared: bool) -> ScrapeResponse:
+    """The 200 answer with ``render``'s body (a list of its own: the pieces are shared, never changed)."""
+    body = list(render.body or ())
+    headers = [("Content-Type", content_type)]
+    if gzipped:
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(sum(map(len, body)))))
+    return ScrapeResponse("200 OK", headers, body, render.snapshot_time, shared)
 
 
 __all__ = [
     "OPENMETRICS",
     "TEXT",
     "FastPathUnavailable",
+    "LoopPacer",
+    "ScrapeRefused",
     "ScrapeRenderer",
+    "ScrapeResponse",
     "Snapshot",
     "compress",
     "escape_label_value",

@@ -20,12 +20,17 @@ def test_quick_benchmark_runs_and_prints_every_section(tmp_path: Path) -> None:
     table = result.stdout
     for row in ("hot path: locust-metrics / naive", "as an ordinary listener", "end to end: with / bare", "listener timed in place",
                 "toggled in 1 s phases", "concurrent pairs on one core", "scrape CPU, 10 names",
-                "loop stall per HTTP scrape, 50 names", "master merge of one report", "memory added at 50 names"):
+                "loop stall per HTTP scrape, 50 names", "concurrent scrapes, 50 names, 10 scrapers at once",
+                "4 formats in turn", "master merge of one report", "memory added at 50 names"):
         assert row in table, table
     results = json.loads(out.read_text())
     assert results["quick"] is True
-    assert {"hot_path", "scrape_cpu", "scrape_stall", "merge", "memory", "end_to_end"} <= set(results)
+    assert {"hot_path", "scrape_cpu", "scrape_stall", "concurrent_scrapes", "merge", "memory", "end_to_end"} <= set(results)
     assert all(stall["fast_scrapes"] > 0 for stall in results["scrape_stall"])  # the fast path was measured
+    for concurrent in results["concurrent_scrapes"]:  # every scrape answered, and counted once sent
+        for row in concurrent["by_scrapers"]:
+            assert row["statuses"] == {"200": row["scrapers"] * concurrent["rounds"]}, row
+            assert row["counted_scrapes"] == row["scrapes"] and 0 < row["renders"] <= row["scrapes"], row
     end_to_end = results["end_to_end"]
     assert end_to_end["target"] == "gevent"  # --quick needs no nginx
     assert all(run["requests"] > 0 for runs in end_to_end["sequential_runs"].values() for run in runs)

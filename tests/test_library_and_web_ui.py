@@ -124,7 +124,7 @@ def test_the_endpoint_is_logged_with_an_address_one_can_open_and_the_bind_addres
     from locust_metrics.exposition import MetricsServer, ScrapeTracker
 
     def server(host: str) -> MetricsServer:
-        return MetricsServer(None, ScrapeTracker(), host, 9646, renderer=types.SimpleNamespace(wsgi_app=lambda: None))
+        return MetricsServer(None, ScrapeTracker(), host, 9646, renderer=types.SimpleNamespace(wsgi_app=lambda tracker=None: None))
 
     assert (server("").url, server("").bind_address) == ("http://localhost:9646/metrics", "0.0.0.0:9646 (all interfaces)")
     assert server("0.0.0.0").url == server("::").url == "http://localhost:9646/metrics"

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ BAD_OPTIONS = [
     ("--metrics-slow-threshold-for", "/x=soon"),
     ("--metrics-slow-threshold-for", "re:(=5"),
     ("--metrics-final-scrape-timeout", "-1"),
+    ("--metrics-max-concurrent-renders", "0"),
+    ("--metrics-max-concurrent-renders", "two"),
 ]
 
 PARSER_SCRIPT = """
@@ -139,6 +142,20 @@ def test_settings_defaults_and_bounds() -> None:
     assert len(with_thresholds.bounds_ms()) == 23  # 75 ms was a bound already
 
 
+def test_max_concurrent_renders_option() -> None:
+    assert Settings.from_kwargs().max_concurrent_renders == 4
+    assert Settings.from_kwargs(max_concurrent_renders="2").max_concurrent_renders == 2
+    options = types.SimpleNamespace(metrics_max_concurrent_renders=7)
+    assert Settings.from_options(options).max_concurrent_renders == 7
+    assert Settings.from_options(None).max_concurrent_renders == 4
+    for bad in (0, -1, "1.5", "many"):
+        with pytest.raises(OptionError, match=r"--metrics-max-concurrent-renders \(LOCUST_METRICS_MAX_CONCURRENT_RENDERS\)"):
+            Settings.from_kwargs(max_concurrent_renders=bad)
+    listing = subprocess.run([sys.executable, "-m", "locust_metrics"], capture_output=True, text=True, timeout=60,
+                             env=child_env())
+    assert "--metrics-max-concurrent-renders N" in listing.stdout and "Default 4." in listing.stdout
+
+
 def test_parsers() -> None:
     assert parse_buckets(".1, .2, 1, +Inf") == [0.1, 0.2, 1.0]
     assert parse_buckets([0.5, 1]) == [0.5, 1.0]
@@ -219,6 +236,7 @@ CONF_VALUES: dict[str, tuple[str, str, object, str | None]] = {
     "--metrics-slow-threshold-for": ("[/a=7]", "slow_thresholds", "/a=7.0", "[/a=soon]"),
     "--metrics-buckets": (".5,1", "buckets_s", (0.5, 1.0), "1,0.5"),
     "--metrics-max-names": ("3", "max_names", 3, "0"),
+    "--metrics-max-concurrent-renders": ("2", "max_concurrent_renders", 2, "0"),
     "--metrics-label": ("[team=perf]", "labels", {"team": "perf"}, "[method=GET]"),
     "--metrics-final-scrape-timeout": ("4", "final_scrape_timeout_s", 4.0, "-1"),
     "--metrics-pushgateway": ("127.0.0.1:9091", "pushgateway", "http://127.0.0.1:9091", "ftp://x"),
@@ -240,7 +258,8 @@ thresholds = ",".join(f"{t.pattern}={t.ms}" for t in s.slow_thresholds)
 web = "WEB" if s.web_config is not None and s.web_config.basic_auth() is not None else None
 print(repr({"port": s.port, "worker_port": s.worker_port, "host": s.host, "web_config": web,
             "slow_threshold_ms": s.slow_threshold_ms, "slow_thresholds": thresholds, "buckets_s": s.buckets_s,
-            "max_names": s.max_names, "labels": dict(s.labels), "final_scrape_timeout_s": s.final_scrape_timeout_s,
+            "max_names": s.max_names, "max_concurrent_renders": s.max_concurrent_renders,
+            "labels": dict(s.labels), "final_scrape_timeout_s": s.final_scrape_timeout_s,
             "pushgateway": s.pushgateway, "push_interval_s": s.push_interval_s, "push_job": s.push_job,
             "push_run": s.push_run, "thresholds": tuple(t.text for t in s.thresholds),
             "threshold_exit_code": s.threshold_exit_code, "threshold_junit": s.threshold_junit}))
