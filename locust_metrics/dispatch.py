@@ -3,8 +3,8 @@
 Locust calls every ``request`` listener as ``handler(**kwargs)``. For a Python function, CPython turns
 that keyword dict into a fresh argument vector and binds nine keyword parameters one by one: on this
 project's machine that costs about 250 ns per request, a third of what recording the request costs.
-So the recorder's hot path takes the event's keyword dict as it is (:meth:`RequestRecorder.record`,
-one positional argument), and this module makes the event hand it over.
+So the recorder's hot path (:meth:`RequestRecorder.record`) takes the six values it reads positionally,
+and this module makes the event hand them over, read from its keyword dict.
 
 :func:`attach` adds our listener to the hook as any listener (so it keeps its place in the order of
 listeners, ``remove_listener`` works, and a hook we do not know still calls it) and, when the hook is
@@ -13,8 +13,9 @@ Locust's own :class:`locust.event.EventHook` with the ``fire`` we know, gives th
 exactly what Locust's does: it calls every listener in order (over a copy of the list, where Locust's
 does), in reverse when asked; it re-raises Locust's flow-control exceptions (``StopUser``, ``StopTest``, ``RescheduleTask``,
 ``RescheduleTaskImmediately``, ``InterruptTaskSet``) and logs any other exception of a listener as
-Locust does. When the listener it meets is ours, it calls ``record(kwargs)`` instead of
-``listener(**kwargs)``.
+Locust does. When the listener it meets is ours, it calls ``record(kwargs["request_type"], ...,
+kwargs["exception"])`` (the keys of :data:`~locust_metrics.recorder.EVENT_DEFAULTS`; their defaults for
+those the event was fired without) instead of ``listener(**kwargs)``.
 
 "Known" means that the source text of Locust's ``EventHook.fire`` is exactly one of those we reproduce:
 its sha256 is a key of :data:`KNOWN_FIRES`, which has one for every release from Locust 2.32.0 to 2.47.0.
@@ -37,6 +38,8 @@ from typing import Any, NamedTuple
 from locust import log as locust_log
 from locust.event import EventHook
 from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
+
+from .recorder import EVENT_DEFAULTS
 
 try:  # Locust >= 2.43
     from locust.exception import StopTest
@@ -104,16 +107,18 @@ def known_fire(hook: Any) -> FireForm | None:
         return None
 
 
-def attach(hook: Any, listener: Callable[..., None], record: Callable[[dict[str, Any]], None]) -> bool:
-    """Add ``listener`` to ``hook`` and, where possible, make ``hook`` call ``record(kwargs)`` in its place.
+def attach(hook: Any, listener: Callable[..., None], record: Callable[..., None]) -> bool:
+    """Add ``listener`` to ``hook`` and, where possible, make ``hook`` call ``record`` in its place.
 
     Args:
         hook: Locust's ``environment.events.request`` (an :class:`~locust.event.EventHook`).
         listener: the ordinary listener (keyword arguments, as Locust calls listeners); it is what the
             hook's list holds, so its position, :meth:`~locust.event.EventHook.remove_listener` and any
             hook we do not know work as for every listener.
-        record: does what ``listener`` does, taking the event's keyword dict as one positional argument
-            (it must not change the dict). Must not raise (Locust's handling applies if it does).
+        record: does what ``listener`` does, taking the values of the event's keywords in
+            :data:`~locust_metrics.recorder.EVENT_DEFAULTS`, in that order, positionally (their defaults
+            for those the event was fired without). Must not raise (if it raises a ``KeyError``, it is
+            called once more, with the defaults; any other exception is handled as Locust does).
 
     Returns:
         True when the fast ``fire`` is in place; False when the listener is called the ordinary way. A
@@ -141,14 +146,15 @@ def detach(hook: Any, listener: Callable[..., None]) -> None:
 
 
 def _fast_fire(
-    hook: EventHook, ours: Callable[..., None], record: Callable[[dict[str, Any]], None], over_copy: bool, stop_test: bool
+    hook: EventHook, ours: Callable[..., None], record: Callable[..., None], over_copy: bool, stop_test: bool
 ) -> Callable[..., None]:
-    """``hook``'s ``fire``: Locust's ``EventHook.fire`` in the given form, with ``record(kwargs)`` for ``ours``."""
+    """``hook``'s ``fire``: Locust's ``EventHook.fire`` in the given form, with ``record(...)`` for ``ours``."""
     flow_control = (StopUser, RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet)
     if stop_test and StopTest is not None:  # (a Locust without StopTest cannot raise it)
         flow_control += (StopTest,)
     error = logging.error
     format_exc = traceback.format_exc
+    keys, defaults = tuple(EVENT_DEFAULTS), tuple(EVENT_DEFAULTS.values())
 
     def fire(*, reverse: bool = False, **kwargs: Any) -> None:
         if over_copy:  # Locust 2.47: a copy, so that listeners can add or remove listeners while it fires
@@ -158,7 +164,11 @@ def _fast_fire(
         for handler in handlers:
             try:
                 if handler is ours:
-                    record(kwargs)
+                    try:  # EVENT_DEFAULTS' keys, in order (constants: cheaper than six closure variables)
+                        record(kwargs["request_type"], kwargs["name"], kwargs["response_time"], kwargs["response_length"],
+                               kwargs["response"], kwargs["exception"])
+                    except KeyError:  # fired without some of them (a custom client): their defaults
+                        record(*map(kwargs.get, keys, defaults))
                 else:
                     handler(**kwargs)
             except flow_control:

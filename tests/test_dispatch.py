@@ -22,6 +22,7 @@ from test_recorder import CountingRecorder, NoStatus, Response, recorder
 
 import locust_metrics
 from locust_metrics.dispatch import KNOWN_FIRES, _fast_fire, attach, detach, fire_digest, known_fire
+from locust_metrics.recorder import EVENT_DEFAULTS
 
 StopTest = getattr(locust.exception, "StopTest", None)  # Locust >= 2.43
 NO_STOP_TEST = "this Locust (< 2.43) has no StopTest"
@@ -43,6 +44,11 @@ EVENTS = [
     dict(request_type="grpc", name="Say", response_time=4.2, response_length=7, context={"x": 1}, url=None, extra=1),
     dict(request_type=None, name=["unhashable"], response_time="12", response_length=None, response=Response(200), exception=None),
 ]
+
+
+def _values(event: dict) -> list:
+    """What ``record`` takes for ``event``: the values of EVENT_DEFAULTS' keys, in order, else their defaults."""
+    return [event.get(key, default) for key, default in EVENT_DEFAULTS.items()]
 
 
 def _state(rec) -> dict:
@@ -98,10 +104,20 @@ def test_fast_and_ordinary_dispatch_record_the_same() -> None:
         for event in EVENTS:
             fast_hook.fire(**event)
             ordinary_hook.fire(**event)
-            direct.record(dict(event))
+            direct.record(*_values(event))
     assert _state(fast) == _state(ordinary) == _state(direct)
     assert fast.totals() == {"requests": 33, "failures": 12, "count": 24, "slow": 6}
     assert fast.endpoints[("grpc", "Say")].statuses == {0: 6}
+
+
+def test_the_ordinary_listener_takes_the_keys_record_reads_with_their_defaults() -> None:
+    """``on_request``'s parameters are EVENT_DEFAULTS' keys, in order (positional calls), with their defaults,
+    then Locust's keywords that are not read, then any other."""
+    parameters = list(inspect.signature(recorder().on_request).parameters.values())
+    assert [(p.name, p.default) for p in parameters[:6]] == list(EVENT_DEFAULTS.items())
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters[:6])
+    assert [p.name for p in parameters[6:9]] == ["context", "start_time", "url"]
+    assert parameters[-1].kind is parameters[-1].VAR_KEYWORD
 
 
 def test_missing_keys_take_the_fast_path_after_the_first_sighting() -> None:
@@ -151,9 +167,9 @@ def _traced(rec, trace: list):
         trace.append(("ours", kw["name"]))
         rec.on_request(**kw)
 
-    def record(event):  # what the fast fire calls in its place
-        trace.append(("ours", event["name"]))
-        rec.record(event)
+    def record(*values):  # what the fast fire calls in its place
+        trace.append(("ours", values[1]))
+        rec.record(*values)
 
     return ours, record
 
@@ -224,7 +240,7 @@ def test_a_hook_we_do_not_know_calls_the_ordinary_listener(monkeypatch: pytest.M
         expected = recorder()
         for _ in range(2):
             for event in EVENTS[:4]:
-                expected.record({**event, "name": event["name"].upper()} if isinstance(hook, CustomHook) else event)
+                expected.record(*_values({**event, "name": event["name"].upper()} if isinstance(hook, CustomHook) else event))
         assert _state(rec) == _state(expected)
         detach(hook, rec.on_request)
         assert hook._handlers == []
@@ -395,7 +411,7 @@ def test_stop_test_passes_where_its_locusts_fire_lets_it(releases: str, referenc
     for fast in (False, True):
         hook = EventHook() if fast else reference_hooks[releases]()
         if fast:
-            hook.fire = _fast_fire(hook, stop_the_test, lambda event: stop_the_test(), form.over_copy, form.stop_test)
+            hook.fire = _fast_fire(hook, stop_the_test, lambda *values: stop_the_test(), form.over_copy, form.stop_test)
         hook.add_listener(stop_the_test)
         locust_log.unhandled_greenlet_exception = False
         if form.stop_test:
