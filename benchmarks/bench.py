@@ -13,7 +13,7 @@ same machine state. Sections:
 
 * **hot path**: the time Locust's ``request`` event takes per request, with (a) no listener at all,
   (b) Locust's own statistics listener (bare Locust), (c) locust-metrics, attached as ``install()``
-  does it (``dispatch.attach``: the event hands the recorder its keyword dict), (d) a naive
+  does it (``dispatch.attach``: the event hands the recorder the six values it reads), (d) a naive
   prometheus_client listener (``Histogram.labels(...).observe()`` plus counters), each alone,
   (e) Locust's + ours together, as in a real run, and (f) locust-metrics as an ordinary listener (the
   fallback for an ``EventHook`` we do not know). The events carry real ``FastResponse`` objects over
@@ -654,10 +654,10 @@ def _time_listener(environment, **_kwargs):
     hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
     record = exporter.recorder.record
 
-    def timed(event):
+    def timed(request_type, name, response_time, response_length, response, exception):
         before = clock()
         start = clock()
-        record(event)  # as Locust's request event calls it (locust_metrics.dispatch)
+        record(request_type, name, response_time, response_length, response, exception)  # as dispatch calls it
         end = clock()
         _timed["ns"] += (end - start) - (start - before)  # minus one clock call
         _timed["calls"] += 1

@@ -9,12 +9,15 @@ Each variant fires the same realistic events (``bench._events``: 50 endpoints, 2
 ``FastResponse`` objects) through Locust's ``events.request.fire`` in a fresh Python under callgrind,
 once with ``--events`` events and once with a fifth of them; the difference divided by the difference in
 events is the instruction count of one event, with the start-up (imports, first sightings) cancelled
-out. "Added" is a variant's count minus the count with no listener. Variants: no listener; Locust's own
-statistics (bare Locust); locust-metrics as ``install()`` attaches it (the fast dispatch); the same
-recorder as an ordinary listener (the fallback for an EventHook we do not know); a naive
-prometheus_client listener. Instruction counts are not time (a cache miss costs more than an add), but
-they are repeatable to a few parts in ten thousand, where the timings of ``bench.py`` move by ±30% with
-the VM.
+out. For the two runs of a variant to start up alike, their children hash strings with one seed
+(``PYTHONHASHSEED=0``) and freeze the objects made before the loop (``gc.freeze()``: the collections in
+the loop do not traverse them): then two measurements of a variant agree to a thousandth of an
+instruction per event; without either, two of the no-listener variant gave 4,225 and 10,390. "Added" is a
+variant's count minus the count with no listener. Variants: no listener; Locust's own statistics (bare
+Locust); locust-metrics as ``install()`` attaches it (the fast dispatch); the same recorder as an
+ordinary listener (the fallback for an EventHook we do not know); a naive prometheus_client listener.
+Instruction counts are not time (a cache miss costs more than an add), but they do not move with the
+VM, where the timings of ``bench.py`` move by ±30%.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 _CHILD = r"""
+import gc
 import sys
 sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[4])
 import bench
@@ -57,6 +61,8 @@ events = bench._events(2048, 50)
 fire = hook.fire
 for kwargs in events:  # first sightings: the same in both runs
     fire(**kwargs)
+gc.collect()
+gc.freeze()  # no full collection of the start-up's objects in the loop (one could land in one run only)
 for i in range(n):
     fire(**events[i % 2048])
 """
@@ -71,6 +77,7 @@ def instructions(variant: str, events: int, workdir: str) -> int:
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", _CHILD,
          variant, str(events), HERE, os.path.join(HERE, "..")],
         capture_output=True, text=True, timeout=1800, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same start-up in both runs of a variant
     )
     match = re.search(r"Collected : (\d+)", result.stderr)
     if match is None:

@@ -63,10 +63,10 @@ def exporter_with(names: int) -> locust_metrics.MetricsExporter:
         for status, time_ms in ((200, 12.5), (200, 480.0), (404, 3.0), (500, 2500.0)):
             response = Response()
             response.status_code = status
-            exporter.recorder.record({
-                "request_type": "GET" if index % 2 else "POST", "name": f"/api/items/{index}", "response_time": time_ms,
-                "response_length": 512, "response": response, "exception": None if status < 400 else "HTTP error",
-            })
+            exporter.recorder.on_request(
+                request_type="GET" if index % 2 else "POST", name=f"/api/items/{index}", response_time=time_ms,
+                response_length=512, response=response, exception=None if status < 400 else "HTTP error",
+            )
     return exporter
 
 

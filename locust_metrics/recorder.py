@@ -5,8 +5,8 @@ One :class:`EndpointStats` holds everything we export for one Locust statistics 
 response bytes, completed requests by status code and failures by error label.
 
 The hot path, :meth:`RequestRecorder.record`, is a plain function called (through ``dispatch.py``) with
-the keyword dict of every ``request`` event: two dict lookups, one table lookup for the bucket
-(:func:`bucket_table`), a handful of integer additions.
+the six values of every ``request`` event that it reads, positionally: three dict lookups, one table
+lookup for the bucket (:func:`bucket_table`), a handful of integer additions.
 It takes no lock (gevent is cooperative: nothing else runs while it runs), touches no prometheus_client
 object and formats no string. Everything
 that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. Rendering
@@ -359,9 +359,10 @@ def error_label(status: Any, exception: Any) -> str:
 EVENT_DEFAULTS: dict[str, Any] = {
     "request_type": None, "name": None, "response_time": None, "response_length": 0, "response": None, "exception": None,
 }
-"""The keyword arguments of Locust's ``request`` event that we read, with the values taken for those an
-event is fired without (Locust's own clients always pass all of them; ``context``, ``start_time`` and
-``url`` are not read)."""
+"""The keyword arguments of Locust's ``request`` event that we read, in the order in which
+:meth:`RequestRecorder.record` takes their values, with the values taken for those an event is fired
+without (Locust's own clients always pass all of them; ``context``, ``start_time`` and ``url`` are not
+read)."""
 
 
 class RequestRecorder:
@@ -377,7 +378,9 @@ class RequestRecorder:
     Attributes:
         endpoints: ``{(method, name): EndpointStats}``, the exported entries plus overflow entries.
         dropped: requests folded into an overflow entry.
-        record: the hot path, ``record(event)``: records one ``request`` event given as its keyword dict.
+        record: the hot path, ``record(request_type, name, response_time, response_length, response,
+            exception)``: records one ``request`` event given the values of its keywords in
+            :data:`EVENT_DEFAULTS`, in that order, positionally.
         on_request: the same as a ``request`` event listener (keyword arguments). Add both to an
             Environment with ``dispatch.attach(environment.events.request, recorder.on_request,
             recorder.record)``: Locust's own ``EventHook`` then calls ``record`` directly, cheaper.
@@ -424,7 +427,7 @@ class RequestRecorder:
         self._table[:] = bucket_table(self.bounds_ms, offset=HOT_BUCKETS)
 
     # ------------------------------------------------------------------ the hot path
-    def _make_listener(self) -> tuple[Callable[[dict[str, Any]], None], Callable[..., None]]:
+    def _make_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
         """Build the hot path: ``(record, on_request)``, closures over the endpoint index, the bounds and the
         bucket table.
 
@@ -440,27 +443,24 @@ class RequestRecorder:
         bisect = bisect_left
         label_of = error_label
 
-        def record(event: dict[str, Any]) -> None:
-            """Record one Locust ``request`` event, given as its keyword dict (locust-metrics). Never raises.
+        def record(
+            request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
+        ) -> None:
+            """Record one Locust ``request`` event (locust-metrics), given the values of its keyword arguments
+            in :data:`EVENT_DEFAULTS`, in that order (the defaults for those it was fired without). Never raises.
 
-            ``event`` holds Locust's keyword arguments of the ``request`` event: ``request_type``,
-            ``name``, ``response_time`` (milliseconds, float or ``None``: counted in requests, not in the
-            histogram, as in Locust's statistics), ``response_length``, ``response`` (its
-            ``status_code``; 0 when there is none) and ``exception`` (a request is a failure when it is
-            truthy, as in Locust). It is read, never changed; missing keys take :data:`EVENT_DEFAULTS`.
-            Anything unusual (a new name or status, a time or length out of range, odd types) is left,
-            untouched, to the careful path, which records the request exactly once.
+            ``response_time`` is in milliseconds, float or ``None`` (counted in requests, not in the
+            histogram, as in Locust's statistics); ``response`` gives its ``status_code`` (0 when there is
+            none); a request is a failure when ``exception`` is truthy, as in Locust. Anything unusual (a
+            new name or status, a time or length out of range, odd types) is left, untouched, to the
+            careful path, which records the request exactly once.
             """
             try:
                 # everything that can raise comes before the first change, so that the careful path,
                 # which then records the request, never records it twice
-                endpoint = by_name[event["name"]][event["request_type"]]
-                response = event["response"]
+                endpoint = by_name[name][request_type]
                 status = 0 if response is None else response.status_code
                 counts = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
-                response_time = event["response_time"]
-                response_length = event["response_length"]
-                exception = event["exception"]
                 response_bytes = counts[1] + response_length  # 1: HOT_BYTES
                 if response_time is None:
                     if not response_length >= 0:  # negative or NaN: the careful path counts it as 0
@@ -482,13 +482,7 @@ class RequestRecorder:
                     counts[0] = sum_ms
                     counts[1] = response_bytes
             except Exception:
-                if not EVENT_DEFAULTS.keys() <= event.keys():  # fired without some keys: once more, with defaults
-                    record({**EVENT_DEFAULTS, **event})
-                else:
-                    careful(
-                        event["request_type"], event["name"], event["response_time"], event["response_length"],
-                        event["response"], event["exception"],
-                    )
+                careful(request_type, name, response_time, response_length, response, exception)
                 return
             try:  # the request is recorded: whatever happens now must not record it again
                 if exception:
@@ -496,13 +490,20 @@ class RequestRecorder:
             except Exception:
                 careful_failure(endpoint, exception)
 
-        def on_request(*args: Any, **event: Any) -> None:
-            """Locust ``request`` event listener (locust-metrics): ``record(event)`` of its keyword arguments
-            (positional ones are taken in the order of :data:`EVENT_DEFAULTS`). Never raises. Locust's own
-            ``EventHook`` calls ``record`` in its place (``dispatch.py``)."""
-            if args:
-                event.update(zip(EVENT_DEFAULTS, args))
-            record(event)
+        def on_request(
+            request_type: Any = None, name: Any = None, response_time: Any = None, response_length: Any = 0,
+            response: Any = None, exception: Any = None, *, context: Any = None, start_time: Any = None,
+            url: Any = None, **_other: Any,
+        ) -> None:
+            """Locust ``request`` event listener (locust-metrics): :meth:`record` of its arguments (defaults:
+            :data:`EVENT_DEFAULTS`). Never raises. Locust's own ``EventHook`` calls ``record`` in its place
+            (``dispatch.py``); an ``EventHook`` we do not know calls this, as ``on_request(**kwargs)``.
+
+            Built for that call: each keyword Locust passes is a parameter, matched by identity (an
+            unknown keyword costs a string comparison with each parameter and a dict insertion, hence
+            ``context``, ``start_time`` and ``url``, unread), and the body builds nothing.
+            """
+            record(request_type, name, response_time, response_length, response, exception)
 
         return record, on_request
 
