@@ -76,6 +76,8 @@ from collections.abc import Callable
 from typing import Any
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs")
+"""The programs this benchmark runs in processes of their own (clients, children, the locustfile, the target)."""
 sys.path.insert(0, REPO)
 
 import gevent  # noqa: E402
@@ -304,21 +306,6 @@ def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
     return result
 
 
-_SCRAPE_CLIENT = r"""
-import json, sys, time, urllib.request
-url, count, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-headers = {"Accept": accept, "Accept-Encoding": "gzip"}
-spans = []
-for _ in range(count):
-    time.sleep(0.03)
-    start = time.monotonic()
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-        size = len(response.read())
-    spans.append([start, time.monotonic(), size])
-print(json.dumps(spans))
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -352,7 +339,8 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
     greenlet = gevent.spawn(ticker)
     try:
         result = subprocess.run(
-            [*client_pin, sys.executable, "-c", _SCRAPE_CLIENT, url, str(scrapes), PROMETHEUS_ACCEPT],
+            [*client_pin, sys.executable, os.path.join(PROGRAMS, "scrape_client.py"), url, str(scrapes),
+             PROMETHEUS_ACCEPT],
             capture_output=True, text=True, timeout=120, check=True,
         )
     finally:
@@ -404,39 +392,6 @@ def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
         ours.stop()
         library.stop()
 
-
-_CONCURRENT_CLIENT = r"""
-import http.client, json, sys, threading, time
-port, scrapers, rounds, formats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-barrier = threading.Barrier(scrapers + 1)
-spans = [[None] * scrapers for _ in range(rounds)]
-
-def scraper(index):
-    accept, encoding = formats[index % len(formats)]
-    headers = {"Accept": accept}
-    if encoding:
-        headers["Accept-Encoding"] = encoding
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for round_ in range(rounds):
-        barrier.wait()
-        start = time.monotonic()
-        connection.request("GET", "/metrics", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        spans[round_][index] = [start, time.monotonic(), response.status, len(body)]
-        if response.getheader("Connection", "").lower() == "close":
-            connection.close()
-        barrier.wait()
-
-threads = [threading.Thread(target=scraper, args=(i,), daemon=True) for i in range(scrapers)]
-for thread in threads:
-    thread.start()
-for _ in range(rounds):
-    time.sleep(0.15)  # the loop idles between rounds
-    barrier.wait()  # all scrapers of the round send at once
-    barrier.wait()  # all answered
-print(json.dumps(spans))
-"""
 
 SCRAPE_FORMATS = {
     "prometheus": [(PROMETHEUS_ACCEPT, "gzip")],
@@ -491,8 +446,8 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
             scrapes_before = tracker.count
             del ticks[:]
             completed = subprocess.run(
-                [*client_pin, sys.executable, "-c", _CONCURRENT_CLIENT, str(server.port), str(count), str(rounds + 1),
-                 json.dumps(SCRAPE_FORMATS[formats])],
+                [*client_pin, sys.executable, os.path.join(PROGRAMS, "concurrent_client.py"), str(server.port),
+                 str(count), str(rounds + 1), json.dumps(SCRAPE_FORMATS[formats])],
                 capture_output=True, text=True, timeout=600, check=True,
             )
             stalls, cpu_stalls, cpus, statuses = [], [], [], {}
@@ -535,66 +490,6 @@ def _renders(renderer: Any) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-_MEMORY_CHILD = r"""
-import gc, json, sys, tracemalloc
-sys.path.insert(0, sys.argv[3])
-import locust  # gevent patching, Locust's own imports: the baseline
-import psutil
-from locust import User, task
-from locust.env import Environment
-
-class U(User):
-    @task
-    def nothing(self):
-        pass
-
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-mode, names = sys.argv[1], int(sys.argv[2])
-accept, worst = sys.argv[4], sys.argv[5] == "worst"
-env = Environment(user_classes=[U])
-process = psutil.Process()
-gc.collect()
-before = process.memory_info().rss
-if mode == "traced":
-    import locust_metrics
-    exporter = locust_metrics.install(env, port=0)
-    gc.collect()
-    tracemalloc.start()
-else:
-    import locust_metrics
-    exporter = locust_metrics.install(env, port=0)
-responses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(500), "HTTP 500"),
-             (Response(200), "ConnectionResetError"), (Response(200), "check failed: missing field"),
-             (Response(200), "check failed: slow")]
-if worst:  # every endpoint at the per-endpoint cap of error labels, each as long as a label may be
-    responses += [(Response(200), f"check {k:02d} failed: " + "x" * 120) for k in range(20)]
-for i in range(names):
-    for j, (response, error) in enumerate(responses):
-        for k in range(3):
-            exporter.recorder.on_request(
-                request_type="GET" if i % 4 else "POST", name=f"/api/v1/resource/{i}/items",
-                response_time=7.0 * (j + k + 1) + i % 50, response_length=1024,
-                response=response, exception=error,
-            )
-assert len(exporter.recorder.endpoints) == names
-if mode == "traced":
-    data = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
-for _ in range(2):
-    exporter.renderer.respond(accept, "gzip", pause=None)
-    exporter.renderer.respond(None, None, pause=None)
-gc.collect()
-if mode == "traced":
-    retained, peak = tracemalloc.get_traced_memory()
-    print(json.dumps({"data_bytes": data, "retained_bytes": retained, "scrape_peak_bytes": peak}))
-else:
-    print(json.dumps({"rss_added_bytes": process.memory_info().rss - before}))
-"""
-
-
 def bench_memory(names: int, repeats: int) -> dict[str, float]:
     """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes).
 
@@ -605,7 +500,7 @@ def bench_memory(names: int, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst")):
             result = subprocess.run(
-                [sys.executable, "-c", _MEMORY_CHILD, mode, str(names), REPO, PROMETHEUS_ACCEPT, data],
+                [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), PROMETHEUS_ACCEPT, data],
                 capture_output=True, text=True, timeout=120, check=True,
             )
             for key, value in json.loads(result.stdout.strip().splitlines()[-1]).items():
@@ -616,166 +511,6 @@ def bench_memory(names: int, repeats: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-_E2E_LOCUSTFILE = '''
-import json
-import os
-import time
-
-if os.environ.get("BENCH_WITH_PLUGIN") == "1":
-    import locust_metrics  # noqa: F401
-import gevent
-import gevent.event
-from locust import FastHttpUser, events, task
-
-
-class NoWaitUser(FastHttpUser):
-    # no wait_time: Locust's default is constant(0), back-to-back requests
-
-    @task
-    def index(self):
-        self.client.get("/index.html")
-
-
-_stopped = gevent.event.Event()
-_measurer = []
-_timed = {"ns": 0, "calls": 0}
-
-
-@events.init.add_listener
-def _time_listener(environment, **_kwargs):
-    # BENCH_TIME_LISTENER: time the plugin's hot path in place, on every request of a real run
-    from locust_metrics.dispatch import attach, detach
-
-    exporter = getattr(environment, "_locust_metrics_exporter", None)
-    if exporter is not None and os.environ.get("BENCH_NO_LISTENER"):  # for diagnosis: the plugin minus its listener
-        detach(environment.events.request, exporter.recorder.on_request)
-    if not os.environ.get("BENCH_TIME_LISTENER") or exporter is None:
-        return
-    hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
-    record = exporter.recorder.record
-
-    def timed(request_type, name, response_time, response_length, response, exception):
-        before = clock()
-        start = clock()
-        record(request_type, name, response_time, response_length, response, exception)  # as dispatch calls it
-        end = clock()
-        _timed["ns"] += (end - start) - (start - before)  # minus one clock call
-        _timed["calls"] += 1
-
-    if not attach(hook, listener, timed):  # an EventHook we do not know: the ordinary listener, timed
-
-        def timed(**kwargs):  # noqa: F811
-            before = clock()
-            start = clock()
-            listener(**kwargs)  # the same keyword binding as Locust's fire() does
-            end = clock()
-            _timed["ns"] += (end - start) - (start - before)
-            _timed["calls"] += 1
-
-        hook.remove_listener(listener)
-        hook.add_listener(timed)
-
-
-def _measure(environment, warmup, window):
-    # steady state only: from `warmup` seconds after the start, for `window` seconds (or until the stop)
-    stats = environment.stats.total
-    _stopped.wait(warmup)
-    requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
-    timed_ns, timed_calls = _timed["ns"], _timed["calls"]
-    _stopped.wait(window)
-    figures = {
-        "requests": stats.num_requests - requests,
-        "failures": stats.num_failures,
-        "wall_s": time.perf_counter() - wall,
-        "cpu_s": time.process_time() - cpu,
-        "listener_ns": _timed["ns"] - timed_ns,
-        "listener_calls": _timed["calls"] - timed_calls,
-    }
-    with open(os.environ["BENCH_RESULT"], "w") as handle:
-        json.dump(figures, handle)
-
-
-def _toggle(environment, warmup, window, phase):
-    # one process, the plugin's work switched on and off in phases of `phase` seconds (ABBA order, so
-    # that a linear drift cancels): on = the request listener attached and one scrape rendered (as the
-    # endpoint serves it: OpenMetrics + gzip) per second; off = the listener detached, no scrape
-    from locust_metrics.dispatch import attach, detach
-
-    exporter = environment._locust_metrics_exporter
-    hook, listener = environment.events.request, exporter.recorder.on_request
-    parts = os.environ.get("BENCH_TOGGLE_PARTS", "listener,scrape").split(",")  # for diagnosis
-    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-    stats = environment.stats.total
-    _stopped.wait(warmup)
-    totals = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
-    per_phase = []  # [on, requests, wall_s, cpu_s] of every phase, in order
-    phases = max(4, int(window / phase) // 4 * 4)
-    for index in range(phases):
-        on = index % 4 in (0, 3)
-        if on and listener not in hook._handlers and "listener" in parts:
-            attach(hook, listener, exporter.recorder.record)  # as install() does it
-        elif not on and listener in hook._handlers:
-            detach(hook, listener)  # Locust's own fire again
-        requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
-        end = wall + phase
-        while time.perf_counter() < end and not _stopped.is_set():
-            if on and "scrape" in parts:
-                exporter.renderer.respond(accept, "gzip")
-            _stopped.wait(min(1.0, max(0.0, end - time.perf_counter())))
-        figures = [stats.num_requests - requests, time.perf_counter() - wall, time.process_time() - cpu]
-        per_phase.append([on, *figures])
-        total = totals[on]
-        for i, value in enumerate(figures):
-            total[i] += value
-        if _stopped.is_set():
-            break
-    figures = {
-        ("on" if on else "off"): {"requests": r, "wall_s": w, "cpu_s": c} for on, (r, w, c) in totals.items()
-    }
-    figures["phases"] = per_phase
-    with open(os.environ["BENCH_RESULT"], "w") as handle:
-        json.dump(figures, handle)
-
-
-@events.test_start.add_listener
-def _started(environment, **_kwargs):
-    warmup, window = float(os.environ["BENCH_WARMUP"]), float(os.environ["BENCH_WINDOW"])
-    if os.environ.get("BENCH_TOGGLE"):
-        _measurer.append(gevent.spawn(_toggle, environment, warmup, window, float(os.environ["BENCH_TOGGLE"])))
-    else:
-        _measurer.append(gevent.spawn(_measure, environment, warmup, window))
-
-
-@events.test_stop.add_listener
-def _test_stopped(environment, **_kwargs):
-    _stopped.set()
-    for greenlet in _measurer:
-        greenlet.join(timeout=5)
-'''
-
-_GEVENT_TARGET = r"""
-# a minimal keep-alive HTTP/1.1 server: one fixed response per request head, written in one send
-import sys
-from gevent.server import StreamServer
-
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\nhello, locust"
-
-def handle(sock, address):
-    pending = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return
-        pending += data
-        heads = pending.count(b"\r\n\r\n")
-        if heads:
-            sock.sendall(RESPONSE * heads)
-            pending = pending[pending.rfind(b"\r\n\r\n") + 4 :]
-
-StreamServer(("127.0.0.1", int(sys.argv[1])), handle).serve_forever()
-"""
-
-
 def _median(values: list[float]) -> float:
     """Median, NaN when there is nothing to take it of."""
     return statistics.median(values) if values else math.nan
@@ -836,7 +571,7 @@ class _Target:
                     """))
             command = [*pin, nginx, "-p", workdir, "-e", f"{workdir}/nginx-error.log", "-c", conf]
         else:
-            command = [*pin, sys.executable, "-c", _GEVENT_TARGET, str(self.port)]
+            command = [*pin, sys.executable, os.path.join(PROGRAMS, "gevent_target.py"), str(self.port)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -889,7 +624,7 @@ class _LocustRun:
         if time_listener:
             env["BENCH_TIME_LISTENER"] = "1"
         command = [
-            *pin, sys.executable, "-m", "locust", "-f", os.path.join(workdir, "locustfile.py"), "--headless",
+            *pin, sys.executable, "-m", "locust", "-f", os.path.join(PROGRAMS, "e2e_locustfile.py"), "--headless",
             "-u", str(users), "-r", "100", "-t", f"{seconds:g}s", "-H", f"http://127.0.0.1:{target.port}",
             "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
         ]
@@ -972,8 +707,6 @@ def bench_end_to_end(
     toggled: list[dict[str, dict[str, float]]] = []
     timed: list[dict[str, float]] = []
     try:
-        with open(os.path.join(workdir, "locustfile.py"), "w") as handle:
-            handle.write(_E2E_LOCUSTFILE)
         target = _Target(workdir, use_nginx, target_pin)
         try:
             shared_pairs = pairs + 3 if shared_pairs is None else shared_pairs
