@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench.py              # full sizes, prints one table (about 6 minutes)
-    python benchmarks/bench.py --quick      # small sizes, for the test suite (< 60 s, no timing claims)
+    python benchmarks/bench.py --smoke      # every section once at tiny sizes, for the test suite (~10 s, no figures)
     python benchmarks/bench.py --json out.json --repeats 9 --pairs 5 --e2e-seconds 10
     python benchmarks/bench.py --only concurrent_scrapes,scrape_stall   # some sections only
 
@@ -21,7 +21,7 @@ same machine state. Sections:
   rounds, the order rotating); "added" = the median over rounds of variant - (a) in the same round.
   Budgets: ours <= 1 µs and <= 25% of the naive listener's added cost.
 * **end to end**: a ``FastHttpUser`` with no wait time against nginx (Debian's, on 127.0.0.1, a 13-byte
-  static file; a tiny gevent server when nginx is missing and in ``--quick``), bare Locust vs Locust
+  static file; a tiny gevent server when nginx is missing and in ``--smoke``), bare Locust vs Locust
   with ``import locust_metrics`` (scraped once a second with Prometheus' headers), measured inside each
   Locust process over its steady state (1 s after the start to 1 s before the stop), Locust pinned to
   one core and the target to the other. Paired designs, each the median of its per-pair ratios:
@@ -53,6 +53,15 @@ same machine state. Sections:
   a scrape of each format (RSS delta), and tracemalloc's view of the data alone (retained recorder and
   caches; peak while rendering); and the RSS delta in the worst case, every name at the cap of 20
   error labels of 120+ characters. Budget: <= 20 MB.
+
+The programs run in processes of their own (the locustfile, clients, children, the gevent target) are
+in ``benchmarks/programs/``.
+
+``--smoke`` runs every section end to end at tiny sizes, once, so that the benchmark cannot rot unnoticed
+(``tests/test_benchmarks.py``): 1 repeat; 10 names for the scrape sections, 20 elsewhere; a bare, a timed
+and a toggled end-to-end run at the same time, each measured over 0.5 s and then stopped; the three memory
+children at the same time; and the processes of those two sections beside the others from the start,
+no process pinned to a core. Its figures mean nothing and get no verdict.
 
 Exit status 0 whatever the figures (budgets are reported in the table, not asserted); 2 on bad arguments.
 """
@@ -490,21 +499,29 @@ def _renders(renderer: Any) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-def bench_memory(names: int, repeats: int) -> dict[str, float]:
+def bench_memory(names: int, repeats: int, at_once: bool = False) -> dict[str, float]:
     """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes).
 
     Typical data: 3 status codes and 5 error labels per endpoint. ``worst_rss_added_bytes``: every
-    endpoint also at the cap of 20 error labels, each 120+ characters.
+    endpoint also at the cap of 20 error labels, each 120+ characters. Each figure comes from a process of
+    its own (``programs/memory_child.py``), one after the other; ``at_once`` (``--smoke``): the three
+    processes of a repeat at the same time (each measures only itself, but they compete for the CPU).
     """
+    children = [
+        (data, [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), PROMETHEUS_ACCEPT, data])
+        for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst"))
+    ]
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst")):
-            result = subprocess.run(
-                [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), PROMETHEUS_ACCEPT, data],
-                capture_output=True, text=True, timeout=120, check=True,
-            )
-            for key, value in json.loads(result.stdout.strip().splitlines()[-1]).items():
-                samples.setdefault(("worst_" if data == "worst" else "") + key, []).append(value)
+        for batch in [children] if at_once else [[child] for child in children]:
+            started = [(data, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                       for data, command in batch]
+            for data, process in started:
+                out, err = process.communicate(timeout=120)
+                if process.returncode:
+                    raise subprocess.CalledProcessError(process.returncode, process.args, out, err)
+                for key, value in json.loads(out.strip().splitlines()[-1]).items():
+                    samples.setdefault(("worst_" if data == "worst" else "") + key, []).append(value)
     result_: dict[str, float] = {"names": names}
     result_.update({key: statistics.median(values) for key, values in samples.items()})
     return result_
@@ -516,11 +533,15 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+PIN_CORES = True
+"""Pin the measured process and its peer to two different cores (``--smoke``: no, its processes overlap)."""
+
+
 def _cpu_pins() -> tuple[list[str], list[str]]:
-    """``taskset`` prefixes pinning (Locust, the target) to two different cores, when possible."""
+    """``taskset`` prefixes pinning (Locust, the target) to two different cores, when possible and wanted."""
     taskset = shutil.which("taskset")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if taskset is None or len(cores) < 2:
+    if taskset is None or len(cores) < 2 or not PIN_CORES:
         return [], []
     return [taskset, "-c", str(cores[0])], [taskset, "-c", str(cores[1])]
 
@@ -597,11 +618,15 @@ class _LocustRun:
 
     The steady state runs from 1 s after the test starts to 1 s before it stops (a fifth of ``seconds``
     for short runs) and is measured inside the Locust process: requests, failures, wall and CPU seconds.
+    ``window``: (start, length) of the measurement in seconds from the test's start instead, and the run
+    is stopped (SIGTERM, Locust's graceful shutdown) as soon as its figures are written (``--smoke``: a
+    short window early in the run; Locust may stop well before ``seconds`` when its event loop's clock is
+    stale at the start, as it is while processes start side by side).
     """
 
     def __init__(
         self, workdir: str, target: _Target, plugin: bool, seconds: float, users: int, pin: list[str],
-        toggle_s: float = 0.0, time_listener: bool = False,
+        toggle_s: float = 0.0, time_listener: bool = False, window: tuple[float, float] | None = None,
     ) -> None:
         self.plugin = plugin
         self.scraped = plugin and not toggle_s  # a toggled run renders its scrapes itself, in its "on" phases
@@ -611,8 +636,8 @@ class _LocustRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
         env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["BENCH_RESULT"] = self.result_path
-        env["BENCH_WARMUP"] = str(min(1.0, seconds / 5))
-        env["BENCH_WINDOW"] = str(seconds - 2 * min(1.0, seconds / 5))
+        warmup, length = window or (min(1.0, seconds / 5), seconds - 2 * min(1.0, seconds / 5))
+        env["BENCH_WARMUP"], env["BENCH_WINDOW"] = str(warmup), str(length)
         self.metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
         if plugin:
             env.update(
@@ -629,11 +654,15 @@ class _LocustRun:
             "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
         ]
         self.deadline = time.monotonic() + seconds + 60
+        self.stop_when_measured, self.stopped = window is not None, False
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def running(self) -> bool:
+        if self.stop_when_measured and not self.stopped and os.path.exists(self.result_path):
+            self.stopped = True  # (the file is written in one go: no other greenlet runs while it is)
+            self.process.terminate()
         return self.process.poll() is None and time.monotonic() < self.deadline
 
     def scrape(self) -> None:
@@ -668,16 +697,20 @@ class _LocustRun:
 
 
 def _run_together(runs: list[_LocustRun]) -> list[dict[str, float]]:
-    """Scrape the runs' endpoints once a second until they end; their figures, in order."""
+    """Scrape the runs' endpoints once a second until they end (noticed within 0.1 s); their figures, in order."""
+    next_scrape = time.monotonic()
     while any(run.running() for run in runs):
-        for run in runs:
-            run.scrape()
-        gevent.sleep(1.0)
+        if time.monotonic() >= next_scrape:
+            for run in runs:
+                run.scrape()
+            next_scrape = time.monotonic() + 1.0
+        gevent.sleep(0.1)
     return [run.figures() for run in runs]
 
 
 def bench_end_to_end(
-    pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None
+    pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None, toggle_s: float = 1.0,
+    at_once: bool = False,
 ) -> dict[str, Any]:
     """Bare Locust vs Locust + locust-metrics (scraped every second), in paired measurements.
 
@@ -688,7 +721,7 @@ def bench_end_to_end(
       ``ratio`` = with / bare requests per second, ``cpu_ratio`` = with / bare requests per CPU-second
       of the Locust process (the rate Locust reaches with a core to itself);
     * toggled (``pairs`` runs): one plugin process whose listener and scrapes are switched on and off in
-      1 s phases (ABBA); ``toggled_ratio`` = on / off requests per second. Phases a second apart see
+      ``toggle_s`` phases (ABBA); ``toggled_ratio`` = on / off requests per second. Phases a second apart see
       nearly the same machine, so this resolves a percent where back-to-back runs cannot; it leaves out
       what does not switch off (the imported modules, an idle server socket);
     * concurrent (``shared_pairs`` pairs, default ``pairs + 3``): a bare and a plugin process at the same
@@ -699,6 +732,10 @@ def bench_end_to_end(
     Plus ``min(pairs, 3)`` plugin runs whose request listener is timed in place on every request
     (``listener_in_place_ns``, net of the clock calls) against the Locust process's CPU per request: the
     share of Locust's work the listener adds, which noise hardly touches.
+
+    ``at_once`` (``--smoke``, no figure to read): a bare, a timed plugin and a toggled process, all at the
+    same time, each measured from 0.1 s after its start for 4 toggle phases; the bare and the timed
+    process stand for the first sequential and the first concurrent pair.
     """
     locust_pin, target_pin = _cpu_pins()
     workdir = tempfile.mkdtemp(prefix="locust-metrics-bench-")
@@ -710,13 +747,26 @@ def bench_end_to_end(
         target = _Target(workdir, use_nginx, target_pin)
         try:
             shared_pairs = pairs + 3 if shared_pairs is None else shared_pairs
-            for pair in range(max(pairs, shared_pairs)):
+            if at_once:
+                pairs = shared_pairs = 1
+                window = (0.1, 4 * toggle_s)
+                runs = [_LocustRun(workdir, target, False, seconds, users, locust_pin, window=window),
+                        _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True,
+                                   window=window),
+                        _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s, window=window)]
+                bare, plugin, toggle = _run_together(runs)
+                for paired_runs in (sequential, concurrent):
+                    paired_runs[False].append(bare)
+                    paired_runs[True].append(plugin)
+                toggled.append(toggle)
+                timed.append(plugin)
+            for pair in range(0 if at_once else max(pairs, shared_pairs)):
                 if pair < pairs:
                     for with_plugin in (False, True) if pair % 2 == 0 else (True, False):
                         run = _LocustRun(workdir, target, with_plugin, seconds, users, locust_pin)
                         sequential[with_plugin].append(_run_together([run])[0])
                 if pair < pairs:
-                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=1.0)
+                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s)
                     toggled.append(_run_together([run])[0])
                 if pair < min(pairs, 3):
                     run = _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True)
@@ -745,7 +795,7 @@ def bench_end_to_end(
 
     return {
         "target": target.kind, "pinned": bool(locust_pin), "users": users, "seconds": seconds, "pairs": pairs,
-        "shared_pairs": shared_pairs,
+        "shared_pairs": shared_pairs, "toggle_s": toggle_s, "at_once": at_once,
         "bare_rps": _median(list(map(rps, sequential[False]))),
         "plugin_rps": _median(list(map(rps, sequential[True]))),
         "ratio": paired(sequential, rps),
@@ -767,9 +817,9 @@ def bench_end_to_end(
 
 
 # ---------------------------------------------------------------------------------------------- the table
-def _ok(value: float, limit: float, quick: bool, lower_is_better: bool = True) -> str:
-    if quick:
-        return "(quick: no verdict)"
+def _ok(value: float, limit: float, smoke: bool, lower_is_better: bool = True) -> str:
+    if smoke:
+        return "(smoke: no verdict)"
     met = value <= limit if lower_is_better else value >= limit
     return "met" if met else "NOT MET"
 
@@ -779,51 +829,51 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.1%}-{max(values):.1%}" if values else "-"
 
 
-def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _rows(results: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     hot = results.get("hot_path")
     if hot:
-        rows += _hot_path_rows(hot, quick)
+        rows += _hot_path_rows(hot, smoke)
     e2e = results.get("end_to_end")
     if e2e:
-        rows += _end_to_end_rows(e2e, quick)
+        rows += _end_to_end_rows(e2e, smoke)
     for cpu in results.get("scrape_cpu", []):
         n = cpu["names"]
         rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
                      f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
-                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, quick)}" if n >= 500 else "")))
+                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, smoke)}" if n >= 500 else "")))
         rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
                      f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
-                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, quick)}" if n >= 500 else "")))
+                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, smoke)}" if n >= 500 else "")))
     for stall in results.get("scrape_stall", []):
         n = stall["names"]
         rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
                      f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
-                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, quick)}; " if n >= 500 else "")
+                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, smoke)}; " if n >= 500 else "")
                      + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
     for concurrent in results.get("concurrent_scrapes", []):
-        rows += _concurrent_rows(concurrent, quick)
+        rows += _concurrent_rows(concurrent, smoke)
     merge, memory = results.get("merge"), results.get("memory")
     if merge:
         rows += [
             (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
-             f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, quick)}"),
+             f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, smoke)}"),
             (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
         ]
     if memory:
         rows += [
             (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
-             f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, quick)}"),
+             f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, smoke)}"),
             (f"memory added at {memory['names']} names, worst case: 20 long error labels each",
              f"{memory['worst_rss_added_bytes'] / 1e6:.1f} MB",
-             f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, quick)}"),
+             f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, smoke)}"),
             (f"memory at {memory['names']} names: recorded data (tracemalloc)", f"{memory['data_bytes'] / 1e6:.2f} MB",
              f"retained after scrapes {memory['retained_bytes'] / 1e6:.2f} MB, peak {memory['scrape_peak_bytes'] / 1e6:.2f} MB"),
         ]
     return rows
 
 
-def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _concurrent_rows(concurrent: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     """Rows of one :func:`bench_concurrent_scrapes` run. Budgets (500 names, Prometheus' headers): longest
     stall <= 5 ms with 2 or more scrapers, CPU of 50 scrapers <= 3x one's. Mixed formats: no budget (each
     render in flight may use its own 1 ms of a loop turn, up to --metrics-max-concurrent-renders)."""
@@ -843,33 +893,37 @@ def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str,
         if refused:
             note += f"; {refused} of {sum(row['statuses'].values())} answered 503"
         if budgets and count >= 2 and not mixed:
-            note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, quick)}; " + note
+            note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, smoke)}; " + note
         rows.append((f"concurrent scrapes, {n} names, {what}: longest loop stall", f"{row['stall_ms']:.2f} ms", note))
     fifty = [row for row in concurrent["by_scrapers"] if row["scrapers"] == 50]
     if fifty and not mixed:
         rows.append((f"concurrent scrapes, {n} names: CPU of 50 scrapers at once / one scraper",
                      f"{fifty[0]['cpu_ratio']:.2f}x",
-                     f"<= 3x: {_ok(fifty[0]['cpu_ratio'], 3.0, quick)}" if budgets else ""))
+                     f"<= 3x: {_ok(fifty[0]['cpu_ratio'], 3.0, smoke)}" if budgets else ""))
     return rows
 
 
-def _hot_path_rows(hot: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _hot_path_rows(hot: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     return [
         ("hot path: request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by locust-metrics", f"{hot['plugin_added_ns'] / 1000:.3f} µs",
-         f"<= 1 µs: {_ok(hot['plugin_added_ns'] / 1000, 1.0, quick)}; {hot['plugin_vs_locust']:.0%} of Locust's own"),
+         f"<= 1 µs: {_ok(hot['plugin_added_ns'] / 1000, 1.0, smoke)}; {hot['plugin_vs_locust']:.0%} of Locust's own"),
         ("hot path: added by a naive prometheus_client listener", f"{hot['naive_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's statistics + locust-metrics", f"{hot['both_added_ns'] / 1000:.3f} µs", "a real run"),
         ("hot path: added by locust-metrics as an ordinary listener", f"{hot['listener_added_ns'] / 1000:.3f} µs",
          "the fallback for an EventHook we do not know"),
         ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
-         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, quick)}"),
+         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, smoke)}"),
     ]
 
 
-def _end_to_end_rows(e2e: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
-    where = f"{e2e['target']}, {e2e['users']} users, {e2e['seconds']:g} s runs"
+def _end_to_end_rows(e2e: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
+    where = f"{e2e['target']}, {e2e['users']} users, "
+    if e2e.get("at_once"):
+        where += f"{4 * e2e['toggle_s']:g} s windows, stopped once measured"
+    else:
+        where += f"{e2e['seconds']:g} s runs"
     if e2e["pinned"]:
         where += ", pinned"
     return [
@@ -878,29 +932,32 @@ def _end_to_end_rows(e2e: dict[str, Any], quick: bool) -> list[tuple[str, str, s
         ("end to end: with locust-metrics (scraped every 1 s)", f"{e2e['plugin_rps']:,.0f}/s",
          f"per Locust CPU-second: {e2e['plugin_cpu_rps']:,.0f}"),
         ("end to end: with / bare, requests/s, sequential pairs (median)", f"{e2e['ratio']:.2%}",
-         f">= 99%: {_ok(e2e['ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
+         f">= 99%: {_ok(e2e['ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
         ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
+         f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
         ("end to end: locust-metrics' listener timed in place, per request",
          f"{e2e['listener_in_place_ns'] / 1000:.2f} µs",
          f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
          f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
-        (f"end to end: on / off, requests/s, one process toggled in 1 s phases, {e2e['pairs']} runs",
+        (f"end to end: on / off, requests/s, one process toggled in {e2e['toggle_s']:g} s phases, {e2e['pairs']} runs",
          f"{e2e['toggled_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, quick, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
+         f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, smoke, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
         (f"end to end: with / bare, requests/s, {e2e['shared_pairs']} concurrent pairs on one core",
          f"{e2e['shared_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['shared_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
+         f">= 99%: {_ok(e2e['shared_ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, no timing claims)")
-    parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 9; quick: 2)")
+    parser.add_argument("--smoke", "--quick", dest="smoke", action="store_true",
+                        help="every section once at tiny sizes, for the test suite (no figures, no verdicts)")
+    parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 9; smoke: 1)")
     parser.add_argument("--pairs", type=int, default=None,
-                        help="end-to-end sequential pairs and toggled runs (default 5; quick: 1); concurrent pairs: this + 3")
-    parser.add_argument("--e2e-seconds", type=float, default=None, help="length of one end-to-end run (default 10)")
+                        help="end-to-end sequential pairs and toggled runs (default 5; smoke: 1); "
+                        "concurrent pairs: this + 3")
+    parser.add_argument("--e2e-seconds", type=float, default=None,
+                        help="length of one end-to-end run (default 10; smoke: at most that, stopped once measured)")
     parser.add_argument("--users", type=int, default=10, help="end-to-end users (default 10)")
     parser.add_argument("--no-nginx", action="store_true", help="end to end against a gevent server, not nginx")
     parser.add_argument("--skip-e2e", action="store_true", help="leave the end-to-end runs out")
@@ -913,37 +970,44 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; known: {', '.join(SECTIONS)}")
     if args.skip_e2e:
         only.discard("end_to_end")
-    quick = args.quick
-    repeats = args.repeats or (2 if quick else 9)
-    pairs = args.pairs or (1 if quick else 5)
-    seconds = args.e2e_seconds or (3.0 if quick else 10.0)
-    sizes = (10, 50) if quick else (10, 100, 500)
+    smoke = args.smoke
+    global PIN_CORES
+    PIN_CORES = not smoke
+    repeats = args.repeats or (1 if smoke else 9)
+    pairs = args.pairs or (1 if smoke else 5)
+    seconds = args.e2e_seconds or 10.0
+    sizes = (10,) if smoke else (10, 100, 500)
     started = time.monotonic()
 
-    results: dict[str, Any] = {"quick": quick, "repeats": repeats, "cpus": os.cpu_count()}
-    if "hot_path" in only:
-        results["hot_path"] = bench_hot_path(256 if quick else 2048, 20 if quick else 50, 4 if quick else 25 * repeats)
-    if "scrape_cpu" in only:
-        results["scrape_cpu"] = [bench_render_cpu(n, repeats) for n in sizes]
-    if "scrape_stall" in only:
-        results["scrape_stall"] = [bench_scrape_stall(n, 4 if quick else 2 * repeats) for n in sizes]
-    if "concurrent_scrapes" in only:
-        names, counts = (50, (1, 2, 10)) if quick else (500, (1, 2, 10, 50))
-        results["concurrent_scrapes"] = [
+    results: dict[str, Any] = {"smoke": smoke, "repeats": repeats, "cpus": os.cpu_count(), "section_seconds": {}}
+    names, counts = (20, (1, 2)) if smoke else (500, (1, 2, 10, 50))
+    sections: dict[str, Callable[[], Any]] = {
+        "hot_path": lambda: bench_hot_path(256 if smoke else 2048, 20 if smoke else 50, 2 if smoke else 25 * repeats),
+        "scrape_cpu": lambda: [bench_render_cpu(n, repeats) for n in sizes],
+        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats) for n in sizes],
+        "concurrent_scrapes": lambda: [
             bench_concurrent_scrapes(names, counts, repeats),
-            bench_concurrent_scrapes(names, (4,) if quick else (4, 12), repeats, formats="mixed"),
-        ]
-    if "merge" in only:
-        results["merge"] = bench_merge(50 if quick else 500, repeats)
-    if "memory" in only:
-        results["memory"] = bench_memory(50 if quick else 500, 1 if quick else 3)
-    if "end_to_end" in only:
-        results["end_to_end"] = bench_end_to_end(
-            pairs, seconds, args.users, use_nginx=not (quick or args.no_nginx), shared_pairs=1 if quick else None
-        )
+            bench_concurrent_scrapes(names, (4,) if smoke else (4, 12), repeats, formats="mixed"),
+        ],
+        "merge": lambda: bench_merge(20 if smoke else 500, repeats),
+        "memory": lambda: bench_memory(20 if smoke else 500, 1 if smoke else 3, at_once=smoke),
+        "end_to_end": lambda: bench_end_to_end(
+            pairs, seconds, args.users, use_nginx=not (smoke or args.no_nginx), shared_pairs=1 if smoke else None,
+            toggle_s=0.125 if smoke else 1.0, at_once=smoke,
+        ),
+    }
+    # --smoke: the sections of other processes run beside the rest from the start (greenlets: they wait)
+    background = {section: gevent.spawn(sections[section]) for section in ("memory", "end_to_end")
+                  if smoke and section in only}
+    gevent.sleep(0)  # (they start their processes)
+    for section in SECTIONS:
+        if section in only:
+            begun = time.monotonic()
+            results[section] = background[section].get() if section in background else sections[section]()
+            results["section_seconds"][section] = time.monotonic() - begun
     results["seconds"] = time.monotonic() - started
 
-    rows = _rows(results, quick)
+    rows = _rows(results, smoke)
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
     print(f"{'measurement'.ljust(width)}  {'median'.rjust(value_width)}  budget / note")
