@@ -57,22 +57,18 @@ def test_instruction_count_children_run() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     import instructions
 
-    for variant in instructions.VARIANTS:
-        result = subprocess.run(
-            [sys.executable, instructions.CHILD, variant, "50"],
-            capture_output=True, text=True, timeout=120, env=child_env(),
-        )
-        assert result.returncode == 0, f"{variant}: {result.stderr[-3000:]}"
+    children = {variant: subprocess.Popen([sys.executable, instructions.CHILD, variant, "50"], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=child_env())
+                for variant in instructions.VARIANTS}  # all at once
+    for variant, child in children.items():
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 0, f"{variant}: {stderr[-3000:]}"
 
 
 def test_push_stall_benchmark_runs_and_pushes_what_a_scrape_shows() -> None:
     """benchmarks/push_stall.py in miniature: both variants push to the sink; no figure is asserted (speed is
     measured in benchmarks/, never in a test)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "push_stall.py"
+    script = REPO / "benchmarks" / "push_stall.py"
     result = subprocess.run([sys.executable, str(script), "--names", "20", "--pushes", "4"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
