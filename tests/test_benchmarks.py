@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,21 +19,25 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout
-    for row in ("hot path: request event with no listener", "hot path: added by Locust's own statistics",
-                "hot path: added by locust-metrics ", "hot path: added by a naive prometheus_client listener",
-                "hot path: added by Locust's statistics + locust-metrics", "as an ordinary listener",
-                "hot path: locust-metrics / naive",
-                "end to end: bare Locust requests/s", "end to end: with locust-metrics (scraped every 1 s)",
-                "end to end: with / bare, requests/s, sequential pairs", "requests per Locust CPU-second, same pairs",
-                "listener timed in place", "toggled in 0.125 s phases", "concurrent pairs on one core",
-                "scrape CPU, 10 names (", "scrape CPU, 10 names, OpenMetrics+gzip",
-                "loop stall per HTTP scrape, 10 names",
-                "concurrent scrapes, 20 names, 1 scrapers at once", "concurrent scrapes, 20 names, 2 scrapers at once",
-                "concurrent scrapes, 20 names, 4 scrapers at once, 4 formats in turn",
-                "master merge of one report, 20 names", "worker report payload, 20 names",
-                "memory added at 20 names: RSS", "memory added at 20 names, worst case",
-                "memory at 20 names: recorded data"):
-        assert row in table, f"{row!r} missing:\n{table}"
+    rows = [re.split(r" {2,}", line)[0] for line in table.splitlines()[1:-1]]  # each row's label
+    expected = (
+        "hot path: request event with no listener", "hot path: added by Locust's own statistics",
+        "hot path: added by locust-metrics", "hot path: added by a naive prometheus_client listener",
+        "hot path: added by Locust's statistics + locust-metrics", "hot path: added by locust-metrics as an ordinary",
+        "hot path: locust-metrics / naive",
+        "end to end: bare Locust requests/s", "end to end: with locust-metrics (scraped every 1 s)",
+        "end to end: with / bare, requests/s, sequential pairs", "end to end: with / bare, requests per Locust CPU",
+        "end to end: locust-metrics' listener timed in place", "end to end: on / off, requests/s, one process toggled",
+        "end to end: with / bare, requests/s, 1 concurrent pairs on one core",
+        "scrape CPU, 10 names (", "scrape CPU, 10 names, OpenMetrics+gzip", "loop stall per HTTP scrape, 10 names",
+        "concurrent scrapes, 20 names, 1 scrapers at once", "concurrent scrapes, 20 names, 2 scrapers at once",
+        "concurrent scrapes, 20 names, 4 scrapers at once, 4 formats in turn",
+        "master merge of one report, 20 names", "worker report payload, 20 names",
+        "memory added at 20 names: RSS", "memory added at 20 names, worst case", "memory at 20 names: recorded data",
+    )
+    assert len(rows) == len(expected), table
+    for row, label in zip(expected, rows):  # every row, in order
+        assert label.startswith(row), f"{row!r} expected, {label!r} found:\n{table}"
     assert "NOT MET" not in table and ": met" not in table  # no verdicts from a smoke run
     results = json.loads(out.read_text())
     assert results["smoke"] is True and results["repeats"] == 1
