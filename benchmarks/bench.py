@@ -1000,11 +1000,14 @@ def main(argv: list[str] | None = None) -> int:
     background = {section: gevent.spawn(sections[section]) for section in ("memory", "end_to_end")
                   if smoke and section in only}
     gevent.sleep(0)  # (they start their processes)
-    for section in SECTIONS:
-        if section in only:
-            begun = time.monotonic()
-            results[section] = background[section].get() if section in background else sections[section]()
-            results["section_seconds"][section] = time.monotonic() - begun
+    try:
+        for section in SECTIONS:
+            if section in only:
+                begun = time.monotonic()
+                results[section] = background[section].get() if section in background else sections[section]()
+                results["section_seconds"][section] = time.monotonic() - begun
+    finally:  # after an error: the background sections unwind (the end-to-end target stops)
+        gevent.killall(list(background.values()))
     results["seconds"] = time.monotonic() - started
 
     rows = _rows(results, smoke)
