@@ -366,12 +366,13 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
     return stalls, walls
 
 
-def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
+def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, float]:
     """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app.
 
     Both servers are the real :class:`~locust_metrics.exposition.MetricsServer` on 127.0.0.1, over the
     same exporter: one with the exporter's renderer (our fast path), one without (prometheus_client's
-    ``make_wsgi_app``). Also measures the ticker's idle gaps (no scrape) for reference.
+    ``make_wsgi_app``), in ``turns`` turns each, interleaved (one client process per turn). Also
+    measures the ticker's idle gaps (no scrape) for reference.
     """
     exporter = _filled_exporter(names)
     ours = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port(), exporter.renderer)
@@ -386,9 +387,9 @@ def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
             gevent.sleep(0.001)
             idle.append((clock() - before) * 1000)
         result: dict[str, float] = {"names": names, "idle_gap_ms": statistics.median(idle)}
-        for _ in range(2):  # interleaved: ours, library, ours, library
+        for _ in range(turns):  # interleaved: ours, library, ours, library
             for key, server in (("ours", ours), ("library", library)):
-                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // 2))
+                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // turns))
                 result.setdefault(f"{key}_stalls", []).extend(stalls)  # type: ignore[attr-defined]
                 result.setdefault(f"{key}_walls", []).extend(walls)  # type: ignore[attr-defined]
         for key in ("ours", "library"):
@@ -984,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: dict[str, Callable[[], Any]] = {
         "hot_path": lambda: bench_hot_path(256 if smoke else 2048, 20 if smoke else 50, 2 if smoke else 25 * repeats),
         "scrape_cpu": lambda: [bench_render_cpu(n, repeats) for n in sizes],
-        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats) for n in sizes],
+        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats, turns=1 if smoke else 2) for n in sizes],
         "concurrent_scrapes": lambda: [
             bench_concurrent_scrapes(names, counts, repeats),
             bench_concurrent_scrapes(names, (4,) if smoke else (4, 12), repeats, formats="mixed"),
