@@ -23,7 +23,7 @@ import locust
 from ._version import __version__
 from .errors import OptionError
 from .options import Settings, add_arguments, keywords_doc
-from .plugin import MetricsExporter
+from .exporter import MetricsExporter
 
 __all__ = ["__version__", "install", "MetricsExporter", "OptionError", "Settings"]
 

@@ -55,7 +55,7 @@ from support.hostile import (
 )
 
 from locust_metrics.options import Settings
-from locust_metrics.plugin import MetricsExporter
+from locust_metrics.exporter import MetricsExporter
 from locust_metrics.recorder import (
     MAX_ERRORS_PER_ENDPOINT,
     MAX_NAME_LENGTH,
@@ -66,7 +66,7 @@ from locust_metrics.recorder import (
     error_label,
     label_text,
 )
-from locust_metrics.rendering import OPENMETRICS, TEXT
+from locust_metrics.encoders import OPENMETRICS, TEXT
 
 # ---------------------------------------------------------------------------------------------- hostile values
 HOSTILE_NAMES = NAMES + UNENCODABLE_NAMES

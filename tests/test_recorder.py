@@ -213,8 +213,8 @@ def test_per_endpoint_thresholds_exact_wins_over_regex() -> None:
 
 
 def test_rendered_output_is_valid_for_prometheus_and_promtool() -> None:
-    from locust_metrics.exposition import LocustCollector
-    from locust_metrics.plugin import MetricsExporter
+    from locust_metrics.scraping import LocustCollector
+    from locust_metrics.exporter import MetricsExporter
 
     exporter = MetricsExporter(FakeEnvironment(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
     for i in range(5):

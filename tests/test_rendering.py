@@ -27,12 +27,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from support import Response, Samples, free_port, make_recorder, promtool_check_metrics
 
-from locust_metrics import rendering
-from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
+from locust_metrics import encoders as rendering
+from locust_metrics.scraping import MetricsServer, ScrapeTracker, add_web_ui_route
 from locust_metrics.options import Settings
-from locust_metrics.plugin import MetricsExporter
+from locust_metrics.exporter import MetricsExporter
 from locust_metrics.recorder import OVERFLOW, EndpointStats
-from locust_metrics.rendering import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
+from locust_metrics.encoders import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
 from locust_metrics.resources import NodeResources
 
 PROMETHEUS_ACCEPT = (
@@ -371,7 +371,7 @@ def test_unknown_per_endpoint_family_falls_back_to_prometheus_client(monkeypatch
     renderer = exporter.renderer
     with pytest.raises(FastPathUnavailable):
         renderer.render(renderer.snapshot(), TEXT)
-    with caplog.at_level(logging.WARNING, logger="locust_metrics.rendering"):
+    with caplog.at_level(logging.WARNING, logger="locust_metrics.encoders"):
         headers, body = renderer.respond(None, None, pause=None)
         assert b"".join(body) == generate_latest(exporter.registry)  # before the next scrape counts a fallback
         renderer.respond(OPENMETRICS_CONTENT_TYPE, None, pause=None)
@@ -385,7 +385,7 @@ def test_a_bug_in_the_fast_path_never_fails_a_scrape(monkeypatch, caplog) -> Non
     fill(exporter, names=4)
     renderer = exporter.renderer
     monkeypatch.setattr(renderer, "_render_endpoints", lambda *_args: 1 / 0)
-    with caplog.at_level(logging.ERROR, logger="locust_metrics.rendering"):
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.encoders"):
         headers, body = renderer.respond(PROMETHEUS_ACCEPT, None, pause=None)
     assert b"".join(body) == generate_openmetrics(exporter.registry)
     assert any("fast rendering failed" in r.getMessage() for r in caplog.records)

@@ -30,7 +30,7 @@ from . import families as F
 from .families import Family
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .plugin import MetricsExporter
+    from .exporter import MetricsExporter
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list
 def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, renderer: Any = None) -> Callable:
     """A WSGI app serving ``registry`` that records answered scrapes in ``tracker``.
 
-    With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`), its fast path (snapshot, sliced
+    With ``renderer`` (a :class:`~locust_metrics.encoders.ScrapeRenderer`), its fast path (snapshot, sliced
     rendering that yields to the loop, concurrent scrapes sharing renders; a scrape is recorded with the
     time its numbers were read, and 503 answers are not scrapes); else prometheus_client's
     ``make_wsgi_app``. Same bytes either way.
@@ -338,7 +338,7 @@ ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "*"})
 
 def _paced_handler(pacer: Any) -> type:
     """gevent's WSGI request handler, that starts handling a request only when ``pacer`` (a
-    :class:`~locust_metrics.rendering.LoopPacer`) gives it a share of the loop turn.
+    :class:`~locust_metrics.encoders.LoopPacer`) gives it a share of the loop turn.
 
     Requests that arrive at the same instant (50 scrapers at once) are otherwise all read, parsed and
     answered in one turn of the loop, about 0.1-0.2 ms each, before the load test's greenlets run again.
@@ -432,7 +432,7 @@ def add_web_ui_route(
     is answered instead, and is not counted as a scrape.
 
     The route honours the ``Accept`` header (OpenMetrics or text) like prometheus_client's own handlers.
-    With ``renderer`` (a :class:`~locust_metrics.rendering.ScrapeRenderer`) it serves the fast path, and
+    With ``renderer`` (a :class:`~locust_metrics.encoders.ScrapeRenderer`) it serves the fast path, and
     gzip when ``Accept-Encoding`` allows it; scrapes share renders with each other and with our own
     endpoint's, under the same bound (503 beyond it, not counted as a scrape), and are recorded once sent,
     with the time their numbers were read.

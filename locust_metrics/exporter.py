@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from ._version import __version__
 from .dispatch import attach, detach
 from .distributed import DistributedSync
-from .exposition import (
+from .scraping import (
     OWN_ENDPOINT,
     WEB_UI_ENDPOINT,
     LocustCollector,
@@ -42,7 +42,7 @@ from .lifecycle import TestLifecycle
 from .options import OPTIONS, Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder
-from .rendering import ScrapeRenderer
+from .encoders import ScrapeRenderer
 from .resources import NodeResources, ProcessResources
 from .security import web_ui_guard
 from .threshold_checks import ThresholdChecks, locust_exit_code
@@ -110,8 +110,8 @@ class MetricsExporter:
         settings: the validated :class:`~locust_metrics.options.Settings`.
         recorder: per-endpoint accumulators (the data model).
         registry: ``prometheus_client.CollectorRegistry`` with everything we export.
-        server: our :class:`~locust_metrics.exposition.MetricsServer`, or None (port 0, or a worker).
-        scrapes: :class:`~locust_metrics.exposition.ScrapeTracker` of answered scrapes.
+        server: our :class:`~locust_metrics.scraping.MetricsServer`, or None (port 0, or a worker).
+        scrapes: :class:`~locust_metrics.scraping.ScrapeTracker` of answered scrapes.
         lifecycle: :class:`TestLifecycle` of the current run.
         fast_dispatch: True while Locust's ``request`` event calls ``recorder.record`` directly (a Locust
             ``EventHook`` we know, see ``dispatch.py``); False: our listener is called the ordinary way.

@@ -15,13 +15,13 @@ without stalling the loop:
 3. The few small families (runner, users, workers, resources, test, versions, dropped names) are
    rendered by prometheus_client itself; so are HELP/TYPE lines, from the collector's own (empty)
    families. Names, documentation, types and label names therefore have one source of truth:
-   :class:`~locust_metrics.exposition.LocustCollector`.
+   :class:`~locust_metrics.scraping.LocustCollector`.
 4. Concurrent scrapes share renders (:meth:`ScrapeRenderer.serve`): a scrape that arrives while a render
    of the same format and encoding is in flight waits for it and is answered the same bytes, so N
    scrapers at once cost about one render, not N renders whose slices queue behind each other on the
    loop. Its numbers are those of that render's snapshot: taken after the scrape arrived, or at most
    one render's time before; :attr:`ScrapeResponse.snapshot_time` says when, and is what scrapes are
-   counted with (:class:`~locust_metrics.exposition.ScrapeTracker`), so a shared scrape whose snapshot
+   counted with (:class:`~locust_metrics.scraping.ScrapeTracker`), so a shared scrape whose snapshot
    predates the end of the test never counts as the final scrape. Renders of different formats run
    side by side, at most ``--metrics-max-concurrent-renders`` at once (each takes a slot; a scrape that
    shares a render takes none); a scrape that would need one more is answered at once with HTTP 503 and
@@ -64,13 +64,13 @@ from prometheus_client.openmetrics import exposition as _openmetrics
 from prometheus_client.utils import floatToGoString
 
 from . import families as F
-from .exposition import LocustCollector, _Families, _status_label, exported_les
+from .scraping import LocustCollector, _Families, _status_label, exported_les
 from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
 from .recorder import fold_records
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .exposition import ScrapeTracker
-    from .plugin import MetricsExporter
+    from .scraping import ScrapeTracker
+    from .exporter import MetricsExporter
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class Snapshot:
             (built over no endpoint); the rest are the small ones (runner, resources, test).
         les: the ``le`` label values of the exported histogram buckets (``+Inf`` last).
         le_keep: the indices of the cumulative bucket counts that ``les`` show (None: all; hidden bounds, see
-            :func:`~locust_metrics.exposition.exported_les`).
+            :func:`~locust_metrics.scraping.exported_les`).
         label_pairs: the constant labels as ``(name, escaped value)`` pairs.
     """
 
@@ -377,7 +377,7 @@ class ScrapeRenderer:
     """Serves an exporter's scrapes: snapshot, sliced rendering, content negotiation, gzip.
 
     Args:
-        exporter: the :class:`~locust_metrics.plugin.MetricsExporter` whose ``totals`` recorder,
+        exporter: the :class:`~locust_metrics.exporter.MetricsExporter` whose ``totals`` recorder,
             runner, resources and test lifecycle are exported, and whose ``registry`` serves everything
             the fast path does not cover.
 
