@@ -1,15 +1,18 @@
-"""The exporter of one Locust Environment: wires the recorder, the collectors and the endpoint to Locust's events.
+"""The exporter of one Locust Environment: wiring only, from Locust's events to our parts and outputs.
 
-:class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It owns
+:class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It connects
 
-* ``recorder``: the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (on ``request``, through ``dispatch.py``);
-* ``registry``: a ``prometheus_client.CollectorRegistry`` holding one :class:`LocustCollector`, so an
-  application can serve it itself (``prometheus_client.generate_latest(exporter.registry)``);
-* ``server``: our own HTTP endpoint (``--metrics-port``), and ``/metrics`` on Locust's web UI;
-* the test's lifecycle (``run_id``, start and stop times) from ``test_start`` / ``test_stop``;
-* the final-scrape wait at exit (Locust's ``quit`` event), so a headless run's last numbers reach Prometheus;
-* distributed mode: on a worker, ``report_to_master`` ships the recorder's deltas; on the master,
-  ``worker_report`` merges them (see ``distributed.py``) and keeps each worker's CPU and memory.
+* ``request`` to the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (through ``dispatch.py``);
+* ``test_start`` / ``test_stop`` to the :class:`~locust_metrics.lifecycle.TestLifecycle`, the threshold checks
+  (``threshold_checks.py``) and push (``push.py``);
+* ``report_to_master`` / ``worker_report`` to the distributed sync (``distributed.py``): a worker ships the
+  recorder's deltas, the master merges them and keeps each worker's CPU and memory;
+* the outputs, which are functions of a snapshot (``snapshot.py``) that it takes on demand
+  (:meth:`MetricsExporter.snapshot`): ``registry``, a ``prometheus_client.CollectorRegistry`` holding one
+  :class:`~locust_metrics.collector.LocustCollector` (``generate_latest(exporter.registry)``); the fast
+  scrape path (``scraping.py``, ``encoders.py``) on our own endpoint (``--metrics-port``), on ``/metrics`` of
+  Locust's web UI and for push;
+* ``quit`` to the final push and the final-scrape wait, so a headless run's last numbers reach Prometheus.
 
 Every listener except the hot path is wrapped by :func:`_guarded`: an error in our code is logged once, with
 context, and never propagates into Locust (where it would change the exit code or stop the test).
@@ -28,23 +31,18 @@ import gevent
 from prometheus_client import CollectorRegistry
 
 from ._version import __version__
+from .collector import LocustCollector
 from .dispatch import attach, detach
 from .distributed import DistributedSync
-from .scraping import (
-    OWN_ENDPOINT,
-    WEB_UI_ENDPOINT,
-    LocustCollector,
-    MetricsServer,
-    ScrapeTracker,
-    add_web_ui_route,
-)
+from .errors import Health
 from .lifecycle import TestLifecycle
 from .options import OPTIONS, Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder
-from .encoders import ScrapeRenderer
-from .resources import NodeResources, ProcessResources
+from .resources import ProcessResources
+from .scraping import OWN_ENDPOINT, WEB_UI_ENDPOINT, MetricsServer, ScrapeRenderer, ScrapeTracker, add_web_ui_route
 from .security import web_ui_guard
+from .snapshot import Snapshot, take_snapshot
 from .threshold_checks import ThresholdChecks, locust_exit_code
 
 logger = logging.getLogger("locust_metrics")
@@ -55,20 +53,6 @@ the longest of its recent intervals (plus :data:`FINAL_SCRAPE_MARGIN_S`)."""
 
 FINAL_SCRAPE_MARGIN_S = 1.0
 """Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
-
-
-class Health:
-    """locust-metrics' own faults, exported as ``locust_metrics_errors_total{source}`` (like node_exporter's
-    ``node_scrape_collector_success``): a listener of ours that raised (``listener``), a part of a scrape that
-    could not be exported (``runner``, ``nodes``, ``test``, ``thresholds``); the recorder's own count of
-    requests it could not record (``recorder``) and the renderer's and pusher's counts are read beside it."""
-
-    def __init__(self) -> None:
-        self.errors: dict[str, int] = {}
-
-    def error(self, source: str) -> None:
-        """Count one fault of ``source``."""
-        self.errors[source] = self.errors.get(source, 0) + 1
 
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,9 +94,11 @@ class MetricsExporter:
         settings: the validated :class:`~locust_metrics.options.Settings`.
         recorder: per-endpoint accumulators (the data model).
         registry: ``prometheus_client.CollectorRegistry`` with everything we export.
+        renderer: the :class:`~locust_metrics.scraping.ScrapeRenderer` of our endpoints and push.
         server: our :class:`~locust_metrics.scraping.MetricsServer`, or None (port 0, or a worker).
         scrapes: :class:`~locust_metrics.scraping.ScrapeTracker` of answered scrapes.
-        lifecycle: :class:`TestLifecycle` of the current run.
+        lifecycle: :class:`~locust_metrics.lifecycle.TestLifecycle` of the current run.
+        health: our own faults (:class:`~locust_metrics.errors.Health`).
         fast_dispatch: True while Locust's ``request`` event calls ``recorder.record`` directly (a Locust
             ``EventHook`` we know, see ``dispatch.py``); False: our listener is called the ordinary way.
     """
@@ -134,8 +120,9 @@ class MetricsExporter:
         self.lifecycle = TestLifecycle()
         self.scrapes = ScrapeTracker()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LocustCollector(self))
-        self.renderer = ScrapeRenderer(self)  # our endpoints' fast scrape path (same bytes as the registry)
+        self.registry.register(LocustCollector(self.snapshot))
+        # our endpoints' fast scrape path (the same bytes as the registry)
+        self.renderer = ScrapeRenderer(self.snapshot, self.registry, lambda: self.totals, settings.max_concurrent_renders)
         self.server: MetricsServer | None = None
         self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
@@ -254,7 +241,7 @@ class MetricsExporter:
             self.server = None
         self._started = False
 
-    # ------------------------------------------------------------------ what the collector reads
+    # ------------------------------------------------------------------ what the snapshot reads
     def is_worker(self) -> bool:
         """True when this process runs a Locust ``WorkerRunner``."""
         return type(self.environment.runner).__name__ == "WorkerRunner"
@@ -272,39 +259,9 @@ class MetricsExporter:
             return "master"
         return "local"
 
-    def node_resources(self) -> dict[str, NodeResources]:
-        """``{node: NodeResources}`` of this process and, on a master, of every worker Locust still knows.
-
-        A worker's figures are those of its latest report (every 3 s); a worker that quit keeps them until
-        the next test starts, one that Locust dropped as missing disappears (see
-        :class:`~locust_metrics.distributed.WorkerNodes`).
-        """
-        figures = {self.node_name(): self.resources.sample()}
-        if self.is_master():
-            figures.update(self.sync.nodes.figures(getattr(self.environment.runner, "clients", None)))
-        return figures
-
-    def user_classes_count(self) -> dict[str, int]:
-        """Running users by user class (on a master, summed over the workers' reports)."""
-        runner = self.environment.runner
-        if runner is None:
-            return {}
-        if self.is_master():
-            counts: dict[str, int] = {}
-            for client in runner.clients.values():
-                for user_class, n in (client.user_classes_count or {}).items():
-                    counts[user_class] = counts.get(user_class, 0) + n
-            return counts
-        return dict(runner.user_classes_count)
-
-    def workers_by_state(self) -> dict[str, int] | None:
-        """``{state: workers}`` on a master; None elsewhere."""
-        if not self.is_master():
-            return None
-        counts: dict[str, int] = {}
-        for client in self.environment.runner.clients.values():
-            counts[client.state] = counts.get(client.state, 0) + 1
-        return counts
+    def snapshot(self) -> Snapshot:
+        """What a scrape shows now, at one instant (:func:`~locust_metrics.snapshot.take_snapshot`)."""
+        return take_snapshot(self)
 
     # ------------------------------------------------------------------ listeners
     @_guarded

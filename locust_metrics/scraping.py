@@ -1,45 +1,56 @@
-"""Rendering and serving: turn the recorder's accumulators into Prometheus metric families, and serve them.
+"""Serving scrapes: shared, bounded, paced renders of snapshots; our HTTP endpoint and the web UI's ``/metrics``.
 
-* :class:`LocustCollector` is a prometheus_client custom collector: at scrape time it reads the
-  :class:`~locust_metrics.recorder.RequestRecorder`, the runner and the resource samples and yields
-  metric families. prometheus_client does the wire formats (text 0.0.4, OpenMetrics, gzip) for anyone
-  serving the registry; our own endpoints use the faster, loop-friendly renderer of ``rendering.py``.
-* :class:`MetricsServer` serves a registry on our own port with gevent's WSGI server (Locust runs on
-  gevent; no threads).
-* :func:`add_web_ui_route` adds ``/metrics`` to Locust's web UI (Flask).
+Our exporter runs inside the load generator, on gevent's single event loop, so serving a scrape must never
+hold the loop for long (every request in flight would get those milliseconds added to its response time):
 
-Every scrape is counted (:class:`ScrapeTracker`), so the exporter can wait for one last scrape at exit.
+1. :class:`ScrapeRenderer` folds the hot records in slices, then takes a snapshot
+   (:func:`~locust_metrics.snapshot.take_snapshot`, one instant, no yielding) and renders it with the fast
+   :class:`~locust_metrics.encoders.Encoder` in slices, gzipping in slices too. What is served is the
+   snapshot's, whatever happens meanwhile.
+2. Concurrent scrapes share renders (:meth:`ScrapeRenderer.serve`): a scrape that arrives while a render of
+   the same format and encoding is in flight waits for it and is answered the same bytes, so N scrapers at
+   once cost about one render. Its numbers are those of that render's snapshot, taken after the scrape
+   arrived or at most one render's time before; :attr:`ScrapeResponse.snapshot_time` says when, and is what
+   scrapes are counted with (:class:`ScrapeTracker`), so a shared scrape whose snapshot predates the end of
+   the test never counts as the final scrape. Renders of different formats run side by side, at most
+   ``--metrics-max-concurrent-renders`` at once (a scrape that shares a render takes no slot); a scrape that
+   would need one more is answered at once with HTTP 503 and ``Retry-After``, as exporters do, never queued.
+   Renders of different formats that start together share one snapshot (one taken after they began).
+3. One budget per loop turn (:class:`LoopPacer`): everything a scrape does in slices (folding, rendering,
+   gzip, answering the scrapes that shared a render) and, on our own endpoint, the start of every request's
+   handling share about :data:`~locust_metrics.encoders.SLICE_S` of each turn of the event loop per render in
+   flight (at least one). So 50 scrapers whose requests arrive in the same instant are spread over a few
+   turns; the snapshot, which cannot be split, waits for a turn in which none of that work ran yet.
+4. What the fast path does not cover (``name[]`` filters, another name escaping scheme, a failure of the fast
+   encoder) is rendered by prometheus_client over the registry (:mod:`locust_metrics.collector`).
+
+:class:`MetricsServer` serves it on our own port with gevent's WSGI server (Locust runs on gevent; no
+threads); :func:`add_web_ui_route` adds ``/metrics`` to Locust's web UI (Flask). Every answered scrape is
+counted (:class:`ScrapeTracker`), so the exporter can wait for one last scrape at exit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    Metric,
-)
-from prometheus_client.utils import floatToGoString
 
-from . import families as F
-from .families import Family
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .exporter import MetricsExporter
+from .encoders import SLICE_S, Encoder, FastPathUnavailable, compress, gzip_accepted, negotiate
+from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
+from .recorder import RequestRecorder
+from .snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
-RUNNER_STATES = ("ready", "spawning", "running", "cleanup", "stopping", "stopped", "missing")
-"""Locust's runner states (``locust.runners.STATE_*``), all exported by ``locust_runner_state``."""
-
-WORKER_STATES = ("ready", "spawning", "running", "missing")
-"""Worker states counted by ``locust_workers`` on a master."""
-
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+"""A WSGI application: ``app(environ, start_response)`` returns the body's pieces."""
 
 OWN_ENDPOINT = "own"
 """``ScrapeTracker`` key of our own HTTP endpoint (``--metrics-port``)."""
@@ -71,7 +82,7 @@ class ScrapeTracker:
     def scraped(self, started: float | None = None, endpoint: str = OWN_ENDPOINT) -> None:
         """Record one answered scrape of ``endpoint`` that started at ``started`` (unix seconds; default: now).
 
-        The fast path passes the time its numbers were read (the snapshot's; see ``rendering.py``): scrapes
+        The fast path passes the time its numbers were read (the snapshot's; see :class:`ScrapeRenderer`): scrapes
         that shared one render pass the same time, and count as one instant in the recent history.
         """
         started = time.time() if started is None else started
@@ -102,227 +113,497 @@ class ScrapeTracker:
             return None
         return max(b - a for a, b in zip(starts, starts[1:]))
 
+SHARED_RENDER_TIMEOUT_S = 10.0
+"""Longest wait, in **seconds**, of a scrape for the render it shares (Prometheus' default scrape timeout);
+after it, the scrape is answered 503. A render at 500 names takes about 10-20 ms."""
 
-class _Families:
-    """Builds metric families whose samples all carry the constant labels first."""
+RETRY_AFTER_S = 1
+"""``Retry-After`` of a 503 answer, whole **seconds**."""
 
-    def __init__(self, const_labels: dict[str, str]) -> None:
-        self.names = list(const_labels)
-        self.values = list(const_labels.values())
-
-    def make(self, family: Family) -> Any:
-        """An empty prometheus_client metric family of ``family`` (see :mod:`locust_metrics.families`)."""
-        return family.metric(self.names)
-
-    def labels(self, *values: str) -> list[str]:
-        return self.values + list(values)
+DRAIN_TIMEOUT_S = 2.0
+"""Longest wait, in **seconds**, at exit for scrapes still being answered (:meth:`ScrapeRenderer.drain`);
+short, as a second ``quit`` (SIGTERM) waits for the first one's final push, final scrape and this."""
 
 
-def exported_les(bounds_ms: tuple[float, ...], hidden: frozenset[float] = frozenset()) -> tuple[list[str], list[int] | None]:
-    """The ``le`` values of the exported buckets (``+Inf`` last), and the indices of the recorder's cumulative
-    counts they show (None: all). Hidden bounds (:meth:`~locust_metrics.options.Settings.hidden_bounds_ms`)
-    are recorded, not exported: leaving a cumulative count out changes no other one."""
-    les = [floatToGoString(ms / 1000.0) for ms in bounds_ms if ms not in hidden] + ["+Inf"]
-    if not hidden or len(les) == len(bounds_ms) + 1:
-        return les, None
-    return les, [i for i, ms in enumerate(bounds_ms) if ms not in hidden] + [len(bounds_ms)]
+_SEND_STEP = 1 << 16  # bytes of an answer sent between two looks at the loop's budget (~20-50 µs of sendall)
 
 
-def _status_label(status: int) -> str:
-    return str(status) if 100 <= status <= 999 else "0"
+class ScrapeRefused(Exception):
+    """:meth:`ScrapeRenderer.respond` could not serve the scrape; ``response`` is its 503 or 500 answer."""
+
+    def __init__(self, response: ScrapeResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
-class LocustCollector:
-    """prometheus_client collector of one exporter: everything in the README's metrics table.
+@dataclass
+class ScrapeResponse:
+    """The answer to one scrape, from :meth:`ScrapeRenderer.serve`.
 
-    ``collect()`` runs at scrape time, on the gevent loop, without yielding: it reads one consistent
-    snapshot (no request event can run in between).
+    Attributes:
+        status: the HTTP status line: ``"200 OK"``; ``"503 Service Unavailable"`` (the bound on concurrent
+            renders was reached, or the shared render took longer than :data:`SHARED_RENDER_TIMEOUT_S`;
+            with ``Retry-After``); ``"500 Internal Server Error"`` (the render this scrape shared failed;
+            the scrape that rendered it got the error itself, which is logged).
+        headers: ``Content-Type``, ``Content-Length`` (and ``Content-Encoding: gzip``, ``Retry-After``).
+        body: bytes pieces to send in order (a WSGI iterable).
+        snapshot_time: unix time, **seconds**, at which the served numbers were read (the snapshot of the
+            render, shared or not); None when the scrape was not served (not 200): such an answer is no
+            scrape.
+        shared: True when the body is that of a render another scrape started.
     """
 
-    def __init__(self, exporter: MetricsExporter) -> None:
-        self.exporter = exporter
-
-    def describe(self) -> list[Metric]:
-        """Nothing to pre-declare (names are fixed; registering must not render)."""
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        exporter = self.exporter
-        f = _Families(dict(exporter.settings.labels))
-        yield from self._requests(f, exporter)
-        yield from self.collect_other(f)
-
-    def collect_other(self, f: _Families | None = None) -> Iterator[Metric]:
-        """The families that do not come from the recorder: runner, users, workers, resources, test, versions.
-
-        A few dozen series. The fast scrape path (``rendering.py``) snapshots these as they are and
-        renders the per-endpoint families from ``_requests`` itself.
-        """
-        exporter = self.exporter
-        f = f or _Families(dict(exporter.settings.labels))
-        for section in (self._runner, self._nodes, self._test, self._thresholds):
-            yield from _section(section, f, exporter)
-        yield from self._health(f, exporter)
-
-    # ------------------------------------------------------------------ requests
-    def _requests(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        recorder = exporter.totals
-        les, keep = exported_les(recorder.bounds_ms, exporter.settings.hidden_bounds_ms())
-        duration = f.make(F.REQUEST_DURATION)
-        requests = f.make(F.REQUESTS)
-        failures = f.make(F.FAILURES)
-        slow = f.make(F.SLOW_REQUESTS)
-        threshold = f.make(F.SLOW_THRESHOLD)
-        size = f.make(F.RESPONSE_SIZE)
-        for endpoint in list(recorder.endpoints.values()):
-            labels = f.labels(endpoint.method, endpoint.name)
-            buckets, sum_ms, slow_requests, response_bytes, by_status = endpoint.folded()  # Totals
-            cumulative = list(accumulate(buckets))
-            if keep is not None:
-                cumulative = [cumulative[i] for i in keep]
-            duration.add_metric(labels, list(zip(les, cumulative)), sum_ms / 1000.0)
-            statuses: dict[str, int] = {}
-            for status, n in by_status.items():
-                label = _status_label(status)
-                statuses[label] = statuses.get(label, 0) + n
-            for label, n in statuses.items():
-                requests.add_metric(labels + [label], n)
-            for error, n in endpoint.failures.items():
-                failures.add_metric(labels + [error], n)
-            slow.add_metric(labels, slow_requests)
-            threshold.add_metric(labels, endpoint.slow_ms / 1000.0)
-            size.add_metric(labels, response_bytes)
-        dropped = f.make(F.DROPPED_NAMES)
-        dropped.add_metric(f.labels(), recorder.dropped)
-        yield from (duration, requests, failures, slow, threshold, size, dropped)
-
-    # ------------------------------------------------------------------ runner, users, workers
-    def _runner(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        runner = exporter.environment.runner
-        users = f.make(F.USERS)
-        target = f.make(F.USERS_TARGET)
-        state = f.make(F.RUNNER_STATE)
-        counts: dict[str, int] = {cls.__name__: 0 for cls in (exporter.environment.user_classes or [])}
-        current_state = None
-        if runner is not None:
-            counts.update(exporter.user_classes_count())
-            target.add_metric(f.labels(), float(getattr(runner, "target_user_count", 0) or 0))
-            current_state = str(getattr(runner, "state", "")) or None
-        for user_class, n in sorted(counts.items()):
-            users.add_metric(f.labels(user_class), n)
-        states = RUNNER_STATES if current_state in RUNNER_STATES or current_state is None else (*RUNNER_STATES, current_state)
-        for name in states:
-            state.add_metric(f.labels(name), 1.0 if name == current_state else 0.0)
-        yield from (users, target, state)
-        workers = exporter.workers_by_state()
-        if workers is not None:
-            family = f.make(F.WORKERS)
-            for name in WORKER_STATES:
-                family.add_metric(f.labels(name), workers.get(name, 0))
-            yield family
-
-    # ------------------------------------------------------------------ load generator resources
-    def _nodes(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        cpu = f.make(F.CPU_SECONDS)
-        ratio = f.make(F.CPU_RATIO)
-        memory = f.make(F.MEMORY)
-        for node, figures in sorted(exporter.node_resources().items()):
-            labels = f.labels(node)
-            cpu.add_metric(labels, figures.cpu_seconds)
-            ratio.add_metric(labels, figures.cpu_usage_ratio)
-            memory.add_metric(labels, figures.resident_memory_bytes)
-        yield from (cpu, ratio, memory)
-
-    # ------------------------------------------------------------------ the test and ourselves
-    def _test(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        lifecycle = exporter.lifecycle
-        if lifecycle.run_id is not None:
-            info = f.make(F.TEST_INFO)
-            info.add_metric(f.labels(lifecycle.run_id, lifecycle.host, lifecycle.locustfile), 1.0)
-            yield info
-            start = f.make(F.TEST_START)
-            start.add_metric(f.labels(), lifecycle.start_time or 0.0)
-            yield start
-        if lifecycle.stop_time is not None:
-            stop = f.make(F.TEST_STOP)
-            stop.add_metric(f.labels(), lifecycle.stop_time)
-            yield stop
-        info = f.make(F.INFO)
-        info.add_metric(f.labels(exporter.version, exporter.locust_version), 1.0)
-        yield info
+    status: str
+    headers: list[tuple[str, str]]
+    body: list[bytes]
+    snapshot_time: float | None = None
+    shared: bool = False
 
 
-    # ------------------------------------------------------------------ thresholds (--metrics-threshold)
-    def _thresholds(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        checks = exporter.checks
-        if checks is None:
+class _Render:
+    """A render in flight that scrapes of the same format and encoding share (see :meth:`ScrapeRenderer.serve`)."""
+
+    __slots__ = ("body", "snapshot_time", "done", "failed")
+
+    def __init__(self) -> None:
+        self.body: list[bytes] | None = None
+        self.snapshot_time: float | None = None
+        self.done: Any = None  # a gevent Event, made by the first scrape that waits
+        self.failed = False
+
+
+
+class LoopPacer:
+    """Shares each turn of the gevent loop among our work: about :attr:`budget_s` of it per turn, in all.
+
+    Work that yields in slices asks :meth:`deadline` when to give the loop back. Work that arrives in
+    bursts (many scrapes whose requests arrive, or whose shared render ends, at the same instant) calls
+    :meth:`wait` before each piece: the first pieces of a loop turn go on at once, until the turn's budget
+    is spent; the others queue (first come, first served) and are let through a few per later turn, in
+    which pending I/O and timers (the requests of the load test) run first. A turn is told apart by the
+    loop's iteration counter (``loop.iteration``; not by ``loop.now()``, which starting a timer updates).
+    Only for greenlets on the gevent loop.
+
+    Args:
+        budget_s: the budget of one loop turn, **seconds** (:attr:`budget_s`, read when a turn starts;
+            the renderer sets it to :data:`SLICE_S` per render in flight).
+    """
+
+    def __init__(self, budget_s: float = SLICE_S) -> None:
+        self.budget_s = budget_s
+        self._turn: int | None = None
+        self._deadline = 0.0
+        self._loop: Any = None
+        self._queue: deque[Any] = deque()
+        self._timer: Any = None
+
+    def deadline(self) -> float:
+        """The ``time.perf_counter()`` value at which this loop turn's budget is spent."""
+        loop = self._loop
+        if loop is None:
+            import gevent
+
+            loop = self._loop = gevent.get_hub().loop
+        turn = loop.iteration
+        if turn != self._turn:  # the first call of a new loop turn starts its budget
+            self._turn = turn
+            self._deadline = time.perf_counter() + self.budget_s
+        return self._deadline
+
+    @property
+    def queued(self) -> int:
+        """Greenlets waiting in :meth:`wait` now."""
+        return len(self._queue)
+
+    def fresh_turn(self, pause: Callable[[], None]) -> None:
+        """Call ``pause`` until a loop turn in which none of our work ran yet (a few times at most), and start
+        that turn's budget: for work that cannot be split (a snapshot), so that it does not come on top of a
+        turn's budget spent by others, and the others wait for the next turn."""
+        self.deadline()  # makes sure the loop is known and this turn counted as used
+        for _ in range(_FRESH_TURN_TRIES):
+            pause()
+            if self._loop.iteration != self._turn:
+                self.deadline()
+                return
+
+    def wait(self) -> None:
+        """Return when this loop turn has budget left for one more piece of work: at once when it has and
+        nobody is queued, else in a later turn, in the order of arrival (each turn lets one at least)."""
+        deadline = self.deadline()
+        if not self._queue and time.perf_counter() < deadline:
             return
-        passed = f.make(F.THRESHOLD_PASSED)
-        value = f.make(F.THRESHOLD_VALUE)
-        for verdict in checks.exported():
-            names = f.labels(verdict.threshold.text, verdict.method or "", verdict.name or "")
-            passed.add_metric(names, 1.0 if verdict.passed else 0.0)
-            value.add_metric(names, verdict.observed)
-        yield from (passed, value)
+        from gevent.hub import Waiter
+
+        waiter = Waiter()
+        self._queue.append(waiter)
+        self._arm()
+        waiter.get()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.timer(0.000001)  # one turn of the loop, as _gevent_pause
+        if not self._timer.active:
+            self._timer.start(self._release)
+
+    def _release(self) -> None:
+        """In the hub, at a later turn: let queued greenlets run, one after the other, while the turn's budget
+        lasts (each runs until it blocks, then the hub comes back here); at least one per turn, so that the
+        queue moves even when renders spend every turn's budget before this runs."""
+        queue = self._queue
+        if queue:
+            self.deadline()
+            queue.popleft().switch(None)
+        while queue and time.perf_counter() < self.deadline():
+            queue.popleft().switch(None)
+        if queue:
+            self._arm()
 
 
-    # ------------------------------------------------------------------ our own health
-    def _health(self, f: _Families, exporter: MetricsExporter) -> Iterator[Metric]:
-        errors = f.make(F.ERRORS)
-        counts = dict(exporter.health.errors)
-        counts["recorder"] = exporter.recorder.errors + (exporter.totals.errors if exporter.totals is not
-                                                          exporter.recorder else 0)
-        for source in HEALTH_SOURCES:
-            errors.add_metric(f.labels(source), counts.get(source, 0))
-        fallbacks = f.make(F.FALLBACKS)
-        fallbacks.add_metric(f.labels("render"), exporter.renderer.fallbacks)
-        fast = f.make(F.FAST_DISPATCH)
-        fast.add_metric(f.labels(), 1.0 if exporter.fast_dispatch else 0.0)
-        yield from (errors, fallbacks, fast)
-        if exporter.pusher is not None:
-            push = f.make(F.PUSH_FAILURES)
-            push.add_metric(f.labels(), exporter.pusher.failures)
-            yield push
+_FRESH_TURN_TRIES = 8  # pauses at most before an unsplittable piece of work goes on in a turn others used
 
 
-HEALTH_SOURCES = ("listener", "recorder", "runner", "nodes", "test", "thresholds")
-"""The ``source`` label values of ``locust_metrics_errors_total`` (all exported, 0 until a fault)."""
+def _gevent_pause() -> None:
+    """Give the gevent loop back for one iteration: pending I/O and due timers run, then we resume.
 
-
-def _section(section: Callable, f: _Families, exporter: MetricsExporter) -> list[Metric]:
-    """The families of one part of a scrape, or none when it fails (e.g. psutil denied in a container).
-
-    A scrape never fails for one part: the error is logged once per part and exporter, with its
-    traceback, and the other families are served.
+    A (1 µs) timer, not ``gevent.sleep(0)``: sleep(0) only queues a callback, and gevent runs queued
+    callbacks back to back for up to its switch interval (5 ms) before it polls I/O, so a render that
+    pauses with sleep(0) still holds requests in flight, measured at 15 ms per scrape at 500 names.
     """
-    try:
-        return list(section(f, exporter))
-    except Exception:
-        name = section.__name__.strip("_")
-        first = name not in exporter.health.errors
-        exporter.health.error(name)
-        if first:
-            logger.exception(
-                "locust-metrics: could not export the %s metrics; the others are served (further errors here "
-                "are not logged)", section.__name__.strip("_"),
+    import gevent
+
+    gevent.sleep(0.000001)
+
+
+class ScrapeRenderer:
+    """Serves scrapes of snapshots: snapshot, sliced rendering, content negotiation, gzip, shared renders.
+
+    Args:
+        snapshot: takes a :class:`~locust_metrics.snapshot.Snapshot` (the exporter's ``snapshot``; kept as
+            the attribute :attr:`snapshot`).
+        registry: the ``CollectorRegistry`` that serves what the fast path does not cover (``name[]``
+            filters, other name escapings, fallbacks).
+        recorder: returns the exported recorder, whose hot records a render folds in slices before its
+            snapshot (so that the snapshot, which cannot be split, has few to copy).
+        max_concurrent_renders: ``--metrics-max-concurrent-renders``.
+
+    Attributes:
+        fast_scrapes: renders by the fast path; ``library_scrapes``: by prometheus_client (each serves one
+            scrape, and the scrapes that shared it).
+        fallbacks: scrapes the fast path could not render (served by prometheus_client instead).
+        shared_scrapes: scrapes answered with a render another scrape started.
+        refused_scrapes: scrapes answered 503 (bound reached, or the shared render took too long).
+        renders_in_flight: renders running now (each holds one of ``--metrics-max-concurrent-renders``).
+        sending: answers being sent now (:meth:`paced`).
+        encoder: the :class:`~locust_metrics.encoders.Encoder` of the fast path (its label caches).
+        pacer: the :class:`LoopPacer` that all of this renderer's work shares (our server's request
+            handling too).
+    """
+
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], registry: CollectorRegistry, recorder: Callable[[], RequestRecorder],
+        max_concurrent_renders: int = DEFAULT_MAX_CONCURRENT_RENDERS,
+    ) -> None:
+        self.snapshot = snapshot
+        self.registry = registry
+        self.recorder = recorder
+        self.max_concurrent_renders = max_concurrent_renders
+        self.encoder = Encoder()
+        self.fast_scrapes = 0
+        self.library_scrapes = 0
+        self.fallbacks = 0
+        self._warned = False
+        self.shared_scrapes = 0
+        self.refused_scrapes = 0
+        self.renders_in_flight = 0
+        self.sending = 0
+        self._in_flight: dict[tuple[str, bool], _Render] = {}  # (format, gzip) -> the render scrapes share
+        self.pacer = LoopPacer()
+        self._snapshot: tuple[float, Snapshot] | None = None  # the latest (time, snapshot), while renders run
+
+    def fold(self, pause: Callable[[], None] | None = None) -> None:
+        """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
+        :data:`SLICE_S` seconds of work (the loop turn's budget, see :class:`LoopPacer`). Changes no exported
+        value, so it may yield between endpoints."""
+        clock, next_deadline = time.perf_counter, self.pacer.deadline
+        deadline = next_deadline() if pause is not None else 0.0
+        for endpoint in list(self.recorder().endpoints.values()):
+            endpoint.fold()
+            if pause is not None and clock() >= deadline:
+                pause()
+                deadline = next_deadline()
+
+    def serve(
+        self,
+        accept: str | None,
+        accept_encoding: str | None = None,
+        pause: Callable[[], None] | None = _gevent_pause,
+        names: list[str] | None = None,
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
+    ) -> ScrapeResponse:
+        """Answer one scrape for the request's ``Accept`` / ``Accept-Encoding`` headers.
+
+        * A render of the same format (:func:`negotiate`) and encoding (gzip or not) in flight: wait for it
+          (at most :data:`SHARED_RENDER_TIMEOUT_S`, holding no slot) and answer its bytes, with this
+          request's own ``Content-Type``. Its snapshot was taken after this scrape arrived, or at most one
+          render's time before.
+        * Else, when :attr:`max_concurrent_renders` renders are in flight already: 503 with ``Retry-After``
+          at once.
+        * Else render, holding a slot: fold, snapshot, render and gzip in slices (``pause`` between
+          them, see :data:`SLICE_S`; ``None`` renders in one go), for every scrape that joins meanwhile.
+
+        ``names`` (the ``name[]`` query parameters) restricts the output as prometheus_client does, and is
+        served by prometheus_client, as are formats the fast path does not cover: such renders are never
+        shared, and take a slot. When the fast rendering fails unexpectedly (logged once), prometheus_client
+        renders instead, for the scrapes that share the render too. Errors of prometheus_client's own
+        encoder propagate to the scrape that rendered; scrapes that shared its render get a 500 answer.
+        Never blocks longer than :data:`SHARED_RENDER_TIMEOUT_S` when sharing.
+
+        With ``fresh``, a render in flight is shared only if its numbers are read after this call began
+        (a push: the final push after the test stopped must carry the final numbers); else this call
+        renders itself. With ``bounded=False`` it is never refused by the bound (a push; it still counts as
+        a render in flight while it renders).
+
+        Returns a :class:`ScrapeResponse`; a 200 is a scrape, other answers are not.
+        """
+        started = time.time()
+        if pause is not None:
+            self.pacer.wait()  # a burst of scrapes arriving at once: a few per loop turn
+        fmt, encoder, content_type = negotiate(accept)
+        gzipped = gzip_accepted(accept_encoding)
+        key = (fmt, gzipped) if fmt is not None and not names else None
+        if key is not None:
+            render = self._in_flight.get(key)
+            if render is not None and (not fresh or render.snapshot_time is None or render.snapshot_time >= started):
+                return self._share(render, content_type, gzipped)
+        if bounded and self.renders_in_flight >= self.max_concurrent_renders:
+            self.refused_scrapes += 1
+            return _unavailable(
+                f"{self.renders_in_flight} renders are in flight, the most {flag('max_concurrent_renders')} allows"
             )
-        return []
+        render = _Render()
+        self.renders_in_flight += 1
+        self.pacer.budget_s = SLICE_S * self.renders_in_flight  # each render progresses as fast as alone
+        if key is not None:
+            self._in_flight[key] = render
+        try:
+            self._render(render, started, fmt, encoder, gzipped, names, pause)
+        except BaseException:
+            render.failed = True
+            raise
+        finally:
+            self.renders_in_flight -= 1
+            self.pacer.budget_s = SLICE_S * max(1, self.renders_in_flight)
+            if not self.renders_in_flight:
+                self._snapshot = None  # kept only while renders that may share it run
+            if key is not None and self._in_flight.get(key) is render:
+                del self._in_flight[key]
+            if render.done is not None:
+                render.done.set()
+        return _served(render, content_type, gzipped, shared=False)
+
+    def _share(self, render: _Render, content_type: str, gzipped: bool) -> ScrapeResponse:
+        """Wait for ``render`` (bounded) and answer its body."""
+        if render.done is None:
+            from gevent.event import Event
+
+            render.done = Event()
+        if not render.done.wait(timeout=SHARED_RENDER_TIMEOUT_S):
+            self.refused_scrapes += 1
+            return _unavailable(f"the render this scrape shares took longer than {SHARED_RENDER_TIMEOUT_S:g}s")
+        # every scrape that shared the render wakes now: they send their answers a few per loop turn
+        self.pacer.wait()
+        if render.failed or render.body is None:
+            return _answer("500 Internal Server Error", "rendering failed; see the Locust log")
+        self.shared_scrapes += 1
+        return _served(render, content_type, gzipped, shared=True)
+
+    def _render(
+        self, render: _Render, started: float, fmt: str | None, encoder: Callable[[Any], bytes], gzipped: bool,
+        names: list[str] | None, pause: Callable[[], None] | None,
+    ) -> None:
+        """Render one scrape that began at ``started`` (unix seconds) into ``render`` (body, snapshot time).
+
+        A snapshot that a render of another format took after ``started`` is used as it is (renders of
+        several formats that start together copy the data once); else a new one is taken.
+        """
+        body: list[bytes] | None = None
+        if fmt is not None and not names:
+            try:
+                if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
+                    self.fold(pause)
+                    self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
+                latest = self._snapshot
+                if latest is not None and latest[0] >= started:
+                    render.snapshot_time, snapshot = latest
+                else:
+                    render.snapshot_time = time.time()
+                    snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
+                    self._snapshot = (render.snapshot_time, snapshot)
+                if pause is not None:
+                    pause()
+                body = self.encoder.render_pieces(snapshot, fmt, pause, self.pacer.deadline)
+                self.fast_scrapes += 1
+            except FastPathUnavailable as exc:
+                self._warn_once(f"locust-metrics: scrapes are rendered by prometheus_client ({exc})", False)
+            except Exception:
+                self._warn_once("locust-metrics: fast rendering failed; served by prometheus_client instead", True)
+        if body is None:
+            registry: Any = self.registry.restricted_registry(names) if names else self.registry
+            render.snapshot_time = time.time()  # the collector reads everything at once, without yielding
+            body = [encoder(registry)]
+            self.library_scrapes += 1
+        if gzipped:
+            if pause is not None:
+                pause()
+            body = [compress(body, pause, next_deadline=self.pacer.deadline)]
+        render.body = body
+
+    def paced(self, body: Iterable[bytes], sent: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """``body``'s pieces for a server to send, each :data:`_SEND_STEP` bytes when this loop turn has budget
+        left (:class:`LoopPacer`): the answers of many scrapes that shared a render go out a few per turn.
+
+        ``sent`` is called once the server asked for more after the last piece, i.e. once it has sent the
+        whole body (not when the client went away before). Counted in :attr:`sending` until then.
+        """
+        self.sending += 1
+        return self._paced(body, sent)
+
+    def _paced(self, body: Iterable[bytes], sent: Callable[[], None] | None) -> Iterator[bytes]:
+        try:
+            wait = self.pacer.wait
+            unpaced = _SEND_STEP  # bytes handed to the server since the last wait: wait before the first piece
+            for piece in body:
+                if unpaced >= _SEND_STEP:
+                    wait()
+                    unpaced = 0
+                unpaced += len(piece)
+                yield piece
+            if sent is not None:
+                sent()
+        finally:
+            self.sending -= 1
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        """Wait (at most ``timeout`` seconds) until no scrape is being rendered, waiting for its turn or
+        being sent; True when none is. Called at exit, after the final scrape: scrapes that arrived with it
+        (another Prometheus of an HA pair, those that shared its render) still get their answers."""
+        import gevent
+
+        deadline = time.monotonic() + timeout
+        while self.renders_in_flight or self.sending or self.pacer.queued:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
+        return True
+
+    def respond(
+        self,
+        accept: str | None,
+        accept_encoding: str | None = None,
+        pause: Callable[[], None] | None = _gevent_pause,
+        names: list[str] | None = None,
+        *,
+        fresh: bool = False,
+        bounded: bool = True,
+    ) -> tuple[list[tuple[str, str]], list[bytes]]:
+        """:meth:`serve` for a caller that only takes a served scrape: returns ``(headers, body)``.
+
+        Raises :class:`ScrapeRefused` (holding the 503 or 500 answer) when the scrape is not served.
+        """
+        response = self.serve(accept, accept_encoding, pause, names, fresh=fresh, bounded=bounded)
+        if response.snapshot_time is None:
+            raise ScrapeRefused(response)
+        return response.headers, response.body
+
+    def wsgi_app(self, tracker: ScrapeTracker | None = None) -> WSGIApp:
+        """A WSGI app serving scrapes on every path, with prometheus_client's ``make_wsgi_app`` semantics.
+
+        ``GET`` renders (any path but ``/favicon.ico``, which gets an empty 200) through :meth:`serve`,
+        ``OPTIONS`` answers ``Allow``, other methods 405. With ``tracker``, every served scrape is recorded
+        in it, once its answer was sent, with the time its numbers were read
+        (:attr:`ScrapeResponse.snapshot_time`); 503 and 500 answers, ``OPTIONS``, 405 and the favicon are
+        not scrapes.
+        """
+
+        def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            method = environ.get("REQUEST_METHOD", "GET")
+            if method == "OPTIONS":
+                status, headers, body = "200 OK", [("Allow", "OPTIONS,GET")], [b""]
+            elif method != "GET":
+                status, headers = "405 Method Not Allowed", [("Allow", "OPTIONS,GET")]
+                body = [f"# HTTP {status}: {method}; use OPTIONS or GET\n".encode()]
+            elif environ.get("PATH_INFO") == "/favicon.ico":
+                status, headers, body = "200 OK", [], [b""]
+            else:
+                names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+                response = self.serve(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"), names=names)
+                start_response(response.status, response.headers)
+                return self.paced(response.body, _count(tracker, response))
+            start_response(status, [*headers, ("Content-Length", str(len(body[0])))])
+            return body
+
+        return metrics_app
+
+    def _warn_once(self, message: str, with_traceback: bool) -> None:
+        self.fallbacks += 1
+        if not self._warned:
+            self._warned = True
+            if with_traceback:
+                logger.exception("%s (logged once)", message)
+            else:
+                logger.warning("%s (logged once)", message)
 
 
-def tracking_wsgi_app(registry: CollectorRegistry, tracker: ScrapeTracker, renderer: Any = None) -> Callable:
+
+def _count(tracker: ScrapeTracker | None, response: ScrapeResponse) -> Callable[[], None] | None:
+    """What records ``response`` in ``tracker`` once it was sent, or None when it is no scrape (not 200)."""
+    snapshot_time = response.snapshot_time
+    if tracker is None or snapshot_time is None:
+        return None
+    return lambda: tracker.scraped(snapshot_time)
+
+
+def _answer(status: str, message: str, extra: list[tuple[str, str]] | None = None) -> ScrapeResponse:
+    """A short text answer that is no scrape (503, 500)."""
+    body = f"# HTTP {status}: {message}\n".encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), *(extra or []), ("Content-Length", str(len(body)))]
+    return ScrapeResponse(status, headers, [body])
+
+
+def _unavailable(message: str) -> ScrapeResponse:
+    """503 with ``Retry-After``: what exporters answer when they are busy; Prometheus records a failed scrape."""
+    return _answer(
+        "503 Service Unavailable", f"{message}; retry after {RETRY_AFTER_S}s", [("Retry-After", str(RETRY_AFTER_S))]
+    )
+
+
+def _served(render: _Render, content_type: str, gzipped: bool, shared: bool) -> ScrapeResponse:
+    """The 200 answer with ``render``'s body (a list of its own: the pieces are shared, never changed)."""
+    body = list(render.body or ())
+    headers = [("Content-Type", content_type)]
+    if gzipped:
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(sum(map(len, body)))))
+    return ScrapeResponse("200 OK", headers, body, render.snapshot_time, shared)
+
+
+def tracking_wsgi_app(
+    registry: CollectorRegistry, tracker: ScrapeTracker, renderer: ScrapeRenderer | None = None
+) -> WSGIApp:
     """A WSGI app serving ``registry`` that records answered scrapes in ``tracker``.
 
-    With ``renderer`` (a :class:`~locust_metrics.encoders.ScrapeRenderer`), its fast path (snapshot, sliced
+    With ``renderer`` (a :class:`ScrapeRenderer`), its fast path (snapshot, sliced
     rendering that yields to the loop, concurrent scrapes sharing renders; a scrape is recorded with the
     time its numbers were read, and 503 answers are not scrapes); else prometheus_client's
     ``make_wsgi_app``. Same bytes either way.
     """
     if renderer is not None:
-        app: Callable[..., Any] = renderer.wsgi_app(tracker)
-        return app
-    app = make_wsgi_app(registry)
+        return renderer.wsgi_app(tracker)
+    app: WSGIApp = make_wsgi_app(registry)
 
-    def metrics_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.time()
         body = app(environ, start_response)
         if environ.get("PATH_INFO", "/") != "/favicon.ico":
@@ -336,9 +617,9 @@ ALL_INTERFACES = frozenset({"", "0.0.0.0", "::", "*"})
 """Bind addresses that mean every interface."""
 
 
-def _paced_handler(pacer: Any) -> type:
+def _paced_handler(pacer: LoopPacer) -> type:
     """gevent's WSGI request handler, that starts handling a request only when ``pacer`` (a
-    :class:`~locust_metrics.encoders.LoopPacer`) gives it a share of the loop turn.
+    :class:`LoopPacer`) gives it a share of the loop turn.
 
     Requests that arrive at the same instant (50 scrapers at once) are otherwise all read, parsed and
     answered in one turn of the loop, about 0.1-0.2 ms each, before the load test's greenlets run again.
@@ -369,7 +650,7 @@ class MetricsServer:
     """
 
     def __init__(
-        self, registry: CollectorRegistry, tracker: ScrapeTracker, host: str, port: int, renderer: Any = None,
+        self, registry: CollectorRegistry, tracker: ScrapeTracker, host: str, port: int, renderer: ScrapeRenderer | None = None,
         ssl_context: Any = None, auth: Any = None,
     ) -> None:
         self.host = host
@@ -378,7 +659,7 @@ class MetricsServer:
         if auth is not None:
             self._app = auth.wsgi(self._app)
         self.ssl_context = ssl_context
-        self._pacer = getattr(renderer, "pacer", None)
+        self._pacer = renderer.pacer if renderer is not None else None
         self._server: Any = None
 
     def start(self) -> None:
@@ -422,7 +703,8 @@ class MetricsServer:
 
 
 def add_web_ui_route(
-    web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTracker, renderer: Any = None, guard: Any = None
+    web_ui: Any, registry: CollectorRegistry, tracker: ScrapeTracker, renderer: ScrapeRenderer | None = None,
+    guard: Any = None,
 ) -> bool:
     """Serve ``registry`` at ``/metrics`` on Locust's web UI (Flask app). Returns False if it has one.
 
@@ -432,7 +714,7 @@ def add_web_ui_route(
     is answered instead, and is not counted as a scrape.
 
     The route honours the ``Accept`` header (OpenMetrics or text) like prometheus_client's own handlers.
-    With ``renderer`` (a :class:`~locust_metrics.encoders.ScrapeRenderer`) it serves the fast path, and
+    With ``renderer`` (a :class:`ScrapeRenderer`) it serves the fast path, and
     gzip when ``Accept-Encoding`` allows it; scrapes share renders with each other and with our own
     endpoint's, under the same bound (503 beyond it, not counted as a scrape), and are recorded once sent,
     with the time their numbers were read.
@@ -445,13 +727,13 @@ def add_web_ui_route(
     if any(rule.rule == path for rule in app.url_map.iter_rules()):
         return False
 
-    def metrics() -> Response:
+    def metrics() -> Any:  # a flask Response
         started = time.time()
         if guard is not None:
             denied = guard()
             if denied is not None:
                 return denied
-        if renderer is not None:  # the fast path of rendering.py (also gzip when asked)
+        if renderer is not None:  # the fast path (also gzip when asked)
             response = renderer.serve(
                 request.headers.get("Accept"), request.headers.get("Accept-Encoding"),
                 names=request.args.getlist("name[]") or None,
@@ -463,7 +745,7 @@ def add_web_ui_route(
                     tracker.scraped(snapshot_time, WEB_UI_ENDPOINT)
 
             return Response(renderer.paced(response.body, sent), status=response.status, headers=response.headers)
-        encoder, content_type = choose_encoder(request.headers.get("Accept"))
+        encoder, content_type = choose_encoder(request.headers.get("Accept") or "")
         body = encoder(registry)
         tracker.scraped(started, WEB_UI_ENDPOINT)
         return Response(body, content_type=content_type)
