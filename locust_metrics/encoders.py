@@ -88,7 +88,6 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-
 # roles of the per-endpoint families (the keys of _render_endpoints' pieces), by family name, and the label
 # names each carries after the constant labels; a family of the collector's that is not listed here disables
 # the fast path

@@ -58,6 +58,13 @@ OWN_ENDPOINT = "own"
 WEB_UI_ENDPOINT = "web_ui"
 """``ScrapeTracker`` key of the web UI's ``/metrics``."""
 
+FINAL_SCRAPE_GAPS = 2.0
+"""At exit, a periodic scraper's next scrape is waited for until its latest scrape's start plus this many times
+the longest of its recent intervals (plus :data:`FINAL_SCRAPE_MARGIN_S`)."""
+
+FINAL_SCRAPE_MARGIN_S = 1.0
+"""Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
+
 
 class ScrapeTracker:
     """Counts answered scrapes, per endpoint, and remembers when the recent ones started (unix time, seconds).
@@ -112,6 +119,61 @@ class ScrapeTracker:
         if len(starts) < 2:
             return None
         return max(b - a for a, b in zip(starts, starts[1:]))
+
+    def wait_for_final(self, since: float, serving: dict[str, tuple[bool, str]], timeout: float) -> bool:
+        """Wait (gevent) until a scrape that started at or after ``since`` (unix seconds: the last change, test
+        stop or worker report) was answered, so the last numbers reach Prometheus. ``serving`` is
+        ``{endpoint: (still serving, name for the log)}``. It waits only for a scraper that scrapes periodically
+        and can still reach us:
+
+        * an endpoint that still serves, scraped at least twice, so that a one-off ``curl`` never makes the
+          process wait;
+        * and no longer than that scraper's next scrape can take: until its latest scrape's start plus
+          :data:`FINAL_SCRAPE_GAPS` times the longest of its recent intervals plus
+          :data:`FINAL_SCRAPE_MARGIN_S`; a scraper already silent for longer is not waited for;
+        * and never more than ``timeout`` seconds.
+
+        Nothing is waited for when such a scrape was already answered. Logs one line when it waits, and one
+        when the web UI that was being scraped is gone. Returns True when the final numbers were scraped (or
+        there was nothing to wait for).
+        """
+
+        def final_scraped() -> bool:  # a scrape that started after the last change was answered
+            return self.last_time is not None and self.last_time >= since
+
+        if final_scraped():
+            return True
+        now = time.time()
+        until: float | None = None  # unix time of the expected next scrape plus the margin, latest endpoint
+        scrapers = []
+        for endpoint, (still_serving, name) in serving.items():
+            gap, last = self.longest_gap(endpoint), self.last(endpoint)
+            if gap is None or last is None:
+                continue  # never, or once: nobody scrapes this endpoint periodically
+            if not still_serving:
+                if endpoint == WEB_UI_ENDPOINT:
+                    logger.info(
+                        "locust-metrics: the web UI's /metrics was scraped, but Locust has stopped its web UI: "
+                        "no final scrape (with --autoquit, give it at least the scrape interval)"
+                    )
+                continue
+            expected = last + FINAL_SCRAPE_GAPS * gap + FINAL_SCRAPE_MARGIN_S
+            if expected > now:
+                until = expected if until is None else max(until, expected)
+                scrapers.append(f"{name} (scraped every {gap:.3g}s)")
+        if until is None or timeout <= 0:
+            return until is None
+        wait = min(timeout, until - now)
+        logger.info(
+            "locust-metrics: waiting up to %.3gs for a final scrape of %s (%s %gs)",
+            wait, " and ".join(scrapers), flag("final_scrape_timeout"), timeout,
+        )
+        import gevent
+
+        deadline = time.monotonic() + wait
+        while not final_scraped() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return final_scraped()
 
 SHARED_RENDER_TIMEOUT_S = 10.0
 """Longest wait, in **seconds**, of a scrape for the render it shares (Prometheus' default scrape timeout);
@@ -170,7 +232,6 @@ class _Render:
         self.snapshot_time: float | None = None
         self.done: Any = None  # a gevent Event, made by the first scrape that waits
         self.failed = False
-
 
 
 class LoopPacer:
@@ -556,7 +617,6 @@ class ScrapeRenderer:
                 logger.warning("%s (logged once)", message)
 
 
-
 def _count(tracker: ScrapeTracker | None, response: ScrapeResponse) -> Callable[[], None] | None:
     """What records ``response`` in ``tracker`` once it was sent, or None when it is no scrape (not 200)."""
     snapshot_time = response.snapshot_time
@@ -659,7 +719,7 @@ class MetricsServer:
         if auth is not None:
             self._app = auth.wsgi(self._app)
         self.ssl_context = ssl_context
-        self._pacer = renderer.pacer if renderer is not None else None
+        self._pacer: LoopPacer | None = getattr(renderer, "pacer", None)
         self._server: Any = None
 
     def start(self) -> None:

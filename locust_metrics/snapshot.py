@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .lifecycle import TestLifecycle
     from .options import Settings
     from .push import Pusher
-    from .resources import NodeResources
+    from .resources import NodeResources, ProcessResources
     from .threshold_checks import ThresholdChecks
 
 logger = logging.getLogger(__name__)
@@ -140,46 +140,30 @@ class Snapshot:
     health: HealthSnapshot
 
 
-class _Sampler(Protocol):
-    def sample(self) -> NodeResources: ...
-
-
 class _Counted(Protocol):
     @property
     def fallbacks(self) -> int: ...
 
 
 class Source(Protocol):
-    """What a snapshot is read from: :class:`~locust_metrics.exporter.MetricsExporter` (read-only here)."""
+    """What a snapshot is read from (read only): :class:`~locust_metrics.exporter.MetricsExporter`."""
+
+    environment: Any  # Locust's Environment: runner, user classes
+    settings: Settings
+    recorder: RequestRecorder
+    totals: RequestRecorder  # the exported one
+    resources: ProcessResources
+    sync: DistributedSync
+    lifecycle: TestLifecycle
+    checks: ThresholdChecks | None
+    health: Health
+    pusher: Pusher | None
+    fast_dispatch: bool
+    version: str
+    locust_version: str
 
     @property
-    def environment(self) -> Any: ...  # Locust's Environment: runner, user classes
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def recorder(self) -> RequestRecorder: ...
-    @property
-    def totals(self) -> RequestRecorder: ...  # the exported one
-    @property
-    def resources(self) -> _Sampler: ...
-    @property
-    def sync(self) -> DistributedSync: ...
-    @property
-    def lifecycle(self) -> TestLifecycle: ...
-    @property
-    def checks(self) -> ThresholdChecks | None: ...
-    @property
-    def health(self) -> Health: ...
-    @property
     def renderer(self) -> _Counted: ...
-    @property
-    def pusher(self) -> Pusher | None: ...
-    @property
-    def fast_dispatch(self) -> bool: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def locust_version(self) -> str: ...
     def is_master(self) -> bool: ...
     def node_name(self) -> str: ...
 
