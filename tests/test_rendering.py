@@ -9,6 +9,7 @@ the WSGI semantics (OPTIONS, 405, favicon, ``name[]``) as prometheus_client's ap
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.client
 import logging
@@ -266,6 +267,38 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
     headers, body = renderer.respond(PROMETHEUS_ACCEPT, "gzip", pause=pause)
     assert dict(headers)["Content-Encoding"] == "gzip"
     assert b"locust_requests_total" in gzip.decompress(b"".join(body))
+
+
+def test_a_snapshot_is_an_immutable_copy_with_named_records() -> None:
+    exporter = make_exporter()
+    fill(exporter, names=3)
+    snapshot = exporter.snapshot()
+    endpoint = snapshot.endpoints[0]
+    assert (endpoint.method, endpoint.name, endpoint.slow_ms) == ("POST", "/api/items/0", exporter.settings.slow_threshold_ms)
+    assert sum(endpoint.folded().buckets) == sum(n for _, n in endpoint.folded().statuses) == 12
+    before = collected(snapshot, TEXT)
+    fill(exporter, names=3)  # requests after the snapshot change nothing in it
+    assert collected(snapshot, TEXT) == before != collected(exporter.snapshot(), TEXT)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.dropped = 1  # type: ignore[misc]
+
+
+def test_a_part_that_fails_is_left_out_of_the_snapshot_counted_and_the_rest_served(caplog) -> None:
+    exporter = make_exporter()
+    fill(exporter, names=2)
+
+    def denied() -> NodeResources:
+        raise PermissionError("psutil access denied")
+
+    exporter.resources.sample = denied
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.snapshot"):
+        snapshot, again = exporter.snapshot(), exporter.snapshot()
+    assert snapshot.nodes is None and snapshot.runner is not None and snapshot.test is not None
+    assert dict(again.health.errors)["nodes"] == 2
+    assert sum("could not export the nodes metrics" in r.getMessage() for r in caplog.records) == 1  # logged once
+    text = collected(snapshot, TEXT)
+    assert b"locust_process_cpu_seconds" not in text and b'locust_metrics_errors_total{source="nodes"} 1.0' in text
+    assert fast(exporter, TEXT, snapshot=snapshot) == text
 
 
 def test_compress_is_gzip_of_the_joined_pieces_and_pauses(monkeypatch) -> None:
