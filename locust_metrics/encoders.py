@@ -291,7 +291,7 @@ class Encoder:
                     lines[role].clear()
 
         for index, endpoint in enumerate(snapshot.endpoints, 1):
-            totals = endpoint.folded()  # with what the fast path recorded since the last fold (usually nothing)
+            totals = endpoint.folded() if endpoint.hot else endpoint.totals  # hot: recorded since the last fold
             statuses, slow_ms = totals.statuses, endpoint.slow_ms
             labels = get_labels((endpoint.method, endpoint.name))
             if labels is None:
