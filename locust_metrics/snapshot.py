@@ -110,7 +110,7 @@ class HealthSnapshot(NamedTuple):
     push_failures: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a scrape shows, at one instant. Made by :func:`take_snapshot`.
 
