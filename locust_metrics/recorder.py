@@ -151,11 +151,15 @@ class EndpointStats:
         statuses: ``{status code (int): completed requests}``; :data:`NO_STATUS` (0) = no numeric status.
         failures: ``{error label (str): failures}``.
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
+        snapshot: the immutable record a scrape's snapshot last made of this entry while its hot records were
+            zero (``snapshot.EndpointSnapshot``), or None; every change of the totals or failures drops it, so
+            the next snapshot reuses it only when nothing changed (no copy: the snapshot's cost stays with the
+            entries that changed).
     """
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot",
+        "failures", "hot", "snapshot",
     )
 
     def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
@@ -170,6 +174,7 @@ class EndpointStats:
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
         self.hot: dict[int, list[Any]] = {}
+        self.snapshot: Any = None
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -180,6 +185,7 @@ class EndpointStats:
         """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
         dirty = [(status, record) for status, record in self.hot.items() if any(record)]
         if dirty:
+            self.snapshot = None
             added = fold_records(dirty, self.buckets, self.statuses, self.slow_index)
             self.buckets = list(added.buckets)
             self.sum_ms += added.sum_ms
@@ -213,6 +219,7 @@ class EndpointStats:
         ``bucket_map[i]`` is where bucket ``i`` of ``buckets`` goes in ours (None: the same bounds).
         """
         self.fold()
+        self.snapshot = None
         requests = 0
         own = self.statuses
         for status, n in statuses:
@@ -233,6 +240,7 @@ class EndpointStats:
         """Count one request in the totals (the careful path): ``index`` is the bucket of ``time_ms``
         (milliseconds), both None for a request without a response time."""
         self.fold()
+        self.snapshot = None
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.response_bytes += length
         if index is not None and time_ms is not None:
@@ -253,6 +261,7 @@ class EndpointStats:
 
     def add_failure(self, label: str, n: int = 1) -> None:
         """Count ``n`` failures under ``label``, folding into :data:`OVERFLOW` past the per-endpoint cap."""
+        self.snapshot = None
         failures = self.failures
         if label in failures:
             failures[label] += n
