@@ -627,6 +627,10 @@ class Settings:
         bounds.update(bound for bound, _ in required_bounds_ms(self.thresholds))
         return tuple(sorted(bounds))
 
+    def native(self) -> tuple[int, int] | None:
+        """What the recorder keeps of native histograms: ``(schema, max buckets)``, or None when they are off."""
+        return (self.native_schema, self.native_max_buckets) if self.native_histograms else None
+
     def hidden_bounds_ms(self) -> frozenset[float]:
         """Bounds recorded but not exported (``le``): the float just below a threshold time ``T`` that a ``<``
         threshold counts up to (``t < T`` is ``t <= nextafter(T, 0)``); see

@@ -211,7 +211,7 @@ class MetricsExporter:
 
     def _new_recorder(self) -> RequestRecorder:
         s = self.settings
-        return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names)
+        return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native())
 
     def attach_web_ui(self, web_ui: Any) -> None:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
@@ -356,10 +356,14 @@ class MetricsExporter:
         old, self.settings = self.settings, settings
 
         def recording(s: Settings) -> tuple[Any, ...]:
-            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names
+            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native()
 
         if recording(settings) != recording(old):
+            listener = self.recorder.on_request
             self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(*recording(settings)))
+            if self.recorder.on_request is not listener and self._started:  # native histograms on or off
+                detach(self.environment.events.request, listener)
+                self.fast_dispatch = attach(self.environment.events.request, self.recorder.on_request, self.recorder.record)
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:

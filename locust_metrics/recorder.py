@@ -29,6 +29,7 @@ from math import ceil
 from operator import add
 from typing import Any, NamedTuple
 
+from .native import FINER, NativeHistogram, NativeIndexer, native_index
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -151,14 +152,22 @@ class EndpointStats:
         statuses: ``{status code (int): completed requests}``; :data:`NO_STATUS` (0) = no numeric status.
         failures: ``{error label (str): failures}``.
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
+        native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
+            histograms are off), holding the same observations as :attr:`buckets` once folded.
+        native_hot: what the request listener counted since the last fold, ``{bucket index at native_schema:
+            n}`` (None: the zero bucket); keys are kept (zeroed) across folds, at most :attr:`native_hot_cap`.
+        native_schema: the schema of :attr:`native_hot`'s indices (the recorder's ``--metrics-native-schema``).
     """
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot",
+        "failures", "hot", "native", "native_hot", "native_schema",
     )
 
-    def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
+    def __init__(
+        self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None,
+        native: tuple[int, int] | None = None,
+    ) -> None:
         self.method = method
         self.name = name
         self.buckets: list[int] = [0] * n_buckets
@@ -170,6 +179,17 @@ class EndpointStats:
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
         self.hot: dict[int, list[Any]] = {}
+        # native histograms (``native``: (schema, max buckets), or None when off)
+        self.native: NativeHistogram | None = None if native is None else NativeHistogram(*native)
+        self.native_hot: dict[int | None, int] | None = None if native is None else {}
+        self.native_schema = 0 if native is None else native[0]
+
+    @property
+    def native_hot_cap(self) -> int:
+        """Most keys :attr:`native_hot` keeps (beyond, new buckets take the careful path): twice the histogram's
+        bucket bound (1024 when unbounded), so that memory stays bounded per endpoint."""
+        native = self.native
+        return 1024 if native is None or not native.max_buckets else 2 * native.max_buckets
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -188,6 +208,44 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
+        hot = self.native_hot
+        if hot and any(hot.values()):
+            self.native.add_counts(hot, self.native_schema)  # type: ignore[union-attr]  # set with native_hot
+            # keep the keys (the next interval's requests mostly fall in the same buckets): no careful path
+            self.native_hot = dict.fromkeys(hot, 0) if len(hot) <= self.native_hot_cap else {}
+
+    def copy_native(self) -> NativeHistogram | None:
+        """A copy of the native histogram with what the listener counted since the last fold (a scrape's
+        snapshot: take it in the same instant as :meth:`copy_unfolded`); None when native histograms are off."""
+        native = self.native
+        if native is None:
+            return None
+        copy = native.copy()
+        hot = self.native_hot
+        if hot and any(hot.values()):
+            copy.add_counts(hot, self.native_schema)
+        return copy
+
+    def add_native(self, time_ms: float) -> None:
+        """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
+        histogram, and give its bucket a key in :attr:`native_hot` so that the listener takes it from now on
+        (up to :attr:`native_hot_cap`). Nothing when native histograms are off."""
+        native, hot = self.native, self.native_hot
+        if native is None or hot is None:
+            return
+        native.observe(time_ms)
+        if len(hot) < self.native_hot_cap:
+            hot.setdefault(native_index(time_ms, self.native_schema), 0)
+
+    def add_native_wire(self, wire: Any) -> int:
+        """Add a worker's native delta (:meth:`NativeHistogram.to_wire` form); returns the observations added.
+        ``ValueError`` when malformed. Nothing when native histograms are off here (returns 0)."""
+        if self.native is None:
+            return 0
+        delta = NativeHistogram.from_wire(wire, max_buckets=0)
+        self.fold()
+        self.native.merge(delta)
+        return delta.count
 
     def copy_unfolded(self) -> Unfolded:
         """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
@@ -374,6 +432,9 @@ class RequestRecorder:
         slow_thresholds: per-endpoint thresholds (exact names win over regexes, regexes in order).
         max_names: most distinct ``(method, name)`` entries; further ones count under
             ``name="__overflow__"`` (same method) and in :attr:`dropped`.
+        native: ``(schema, max_buckets)`` to keep a native histogram per entry too
+            (``--metrics-native-schema``, ``--metrics-native-max-buckets``), or None (off: the listener is
+            the classic one, unchanged).
 
     Attributes:
         endpoints: ``{(method, name): EndpointStats}``, the exported entries plus overflow entries.
@@ -392,8 +453,9 @@ class RequestRecorder:
         default_slow_ms: float,
         slow_thresholds: Iterable[SlowThreshold] = (),
         max_names: int = 500,
+        native: tuple[int, int] | None = None,
     ) -> None:
-        self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names)
+        self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names, native)
         self.endpoints: dict[tuple[str, str], EndpointStats] = {}
         # the hot path's index of the same entries, {name: {method: EndpointStats}}: two lookups with
         # str keys (hashes cached) are cheaper than building and hashing a (method, name) tuple
@@ -406,11 +468,22 @@ class RequestRecorder:
         self.record, self.on_request = self._make_listener()
 
     def configure(
-        self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int
+        self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int,
+        native: tuple[int, int] | None = None,
     ) -> None:
-        """Set bucket bounds (ms), thresholds (ms) and the name cap. Only valid while no endpoint exists."""
+        """Set bucket bounds (ms), thresholds (ms), the name cap and native histograms (``(schema, max_buckets)``
+        or None). Only valid while no endpoint exists. When ``native`` changes, :attr:`record` and
+        :attr:`on_request` are made anew: the caller attaches the new ones (``dispatch.attach``)."""
         if getattr(self, "endpoints", None):
             raise RuntimeError("configure() needs an empty recorder")
+        if native is not None:
+            native = (int(native[0]), int(native[1]))
+            NativeHistogram(*native)  # ValueError naming a bad schema or bound
+        changed = native != getattr(self, "native", None)
+        self.native = native
+        self._indexer = None if native is None else native_indexer(native[0])
+        if changed and hasattr(self, "record"):
+            self.record, self.on_request = self._make_listener()
         self.default_slow_ms = float(default_slow_ms)
         thresholds = list(slow_thresholds)
         self._exact_thresholds = {t.pattern: t.ms for t in thresholds if not t.regex}
@@ -433,8 +506,11 @@ class RequestRecorder:
 
         All three are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
         refills the lists), so the closures stay valid for the recorder's life. Locals instead of
-        attribute lookups keep ``record`` at a few hundred nanoseconds per request.
+        attribute lookups keep ``record`` at a few hundred nanoseconds per request. With native histograms on,
+        :meth:`_make_native_listener` builds it instead (this one is then not used: off costs as before).
         """
+        if self.native is not None:
+            return self._make_native_listener()
         by_name = self._by_name
         bounds = self._bounds
         table = self._table
@@ -507,6 +583,90 @@ class RequestRecorder:
 
         return record, on_request
 
+    def _make_native_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
+        """:meth:`_make_listener` with a native histogram too: the same code, plus the bucket of the response
+        time at the recorder's schema from :class:`~locust_metrics.native.NativeIndexer`'s tables (its
+        docstring's snippet, inlined; ``ceil(response_time)`` shared with the classic table) and one count in
+        the endpoint's :attr:`EndpointStats.native_hot`. A bucket without a key yet raises ``KeyError`` before
+        any change, like a new status: the careful path records the request (classic and native) and adds
+        the key. Times beyond the indexer's tables (65.5 s) go to the careful path too."""
+        by_name = self._by_name
+        bounds = self._bounds
+        table = self._table
+        careful = self._record_carefully
+        careful_failure = self._record_failure_carefully
+        bisect = bisect_left
+        label_of = error_label
+        indexer = self._indexer
+        assert indexer is not None
+        schema = indexer.schema
+        fine_limit, fine_scale = indexer.fine_limit_ms, indexer.fine_scale
+        coarse_index, coarse_above = indexer.coarse_index, indexer.coarse_above
+        fine_index, fine_above = indexer.fine_index, indexer.fine_above
+        finer, exact_index = FINER, native_index
+
+        def record(
+            request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
+        ) -> None:
+            """Record one Locust ``request`` event (locust-metrics, with native histograms); see
+            :meth:`RequestRecorder._make_listener`'s ``record``. Never raises."""
+            try:
+                # everything that can raise comes before the first change (see the classic listener)
+                endpoint = by_name[name][request_type]
+                status = 0 if response is None else response.status_code
+                counts = endpoint.hot[status]
+                response_bytes = counts[1] + response_length  # 1: HOT_BYTES
+                if response_time is None:
+                    if not response_length >= 0:
+                        raise ValueError
+                    counts[2] += 1  # HOT_NO_TIME
+                    counts[1] = response_bytes
+                else:
+                    if not (response_time >= 0.0 and response_length >= 0):
+                        raise ValueError
+                    cell = ceil(response_time)
+                    index = table[cell]
+                    if index is None:
+                        index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
+                    if response_time > fine_limit:  # NativeIndexer's snippet
+                        k = coarse_index[cell]  # IndexError above its top: the careful path
+                        if response_time > coarse_above[cell]:
+                            k += 1
+                    else:
+                        cell = ceil(response_time * fine_scale)
+                        k = fine_index[cell]
+                        if response_time > fine_above[cell]:
+                            k += 1
+                        elif k is finer:
+                            k = exact_index(response_time, schema)
+                    native = endpoint.native_hot
+                    n = native[k] + 1  # KeyError (a bucket without a key yet): the careful path
+                    sum_ms = counts[0] + response_time  # 0: HOT_SUM
+                    # nothing below raises
+                    counts[index] += 1
+                    counts[0] = sum_ms
+                    counts[1] = response_bytes
+                    native[k] = n
+            except Exception:
+                careful(request_type, name, response_time, response_length, response, exception)
+                return
+            try:
+                if exception:
+                    endpoint.add_failure(label_of(status, exception))
+            except Exception:
+                careful_failure(endpoint, exception)
+
+        def on_request(
+            request_type: Any = None, name: Any = None, response_time: Any = None, response_length: Any = 0,
+            response: Any = None, exception: Any = None, *, context: Any = None, start_time: Any = None,
+            url: Any = None, **_other: Any,
+        ) -> None:
+            """Locust ``request`` event listener (locust-metrics, with native histograms): :meth:`record` of its
+            arguments. Never raises."""
+            record(request_type, name, response_time, response_length, response, exception)
+
+        return record, on_request
+
     # ------------------------------------------------------------------ slow paths
     def _record_carefully(
         self, request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
@@ -563,6 +723,8 @@ class RequestRecorder:
                     time_ms = MAX_RESPONSE_TIME_MS
 
             endpoint.add_request(status, None if time_ms is None else bisect_left(self.bounds_ms, time_ms), time_ms, length)
+            if time_ms is not None and endpoint.native is not None:
+                endpoint.add_native(time_ms)  # the same observation, handled as the classic histogram handles it
             endpoint.add_hot_record(status)  # the fast path takes this status from now on
         except Exception:  # a bug of ours: never break the user's test
             self._log_bug_once(name)
@@ -648,7 +810,8 @@ class RequestRecorder:
 
     def _new_endpoint(self, method: str, name: str) -> EndpointStats:
         slow_ms = self.slow_threshold_for(name)
-        return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms))
+        return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms),
+                             self.native)
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).
@@ -685,6 +848,18 @@ class RequestRecorder:
             "count": sum(e.count for e in self.endpoints.values()),
             "slow": sum(e.folded().slow for e in self.endpoints.values()),
         }
+
+
+_INDEXERS: dict[int, NativeIndexer] = {}
+
+
+def native_indexer(schema: int) -> NativeIndexer:
+    """The :class:`~locust_metrics.native.NativeIndexer` of ``schema``, built once per process (5-40 ms,
+    about 2 MB) and shared by every recorder."""
+    indexer = _INDEXERS.get(schema)
+    if indexer is None:
+        indexer = _INDEXERS[schema] = NativeIndexer(schema)
+    return indexer
 
 
 def _short(value: Any, limit: int = 80) -> str:
