@@ -11,6 +11,9 @@ Prints, as medians (and minima) of interleaved repeats on this machine:
   docstring shows, the same plus the hot dict's ``d[k] += 1``, and the exact :func:`native_index`;
   response times drawn as ``benchmarks/bench.py`` draws them (lognormal, median 33 ms) and as on a
   local network (median 1 ms);
+* nanoseconds added per ``request`` event by the whole listener with native histograms off and on, against a
+  naive prometheus_client listener, in interleaved rounds as ``benchmarks/bench.py`` measures its hot path
+  (``--hot-path``: this section only; ``--instructions``: the same in instructions, counted by callgrind);
 * milliseconds to encode a protobuf scrape of 500 endpoints (each a histogram with 21 classic buckets and
   about 40 populated native ones, three counters and a gauge) with the ``protobuf`` library, against
   ``prometheus_client.generate_latest`` of the same families in the text format (classic buckets only).
@@ -196,8 +199,191 @@ def encode_costs(endpoints: int = 500, schema: int = 6, repeats: int = 9) -> Non
     print(f"  ratio protobuf / text: {p / t:.0%}")
 
 
+def _fast_response(status_code: int):
+    """A real ``FastResponse`` over a real geventhttpclient response (as ``benchmarks/bench.py`` makes them)."""
+    from geventhttpclient.response import HTTPResponse
+    from locust.contrib.fasthttp import FastResponse
+
+    parsed = HTTPResponse()
+    parsed.feed(f"HTTP/1.1 {status_code} Whatever\r\nContent-Length: 0\r\n\r\n".encode())
+    return FastResponse(parsed)
+
+
+def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: int = 1) -> dict[str, float]:
+    """Nanoseconds added per ``request`` event by the recorder with native histograms off and on (schema 6, 160
+    buckets), and by a naive prometheus_client listener, each alone on a Locust ``Environment`` (attached as
+    ``install()`` does it), in interleaved rounds of ``chunk`` events; each added cost is the median over
+    rounds of the variant's time minus the no-listener time of the same round (``benchmarks/bench.py``'s
+    method). Events as ``bench.py`` draws them: lognormal(3.5, 0.8) mod 1500 ms, 2% failures, ``names``
+    entries. Returns the medians and the ratios; prints them."""
+    from locust import User, task
+    from locust.env import Environment
+    from locust.exception import CatchResponseError
+    from prometheus_client import Counter, Histogram
+
+    from locust_metrics.dispatch import attach
+    from locust_metrics.options import Settings
+    from locust_metrics.recorder import RequestRecorder
+
+    class _User(User):
+        @task
+        def nothing(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    rng = random.Random(seed)
+    ok, not_found, error = _fast_response(200), _fast_response(404), _fast_response(500)
+    events = []
+    for i in range(chunk):
+        roll = rng.random()
+        response, exception = ok, None
+        if roll < 0.01:
+            response, exception = not_found, Exception("404 Client Error")
+        elif roll < 0.02:
+            response, exception = error, CatchResponseError("payment failed")
+        events.append({
+            "request_type": "POST" if i % names % 4 == 0 else "GET", "name": f"/api/endpoint/{i % names}",
+            "response_time": rng.lognormvariate(3.5, 0.8) % 1500, "response_length": 512, "response": response,
+            "context": {}, "exception": exception, "start_time": 0.0, "url": None,
+        })
+
+    def naive(registry: CollectorRegistry):
+        buckets = Settings.from_kwargs().buckets_s
+        duration = Histogram("naive_request_duration_seconds", "d", ["method", "name"], buckets=buckets, registry=registry)
+        requests = Counter("naive_requests_total", "r", ["method", "name", "status_code"], registry=registry)
+        failures = Counter("naive_request_failures_total", "f", ["method", "name", "error"], registry=registry)
+        slow = Counter("naive_slow_requests_total", "s", ["method", "name"], registry=registry)
+        size = Counter("naive_response_size_bytes_total", "b", ["method", "name"], registry=registry)
+
+        def on_request(request_type, name, response_time, response_length, response=None, exception=None, **_kw):
+            if response_time is not None:
+                duration.labels(request_type, name).observe(response_time / 1000.0)
+                if response_time > 1000:
+                    slow.labels(request_type, name).inc()
+            requests.labels(request_type, name, str(getattr(response, "status_code", 0))).inc()
+            size.labels(request_type, name).inc(response_length)
+            if exception:
+                failures.labels(request_type, name, type(exception).__name__).inc()
+
+        return on_request
+
+    def environment(variant: str) -> Environment:
+        env = Environment(user_classes=[_User])
+        if variant in ("off", "on"):
+            settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
+            recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
+                                       settings.native())
+            assert attach(env.events.request, recorder.on_request, recorder.record)
+        elif variant == "naive":
+            env.events.request.add_listener(naive(CollectorRegistry()))
+        return env
+
+    variants = ("empty", "off", "on", "naive")
+    fires = []
+    for variant in variants:
+        fire = environment(variant).events.request.fire
+        for kwargs in events:  # warm up: first sightings of every name, status and bucket
+            fire(**kwargs)
+        fires.append((variant, fire))
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for index in range(rounds):
+        order = fires[index % len(fires):] + fires[: index % len(fires)]
+        for variant, fire in order if index % 2 == 0 else reversed(order):
+            start = time.perf_counter_ns()
+            for kwargs in events:
+                fire(**kwargs)
+            times[variant].append((time.perf_counter_ns() - start) / chunk)
+    added = {v: [t - e for t, e in zip(times[v], times["empty"])] for v in variants[1:]}
+    result = {f"{v}_added_ns": statistics.median(added[v]) for v in variants[1:]}
+    result["off_vs_naive"] = statistics.median(o / n for o, n in zip(added["off"], added["naive"]) if n > 0)
+    result["on_vs_naive"] = statistics.median(o / n for o, n in zip(added["on"], added["naive"]) if n > 0)
+    result["native_increment_vs_naive"] = statistics.median(
+        (o - f) / n for o, f, n in zip(added["on"], added["off"], added["naive"]) if n > 0)
+    print(f"hot path, ns added per request event ({rounds} rounds of {chunk} events, {names} names; medians):")
+    print(f"  locust-metrics, native off: {result['off_added_ns']:6.0f} ns  ({result['off_vs_naive']:.3f} x naive)")
+    print(f"  locust-metrics, native on:  {result['on_added_ns']:6.0f} ns  ({result['on_vs_naive']:.3f} x naive; "
+          f"budget 0.10)")
+    print(f"  native's increment:         {result['on_added_ns'] - result['off_added_ns']:6.0f} ns  "
+          f"({result['native_increment_vs_naive']:.3f} x naive)")
+    print(f"  naive prometheus_client:    {result['naive_added_ns']:6.0f} ns")
+    return result
+
+
+_INSTRUCTIONS_CHILD = r"""
+import gc
+import sys
+sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[4])
+import bench
+from locust.env import Environment
+from prometheus_client import CollectorRegistry
+from locust_metrics.dispatch import attach
+from locust_metrics.options import Settings
+from locust_metrics.recorder import RequestRecorder
+
+variant, n = sys.argv[1], int(sys.argv[2])
+env = Environment(user_classes=[bench._BenchUser])
+hook = env.events.request
+if variant in ("off", "on"):
+    settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
+    recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names, settings.native())
+    assert attach(hook, recorder.on_request, recorder.record)
+elif variant == "naive":
+    hook.add_listener(bench.naive_listener(CollectorRegistry()))
+events = bench._events(2048, 50)
+fire = hook.fire
+for kwargs in events:
+    fire(**kwargs)
+gc.collect()
+gc.freeze()
+for i in range(n):
+    fire(**events[i % 2048])
+"""
+
+
+def hot_path_instructions(events: int = 10_000) -> dict[str, float]:
+    """Instructions (valgrind's callgrind) added per ``request`` event by the recorder with native histograms off
+    and on, and by ``benchmarks/bench.py``'s naive listener, as ``benchmarks/instructions.py`` counts them (a long
+    and a short run per variant; their difference per event, minus the no-listener variant's). Prints them."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def count(variant: str, n: int, workdir: str) -> int:
+        out = os.path.join(workdir, f"callgrind.{variant}.{n}")
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", _INSTRUCTIONS_CHILD,
+             variant, str(n), here, os.path.join(here, "..")],
+            capture_output=True, text=True, timeout=1800, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        match = re.search(r"Collected : (\d+)", result.stderr)
+        if match is None:
+            raise RuntimeError(result.stderr[-2000:])
+        return int(match.group(1))
+
+    short = events // 5
+    per_event = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for variant in ("empty", "off", "on", "naive"):
+            per_event[variant] = (count(variant, events, workdir) - count(variant, short, workdir)) / (events - short)
+    added = {v: per_event[v] - per_event["empty"] for v in ("off", "on", "naive")}
+    print("hot path, instructions added per request event (callgrind):")
+    for v in ("off", "on", "naive"):
+        print(f"  {v:6s} {added[v]:>9,.0f}  ({added[v] / added['naive']:.3f} x naive)")
+    print(f"  native's increment: {added['on'] - added['off']:,.0f} ({(added['on'] - added['off']) / added['naive']:.3f} x naive)")
+    return added
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--hot-path"]:
+        hot_path_costs()
+        sys.exit(0)
+    if sys.argv[1:] == ["--instructions"]:
+        hot_path_instructions()
+        sys.exit(0)
     print(f"protobuf {pb.__name__}: {__import__('google.protobuf').protobuf.__version__}, "
           f"implementation {__import__('google.protobuf.internal.api_implementation', fromlist=['Type']).Type()}")
     index_costs(6)
     encode_costs()
+    hot_path_costs()

@@ -25,11 +25,12 @@ import numbers
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
 from math import ceil
 from operator import add
 from typing import Any, NamedTuple
 
-from .native import FINER, NativeHistogram, NativeIndexer, native_index
+from .native import FINER, NativeHistogram, NativeHotLayout, NativeIndexer
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -154,19 +155,20 @@ class EndpointStats:
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
         native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
             histograms are off), holding the same observations as :attr:`buckets` once folded.
-        native_hot: what the request listener counted since the last fold, ``{bucket index at native_schema:
-            n}`` (None: the zero bucket); keys are kept (zeroed) across folds, at most :attr:`native_hot_cap`.
-        native_schema: the schema of :attr:`native_hot`'s indices (the recorder's ``--metrics-native-schema``).
+        native_hot: what the request listener counted since the last fold: a list of counts, one per
+            position of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`: the zero bucket
+            and every bucket of the recorder's schema up to 65.5 s); None when native histograms are off.
+        native_layout: that layout (shared by the recorder's entries), or None.
     """
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot", "native", "native_hot", "native_schema",
+        "failures", "hot", "native", "native_hot", "native_layout",
     )
 
     def __init__(
         self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None,
-        native: tuple[int, int] | None = None,
+        native: tuple[NativeHotLayout, int] | None = None,
     ) -> None:
         self.method = method
         self.name = name
@@ -179,17 +181,15 @@ class EndpointStats:
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
         self.hot: dict[int, list[Any]] = {}
-        # native histograms (``native``: (schema, max buckets), or None when off)
-        self.native: NativeHistogram | None = None if native is None else NativeHistogram(*native)
-        self.native_hot: dict[int | None, int] | None = None if native is None else {}
-        self.native_schema = 0 if native is None else native[0]
-
-    @property
-    def native_hot_cap(self) -> int:
-        """Most keys :attr:`native_hot` keeps (beyond, new buckets take the careful path): twice the histogram's
-        bucket bound (1024 when unbounded), so that memory stays bounded per endpoint."""
-        native = self.native
-        return 1024 if native is None or not native.max_buckets else 2 * native.max_buckets
+        # native histograms (``native``: (hot layout, max buckets), or None when off)
+        self.native: NativeHistogram | None = None
+        self.native_hot: list[int] | None = None
+        self.native_layout: NativeHotLayout | None = None
+        if native is not None:
+            layout, max_buckets = native
+            self.native = NativeHistogram(layout.schema, max_buckets)
+            self.native_hot = [0] * layout.size
+            self.native_layout = layout
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -208,11 +208,12 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
-        hot = self.native_hot
-        if hot and any(hot.values()):
-            self.native.add_counts(hot, self.native_schema)  # type: ignore[union-attr]  # set with native_hot
-            # keep the keys (the next interval's requests mostly fall in the same buckets): no careful path
-            self.native_hot = dict.fromkeys(hot, 0) if len(hot) <= self.native_hot_cap else {}
+        hot, layout = self.native_hot, self.native_layout
+        if hot is not None and layout is not None and any(hot):
+            counts = layout.counts(hot)
+            self.native.add_counts(counts, layout.schema)  # type: ignore[union-attr]  # set with native_hot
+            for position in compress(range(len(hot)), hot):
+                hot[position] = 0
 
     def copy_native(self) -> NativeHistogram | None:
         """A copy of the native histogram with what the listener counted since the last fold (a scrape's
@@ -221,21 +222,17 @@ class EndpointStats:
         if native is None:
             return None
         copy = native.copy()
-        hot = self.native_hot
-        if hot and any(hot.values()):
-            copy.add_counts(hot, self.native_schema)
+        hot, layout = self.native_hot, self.native_layout
+        if hot is not None and layout is not None and any(hot):
+            copy.add_counts(layout.counts(hot), layout.schema)
         return copy
 
     def add_native(self, time_ms: float) -> None:
         """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
-        histogram, and give its bucket a key in :attr:`native_hot` so that the listener takes it from now on
-        (up to :attr:`native_hot_cap`). Nothing when native histograms are off."""
-        native, hot = self.native, self.native_hot
-        if native is None or hot is None:
-            return
-        native.observe(time_ms)
-        if len(hot) < self.native_hot_cap:
-            hot.setdefault(native_index(time_ms, self.native_schema), 0)
+        histogram. Nothing when native histograms are off."""
+        if self.native is not None:
+            self.fold()
+            self.native.observe(time_ms)
 
     def add_native_wire(self, wire: Any) -> int:
         """Add a worker's native delta (:meth:`NativeHistogram.to_wire` form); returns the observations added.
@@ -481,7 +478,7 @@ class RequestRecorder:
             NativeHistogram(*native)  # ValueError naming a bad schema or bound
         changed = native != getattr(self, "native", None)
         self.native = native
-        self._indexer = None if native is None else native_indexer(native[0])
+        self._native_layout = None if native is None else native_layout(native[0])
         if changed and hasattr(self, "record"):
             self.record, self.on_request = self._make_listener()
         self.default_slow_ms = float(default_slow_ms)
@@ -586,10 +583,10 @@ class RequestRecorder:
     def _make_native_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
         """:meth:`_make_listener` with a native histogram too: the same code, plus the bucket of the response
         time at the recorder's schema from :class:`~locust_metrics.native.NativeIndexer`'s tables (its
-        docstring's snippet, inlined; ``ceil(response_time)`` shared with the classic table) and one count in
-        the endpoint's :attr:`EndpointStats.native_hot`. A bucket without a key yet raises ``KeyError`` before
-        any change, like a new status: the careful path records the request (classic and native) and adds
-        the key. Times beyond the indexer's tables (65.5 s) go to the careful path too."""
+        docstring's snippet, inlined, on :class:`~locust_metrics.native.NativeHotLayout`'s tables of list
+        positions; ``ceil(response_time)`` shared with the classic table) and one count in the endpoint's
+        :attr:`EndpointStats.native_hot` list. Times beyond the tables (65.5 s) and below the list's first
+        bucket (a few µs) raise ``IndexError`` before any change: the careful path records them."""
         by_name = self._by_name
         bounds = self._bounds
         table = self._table
@@ -597,13 +594,12 @@ class RequestRecorder:
         careful_failure = self._record_failure_carefully
         bisect = bisect_left
         label_of = error_label
-        indexer = self._indexer
-        assert indexer is not None
-        schema = indexer.schema
-        fine_limit, fine_scale = indexer.fine_limit_ms, indexer.fine_scale
-        coarse_index, coarse_above = indexer.coarse_index, indexer.coarse_above
-        fine_index, fine_above = indexer.fine_index, indexer.fine_above
-        finer, exact_index = FINER, native_index
+        layout = self._native_layout
+        assert layout is not None
+        fine_limit, fine_scale = layout.fine_limit_ms, layout.fine_scale
+        coarse_index, coarse_above = layout.coarse_index, layout.coarse_above
+        fine_index, fine_above = layout.fine_index, layout.fine_above
+        finer, position = FINER, layout.position
 
         def record(
             request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
@@ -628,7 +624,7 @@ class RequestRecorder:
                     index = table[cell]
                     if index is None:
                         index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
-                    if response_time > fine_limit:  # NativeIndexer's snippet
+                    if response_time > fine_limit:  # NativeIndexer's snippet, on list positions
                         k = coarse_index[cell]  # IndexError above its top: the careful path
                         if response_time > coarse_above[cell]:
                             k += 1
@@ -638,15 +634,13 @@ class RequestRecorder:
                         if response_time > fine_above[cell]:
                             k += 1
                         elif k is finer:
-                            k = exact_index(response_time, schema)
-                    native = endpoint.native_hot
-                    n = native[k] + 1  # KeyError (a bucket without a key yet): the careful path
+                            k = position(response_time)  # IndexError below the list: the careful path
                     sum_ms = counts[0] + response_time  # 0: HOT_SUM
-                    # nothing below raises
+                    # nothing below raises (k is a position of the list)
                     counts[index] += 1
                     counts[0] = sum_ms
                     counts[1] = response_bytes
-                    native[k] = n
+                    endpoint.native_hot[k] += 1
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
                 return
@@ -810,8 +804,9 @@ class RequestRecorder:
 
     def _new_endpoint(self, method: str, name: str) -> EndpointStats:
         slow_ms = self.slow_threshold_for(name)
+        layout = self._native_layout
         return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms),
-                             self.native)
+                             None if layout is None or self.native is None else (layout, self.native[1]))
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).
@@ -850,16 +845,17 @@ class RequestRecorder:
         }
 
 
-_INDEXERS: dict[int, NativeIndexer] = {}
+_LAYOUTS: dict[int, NativeHotLayout] = {}
 
 
-def native_indexer(schema: int) -> NativeIndexer:
-    """The :class:`~locust_metrics.native.NativeIndexer` of ``schema``, built once per process (5-40 ms,
-    about 2 MB) and shared by every recorder."""
-    indexer = _INDEXERS.get(schema)
-    if indexer is None:
-        indexer = _INDEXERS[schema] = NativeIndexer(schema)
-    return indexer
+def native_layout(schema: int) -> NativeHotLayout:
+    """The :class:`~locust_metrics.native.NativeHotLayout` of ``schema`` (from its
+    :class:`~locust_metrics.native.NativeIndexer`), built once per process (tens of ms, about 3 MB at schema 6)
+    and shared by every recorder."""
+    layout = _LAYOUTS.get(schema)
+    if layout is None:
+        layout = _LAYOUTS[schema] = NativeHotLayout(NativeIndexer(schema))
+    return layout
 
 
 def _short(value: Any, limit: int = 80) -> str:
