@@ -208,12 +208,15 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
-        hot, layout = self.native_hot, self.native_layout
-        if hot is not None and layout is not None and any(hot):
-            counts = layout.counts(hot)
-            self.native.add_counts(counts, layout.schema)  # type: ignore[union-attr]  # set with native_hot
-            for position in compress(range(len(hot)), hot):
-                hot[position] = 0
+            # the listener counts a native bucket only with a classic one: clean hot records, clean hot list
+            # (no scan of the list's 1,665 entries when nothing was recorded)
+            hot, layout = self.native_hot, self.native_layout
+            if hot is not None and layout is not None:
+                counts = layout.counts(hot)
+                if counts:
+                    self.native.add_counts(counts, layout.schema)  # type: ignore[union-attr]  # set with native_hot
+                    for position in compress(range(len(hot)), hot):
+                        hot[position] = 0
 
     def copy_native(self) -> NativeHistogram | None:
         """A copy of the native histogram with what the listener counted since the last fold (a scrape's
@@ -223,7 +226,7 @@ class EndpointStats:
             return None
         copy = native.copy()
         hot, layout = self.native_hot, self.native_layout
-        if hot is not None and layout is not None and any(hot):
+        if hot is not None and layout is not None and any(map(any, self.hot.values())):  # see fold()
             copy.add_counts(layout.counts(hot), layout.schema)
         return copy
 
