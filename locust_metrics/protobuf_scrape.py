@@ -175,7 +175,8 @@ class ProtobufRenderer:
             cumulative = list(accumulate(buckets))
             if keep is not None:
                 cumulative = [cumulative[i] for i in keep]
-            duration.append(histogram(base, cumulative[-1], sum_ms / 1000.0, bounds_s, cumulative[:-1], native))
+            duration.append(histogram(base, cumulative[-1], sum_ms / 1000.0, bounds_s, cumulative[:-1],
+                                      None if native is None else native.total()))
             merged: dict[str, Any] = {}
             for status, n in statuses:
                 label = status_label(status)

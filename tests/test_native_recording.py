@@ -56,7 +56,7 @@ def test_native_buckets_equal_the_reference_hostile_values_included(schema: int)
             recorder.record("GET", "/a", ms, 10, Response(200), None)
     endpoint = recorder.endpoints[("GET", "/a")]
     expected = reference(VALUES + VALUES, schema, 0)
-    assert endpoint.copy_native() == expected  # before the fold: snapshot copy adds the hot counts
+    assert endpoint.copy_native().total() == expected  # before the fold: snapshot copy adds the hot counts
     endpoint.fold()
     assert endpoint.native == expected
     assert endpoint.native.count == endpoint.count == sum(sanitized(v) is not None for v in VALUES) * 2
@@ -180,3 +180,21 @@ def test_a_recorder_without_native_ignores_native_deltas() -> None:
 
 def test_recorder_keyword() -> None:
     assert RequestRecorder([10.0], 10.0, native=(4, 20)).native == (4, 20)
+
+
+def test_native_deltas_are_checked_at_the_merge_and_added_at_the_next_fold() -> None:
+    """A merge only takes the deltas (the master's loop is not held by 70,000 dict updates per report); a
+    scrape's sliced fold, or a snapshot's copy, adds them."""
+    master = make_recorder(native_histograms=True)
+    merger = PayloadMerger(master)
+    worker = make_recorder(native_histograms=True)
+    for report in range(3):
+        for ms in (1.0, 20.0, 300.0 + report):
+            worker.record("GET", "/p", ms, 5, Response(200), None)
+        merger.merge(take_payload(worker, "w0", None))
+    endpoint = master.endpoints[("GET", "/p")]
+    assert len(endpoint.native_pending) == 3 and endpoint.native.count == 0  # the classic merge did not fold them
+    expected = reference([1.0, 20.0, 300.0, 1.0, 20.0, 301.0, 1.0, 20.0, 302.0], 6, 160)
+    assert endpoint.copy_native().total() == expected and len(endpoint.native_pending) == 3  # a copy adds to itself
+    endpoint.fold()
+    assert endpoint.native == expected and not endpoint.native_pending
