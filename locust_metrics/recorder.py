@@ -82,6 +82,11 @@ MAX_HOT_STATUSES = 8
 through the careful path (slower)."""
 
 
+MAX_PENDING_NATIVE = 8
+"""Most worker deltas of native histograms an entry keeps before adding them (:meth:`EndpointStats.add_native_wire`);
+scrapes add them sooner."""
+
+
 class Totals(NamedTuple):
     """The totals of one entry (or what hot records add to them). Times in **milliseconds**.
 
@@ -290,6 +295,8 @@ class EndpointStats:
                 raise ValueError
         except (TypeError, ValueError):
             raise ValueError(f"malformed native histogram: {str(wire)[:200]}") from None
+        if len(self.native_pending) >= MAX_PENDING_NATIVE:  # nobody scrapes: bounded memory, the merge pays
+            self.fold_pending()
         self.native_pending.append((schema, zero_count, flat))
         return zero_count + sum(counts)
 

@@ -198,3 +198,18 @@ def test_native_deltas_are_checked_at_the_merge_and_added_at_the_next_fold() -> 
     assert endpoint.copy_native().total() == expected and len(endpoint.native_pending) == 3  # a copy adds to itself
     endpoint.fold()
     assert endpoint.native == expected and not endpoint.native_pending
+
+
+def test_native_deltas_wait_for_a_fold_in_bounded_numbers() -> None:
+    from locust_metrics.recorder import MAX_PENDING_NATIVE
+
+    master = make_recorder(native_histograms=True)
+    merger = PayloadMerger(master)
+    worker = make_recorder(native_histograms=True)
+    for report in range(3 * MAX_PENDING_NATIVE):
+        worker.record("GET", "/p", 1.0 + report, 5, Response(200), None)
+        merger.merge(take_payload(worker, "w0", None))
+        assert len(master.endpoints[("GET", "/p")].native_pending) <= MAX_PENDING_NATIVE
+    endpoint = master.endpoints[("GET", "/p")]
+    endpoint.fold()
+    assert endpoint.native.count == endpoint.count == 3 * MAX_PENDING_NATIVE
