@@ -14,6 +14,8 @@ Prints, as medians (and minima) of interleaved repeats on this machine:
 * nanoseconds added per ``request`` event by the whole listener with native histograms off and on, against a
   naive prometheus_client listener, in interleaved rounds as ``benchmarks/bench.py`` measures its hot path
   (``--hot-path``: this section only; ``--instructions``: the same in instructions, counted by callgrind);
+* a protobuf scrape of 500 endpoints through the exporter (fold, snapshot, sliced render: CPU and longest
+  slice) against ``generate_latest`` (``--scrape``: this section only);
 * milliseconds to encode a protobuf scrape of 500 endpoints (each a histogram with 21 classic buckets and
   about 40 populated native ones, three counters and a gauge) with the ``protobuf`` library, against
   ``prometheus_client.generate_latest`` of the same families in the text format (classic buckets only).
@@ -308,6 +310,83 @@ def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: 
     return result
 
 
+NATIVE_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+"""The ``Accept`` header of Prometheus 2.42 with ``--enable-feature=native-histograms``."""
+
+
+def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: int = 1) -> dict[str, float]:
+    """A scrape of ``names`` endpoints with native histograms on (each ``per_name`` requests, ``bench.py``'s
+    lognormal times): the thread CPU of a protobuf scrape (fold, snapshot, sliced render) and of an
+    OpenMetrics one, against ``generate_latest`` of the same registry (text, classic only); and the longest
+    stretch between two pauses of the protobuf scrape (what it holds the event loop). Medians of ``repeats``;
+    traffic is added between repeats so that every scrape folds. Prints them."""
+    from locust import User, task
+    from locust.env import Environment
+
+    from locust_metrics.options import Settings
+    from locust_metrics.plugin import MetricsExporter
+    from locust_metrics.rendering import _gevent_pause as gevent_pause
+
+    class _User(User):
+        @task
+        def nothing(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    exporter = MetricsExporter(Environment(user_classes=[_User]), Settings.from_kwargs(port=0, native_histograms=True))
+    rng = random.Random(seed)
+    ok = _fast_response(200)
+    record = exporter.recorder.record
+
+    def traffic(n: int) -> None:
+        for i in range(names):
+            for _ in range(n):
+                record("GET", f"/api/endpoint/{i}", rng.lognormvariate(3.5, 0.8) % 1500, 512, ok, None)
+
+    traffic(per_name)
+    cpu = time.thread_time
+    figures: dict[str, list[float]] = {"protobuf_ms": [], "openmetrics_ms": [], "generate_latest_ms": [],
+                                       "longest_slice_ms": []}
+    for _ in range(repeats):
+        traffic(20)
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def pause(gaps: list[float] = gaps, last: list[float] = last) -> None:
+            """The renderer's own pause (one turn of the gevent loop), timed."""
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            gevent_pause()
+            last[0] = time.perf_counter()
+
+        start = cpu()
+        _, body = exporter.renderer.respond(NATIVE_ACCEPT, None, pause=pause)
+        figures["protobuf_ms"].append(1e3 * (cpu() - start))
+        gaps.append(time.perf_counter() - last[0])
+        figures["longest_slice_ms"].append(1e3 * max(gaps))
+        traffic(20)
+        start = cpu()
+        exporter.renderer.respond(NATIVE_ACCEPT.split(",", 1)[1], None, pause=None)
+        figures["openmetrics_ms"].append(1e3 * (cpu() - start))
+        start = cpu()
+        generate_latest(exporter.registry)
+        figures["generate_latest_ms"].append(1e3 * (cpu() - start))
+    result = {key: statistics.median(values) for key, values in figures.items()}
+    result["protobuf_vs_generate_latest"] = result["protobuf_ms"] / result["generate_latest_ms"]
+    buckets = statistics.median(len(e.native.buckets) for e in exporter.recorder.endpoints.values())
+    print(f"scrape of {names} names with native histograms on ({buckets:.0f} native buckets each, medians of {repeats}):")
+    print(f"  protobuf scrape (fold, snapshot, render): {result['protobuf_ms']:6.1f} ms CPU "
+          f"({result['protobuf_vs_generate_latest']:.2f} x generate_latest; budget 0.5), "
+          f"longest slice {result['longest_slice_ms']:.2f} ms (budget 5)")
+    print(f"  OpenMetrics scrape (fast path):           {result['openmetrics_ms']:6.1f} ms CPU")
+    print(f"  generate_latest (text, classic only):     {result['generate_latest_ms']:6.1f} ms CPU, "
+          f"{len(b''.join(body)):,} bytes of protobuf")
+    return result
+
+
 _INSTRUCTIONS_CHILD = r"""
 import gc
 import sys
@@ -379,6 +458,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--hot-path"]:
         hot_path_costs()
         sys.exit(0)
+    if sys.argv[1:] == ["--scrape"]:
+        scrape_costs()
+        sys.exit(0)
     if sys.argv[1:] == ["--instructions"]:
         hot_path_instructions()
         sys.exit(0)
@@ -387,3 +469,4 @@ if __name__ == "__main__":
     index_costs(6)
     encode_costs()
     hot_path_costs()
+    scrape_costs()

@@ -138,7 +138,7 @@ class ProtobufRenderer:
                 if known is None:
                     raise ValueError(f"no protobuf rendering for the per-endpoint family {family.name}")
                 role, name, kind = known
-                out.append(pb.family(name, family.documentation, kind, per_endpoint[role]))
+                out.append(_framed_family(name, family.documentation, kind, per_endpoint[role]))
             else:
                 out.append(encode_families([family]))
         return out
@@ -147,6 +147,8 @@ class ProtobufRenderer:
         self, renderer: ScrapeRenderer, snapshot: Snapshot, const_labels: dict[str, str],
         pause: Callable[[], None] | None,
     ) -> dict[str, list[bytes]]:
+        """Per role, the endpoints' ``Metric`` messages, each already framed as field 4 of a ``MetricFamily``
+        (tag, length, message: :func:`_frame`), so that only a join is left after the last slice."""
         key = tuple(sorted(const_labels.items()))
         if key != self._labels_key or len(self._labels) > 2 * len(snapshot.endpoints) + 64:
             self._labels, self._labels_key = {}, key
@@ -157,7 +159,14 @@ class ProtobufRenderer:
         out: dict[str, list[bytes]] = {role: [] for role, _, _ in _ROLES.values()}
         duration, requests, failures = out["duration"], out["requests"], out["failures"]
         slow_metrics, thresholds, sizes = out["slow"], out["threshold"], out["size"]
-        histogram, counter, gauge, labels_of = pb.histogram_metric, pb.counter_metric, pb.gauge_metric, pb.metric_labels
+        histogram, labels_of = pb.histogram_metric, pb.metric_labels
+
+        def counter(labels: bytes, value: float) -> bytes:
+            return _frame(pb.counter_metric(labels, value))
+
+        def gauge(labels: bytes, value: float) -> bytes:
+            return _frame(pb.gauge_metric(labels, value))
+
         status_label = _status_label
         clock, next_deadline = time.perf_counter, renderer.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
@@ -175,8 +184,8 @@ class ProtobufRenderer:
             cumulative = list(accumulate(buckets))
             if keep is not None:
                 cumulative = [cumulative[i] for i in keep]
-            duration.append(histogram(base, cumulative[-1], sum_ms / 1000.0, bounds_s, cumulative[:-1],
-                                      None if native is None else native.total()))
+            duration.append(_frame(histogram(base, cumulative[-1], sum_ms / 1000.0, bounds_s, cumulative[:-1],
+                                             None if native is None else native.total())))
             merged: dict[str, Any] = {}
             for status, n in statuses:
                 label = status_label(status)
@@ -192,6 +201,22 @@ class ProtobufRenderer:
                 pause()
                 deadline = next_deadline()
         return out
+
+
+_VARINTS = [pb.varint(n) for n in range(1 << 14)]  # lengths of up to 16 KB: one lookup
+
+
+def _frame(metric: bytes) -> bytes:
+    """``metric`` (a serialized ``Metric``) as field 4 of a ``MetricFamily``: tag, length, message."""
+    size = len(metric)
+    return b"\x22" + (_VARINTS[size] if size < 16384 else pb.varint(size)) + metric
+
+
+def _framed_family(name: str, help: str, kind: int, framed: list[bytes]) -> bytes:
+    """One delimited ``MetricFamily`` from metrics already framed by :func:`_frame`: the same bytes as
+    :func:`locust_metrics.protobuf.family` of the unframed metrics."""
+    body = pb.MetricFamily(name=name, help=help, type=kind).SerializeToString() + b"".join(framed)
+    return pb.varint(len(body)) + body
 
 
 _ROLES: dict[str, tuple[str, str, int]] = {

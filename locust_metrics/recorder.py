@@ -127,7 +127,7 @@ class NativeCopy(NamedTuple):
     """A copy of an entry's native histogram and of what is not added to it yet (:meth:`EndpointStats.copy_native`).
 
     Attributes:
-        histogram: a copy of the native histogram (the caller's own).
+        histogram: the native histogram as it was (shared with the entry until the entry changes it: read only).
         hot: ``(index, n)`` pairs the listener counted since the last fold, at ``hot_schema``.
         hot_schema: the schema of ``hot``.
         pending: worker deltas ``(schema, zero count, [index, n, ...])`` not added yet.
@@ -139,8 +139,11 @@ class NativeCopy(NamedTuple):
     pending: Sequence[tuple[int, int, list[int]]]
 
     def total(self) -> NativeHistogram:
-        """:attr:`histogram` with everything else added (in place: call it once)."""
+        """:attr:`histogram` with everything else added: a new histogram when there is anything to add."""
         histogram = self.histogram
+        if not self.hot and not self.pending:
+            return histogram
+        histogram = histogram.copy()
         if self.hot:
             histogram.add_counts(self.hot, self.hot_schema)
         for schema, zero_count, flat in self.pending:
@@ -194,7 +197,7 @@ class EndpointStats:
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot", "native", "native_hot", "native_layout", "native_pending",
+        "failures", "hot", "native", "native_hot", "native_layout", "native_pending", "native_shared",
     )
 
     def __init__(
@@ -222,6 +225,7 @@ class EndpointStats:
             self.native_hot = [0] * layout.size
             self.native_layout = layout
         self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
+        self.native_shared = False  # a snapshot holds self.native: copy it before changing it
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -253,7 +257,7 @@ class EndpointStats:
             if hot is not None and layout is not None:
                 counts = layout.counts(hot)
                 if counts:
-                    self.native.add_counts(counts, layout.schema)  # type: ignore[union-attr]  # set with native_hot
+                    self.writable_native().add_counts(counts, layout.schema)
                     for position in compress(range(len(hot)), hot):
                         hot[position] = 0
 
@@ -267,15 +271,26 @@ class EndpointStats:
             return None
         hot = self.native_hot
         dirty = hot is not None and any(map(any, self.hot.values()))  # see fold_hot()
-        return NativeCopy(native.copy(), layout.counts(hot) if dirty else (), layout.schema,  # type: ignore[arg-type]
+        self.native_shared = True  # copy on write: the next change copies it first (writable_native)
+        return NativeCopy(native, layout.counts(hot) if dirty else (), layout.schema,  # type: ignore[arg-type]
                           tuple(self.native_pending))
+
+    def writable_native(self) -> NativeHistogram:
+        """The native histogram, to change: a copy of it first when a snapshot holds it (:meth:`copy_native`
+        shares it instead of copying: a snapshot of 500 entries then takes no dict copy)."""
+        native = self.native
+        assert native is not None
+        if self.native_shared:
+            native = self.native = native.copy()
+            self.native_shared = False
+        return native
 
     def add_native(self, time_ms: float) -> None:
         """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
         histogram. Nothing when native histograms are off."""
         if self.native is not None:
             self.fold()
-            self.native.observe(time_ms)
+            self.writable_native().observe(time_ms)
 
     def add_native_wire(self, wire: Any) -> int:
         """Take a worker's native delta (:meth:`NativeHistogram.to_wire` form); returns the observations it holds.
@@ -303,8 +318,9 @@ class EndpointStats:
     def fold_pending(self) -> None:
         """Add the worker deltas taken by :meth:`add_native_wire` to the native histogram (exact, see
         :meth:`NativeHistogram.add_counts`)."""
-        pending, native = self.native_pending, self.native
-        if pending and native is not None:
+        pending = self.native_pending
+        if pending and self.native is not None:
+            native = self.writable_native()
             self.native_pending = []
             for schema, zero_count, flat in pending:
                 native.add_counts(zip(flat[::2], flat[1::2]), schema)

@@ -167,3 +167,11 @@ def test_encode_families_sends_counters_under_their_total_name() -> None:
     assert [(f.name, f.type) for f in families] == [("x_things_total", pb.COUNTER), ("x_level", pb.GAUGE)]
     assert [(p.name, p.value) for p in families[0].metric[0].label] == [("a", "1"), ("b", "2")]
     assert families[0].metric[0].counter.value == 5.0 and families[1].metric[0].gauge.value == 0.5
+
+
+def test_framed_families_are_the_library_framing() -> None:
+    from locust_metrics.protobuf_scrape import _frame, _framed_family
+
+    metrics = [pb.counter_metric((("a", "x" * n),), float(n)) for n in (0, 1, 200, 20_000)]
+    assert _framed_family("f_total", "F.", pb.COUNTER, [_frame(m) for m in metrics]) == pb.family(
+        "f_total", "F.", pb.COUNTER, metrics)

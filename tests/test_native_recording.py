@@ -213,3 +213,24 @@ def test_native_deltas_wait_for_a_fold_in_bounded_numbers() -> None:
     endpoint = master.endpoints[("GET", "/p")]
     endpoint.fold()
     assert endpoint.native.count == endpoint.count == 3 * MAX_PENDING_NATIVE
+
+
+def test_a_snapshot_copy_is_not_changed_by_what_comes_after_it() -> None:
+    """copy_native shares the histogram (no dict copy in the scrape's unsplittable snapshot); the entry copies
+    it before its next change."""
+    recorder = make_recorder(native_histograms=True)
+    for ms in (1.0, 2.0, 3.0):
+        recorder.record("GET", "/c", ms, 0, Response(200), None)
+    endpoint = recorder.endpoints[("GET", "/c")]
+    endpoint.fold()
+    copy = endpoint.copy_native()
+    assert copy.histogram is endpoint.native  # shared
+    for ms in (1.0, 500.0, -1.0, 1e15):  # fast path, careful path (new bucket? no: hot list), hostile ones
+        recorder.record("GET", "/c", ms, 0, Response(200), None)
+    endpoint.fold()
+    worker = make_recorder(native_histograms=True)
+    worker.record("GET", "/c", 7.0, 0, Response(200), None)
+    PayloadMerger(recorder).merge(take_payload(worker, "w", None))
+    endpoint.fold()
+    assert copy.total() == reference([1.0, 2.0, 3.0], 6, 160)
+    assert endpoint.native == reference([1.0, 2.0, 3.0, 1.0, 500.0, -1.0, 1e15, 7.0], 6, 160)
