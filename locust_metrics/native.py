@@ -334,13 +334,14 @@ class NativeHotLayout:
         coarse_index, coarse_above, fine_index, fine_above: its tables, indices as positions.
         offset: position ``p >= 1`` holds bucket ``p + offset``.
         size: the list's length (every position the tables give, and one above).
+        zeros: ``size`` zeros (what a fold copies into a hot list).
 
     Memory: the position tables (about 1 MB at schema 6, once per process and schema) and ``size`` list
     entries per endpoint (8 bytes each: 1,664 at schema 6, about 13 KB; 5,640 at schema 8).
     """
 
     __slots__ = ("schema", "fine_limit_ms", "fine_scale", "coarse_index", "coarse_above", "fine_index",
-                 "fine_above", "offset", "size")
+                 "fine_above", "offset", "size", "zeros")
 
     def __init__(self, indexer: NativeIndexer, floor_ms: float = 0.001) -> None:
         self.schema = indexer.schema
@@ -351,6 +352,7 @@ class NativeHotLayout:
         low = min(low, _positive_index(floor_ms, self.schema))
         self.offset = low - 1
         self.size = high - low + 3  # the zero bucket, low..high, and high + 1 (a cell's upper part: k + 1)
+        self.zeros = [0] * self.size  # a hot list's content after a fold (copied in: never changed)
         positions = {k: k - self.offset for k in range(low, high + 1)}  # one int object per position
 
         def converted(table: list[Any]) -> list[Any]:

@@ -120,6 +120,17 @@ class ProtobufRenderer:
     def __init__(self) -> None:
         self._labels: dict[tuple[str, str], bytes] = {}
         self._labels_key: Any = None
+        self._extra: dict[tuple[str, str], bytes] = {}
+
+    def _extra_label(self, name: str, value: str) -> bytes:
+        """One serialized label (``status_code`` or ``error``), cached (at most 10,000: 500 names x 20 errors)."""
+        key = (name, value)
+        label = self._extra.get(key)
+        if label is None:
+            if len(self._extra) >= 10_000:
+                self._extra.clear()
+            label = self._extra[key] = pb.metric_labels([key])
+        return label
 
     def render_pieces(
         self, renderer: ScrapeRenderer, snapshot: Snapshot, const_labels: dict[str, str],
@@ -167,7 +178,7 @@ class ProtobufRenderer:
         def gauge(labels: bytes, value: float) -> bytes:
             return _frame(pb.gauge_metric(labels, value))
 
-        status_label = _status_label
+        status_label, extra_label = _status_label, self._extra_label
         clock, next_deadline = time.perf_counter, renderer.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
         for (method, name, slow_ms, slow_index, errors, buckets, sum_ms, slow, size, statuses, hot), native in zip(
@@ -191,9 +202,9 @@ class ProtobufRenderer:
                 label = status_label(status)
                 merged[label] = merged.get(label, 0) + n
             for label, n in merged.items():
-                requests.append(counter(base + labels_of([("status_code", label)]), n))
+                requests.append(counter(base + extra_label("status_code", label), n))
             for error, n in errors:
-                failures.append(counter(base + labels_of([("error", error)]), n))
+                failures.append(counter(base + extra_label("error", error), n))
             slow_metrics.append(counter(base, slow))
             thresholds.append(gauge(base, slow_ms / 1000.0))
             sizes.append(counter(base, size))

@@ -25,7 +25,6 @@ import numbers
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from itertools import compress
 from math import ceil
 from operator import add
 from typing import Any, NamedTuple
@@ -258,8 +257,7 @@ class EndpointStats:
                 counts = layout.counts(hot)
                 if counts:
                     self.writable_native().add_counts(counts, layout.schema)
-                    for position in compress(range(len(hot)), hot):
-                        hot[position] = 0
+                    hot[:] = layout.zeros  # one C-level copy (no second scan of the positions)
 
     def copy_native(self) -> NativeCopy | None:
         """A copy of the native histogram, of what the listener counted since the last fold and of the worker
