@@ -160,14 +160,23 @@ def test_a_payload_without_native_is_merged_classic_only_with_a_warning(caplog: 
     assert "sent no native histograms" in caplog.text
 
 
-def test_a_malformed_native_delta_is_refused() -> None:
+def test_a_malformed_native_delta_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """Its shape at the merge (ValueError); its pairs when it is added (left out, logged)."""
     master = make_recorder(native_histograms=True)
     worker = make_recorder(native_histograms=True)
     worker.record("GET", "/x", 3.0, 5, Response(200), None)
     payload = take_payload(worker, "w0", None)
-    payload["native"][0][2] = [1, -5]
-    with pytest.raises(ValueError, match="malformed native histogram"):
-        PayloadMerger(master).merge(payload)
+    for bad in ([9, 0, [1, 1]], [6, -1, [1, 1]], [6, 0, [1, 1, 2]], [6, 0, (1, 1)], "x"):
+        wrong = dict(payload, native=[bad])
+        with pytest.raises(ValueError, match="malformed native histogram"):
+            PayloadMerger(master).merge(wrong)
+    good = master.endpoints[("GET", "/x")].native.count
+    for bad in ([1, -5], [1.5, 1], [1, "2"]):
+        PayloadMerger(master).merge(dict(payload, native=[[6, 0, bad]]))
+        endpoint = master.endpoints[("GET", "/x")]
+        endpoint.fold()
+        assert endpoint.native.count == good
+    assert "native histogram delta is malformed" in caplog.text
 
 
 def test_a_recorder_without_native_ignores_native_deltas() -> None:
