@@ -92,15 +92,16 @@ def encode_families(families: Iterable[Metric]) -> bytes:
         for sample in family.samples:
             if sample.name != name:  # a counter's _created
                 continue
-            labels = _labels(sample.labels.items())
+            label_bytes = _labels(sample.labels.items())
             if kind == pb.COUNTER:
-                metrics.append(pb.counter_metric(labels, sample.value))
+                metrics.append(pb.counter_metric(label_bytes, sample.value))
             elif kind == pb.GAUGE:
-                metrics.append(pb.gauge_metric(labels, sample.value))
+                metrics.append(pb.gauge_metric(label_bytes, sample.value))
             else:
                 message = pb.Metric()
                 message.untyped.value = sample.value
-                metrics.append(labels + message.SerializeToString())
+                serialized: bytes = message.SerializeToString()
+                metrics.append(label_bytes + serialized)
         out.append(pb.family(name, family.documentation, kind, metrics))
     return b"".join(out)
 
@@ -226,7 +227,8 @@ def _frame(metric: bytes) -> bytes:
 def _framed_family(name: str, help: str, kind: int, framed: list[bytes]) -> bytes:
     """One delimited ``MetricFamily`` from metrics already framed by :func:`_frame`: the same bytes as
     :func:`locust_metrics.protobuf.family` of the unframed metrics."""
-    body = pb.MetricFamily(name=name, help=help, type=kind).SerializeToString() + b"".join(framed)
+    head: bytes = pb.MetricFamily(name=name, help=help, type=kind).SerializeToString()
+    body = head + b"".join(framed)
     return pb.varint(len(body)) + body
 
 

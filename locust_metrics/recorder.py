@@ -733,7 +733,7 @@ class RequestRecorder:
                     counts[index] += 1
                     counts[0] = sum_ms
                     counts[1] = response_bytes
-                    endpoint.native_hot[k] += 1
+                    endpoint.native_hot[k] += 1  # type: ignore[index]  # a list: native histograms are on
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
                 return
