@@ -235,4 +235,6 @@ class DistributedSync:
             self._pending.append(take_payload(self.recorder, node, None))
         configure(self.recorder)
         if self.totals is not None:
+            if not self.totals.endpoints and not self.totals.dropped:  # nothing shipped yet: the new settings
+                configure(self.totals)  # too (native histograms on the worker's own endpoint)
             self._totals_merger = PayloadMerger(self.totals)

@@ -243,3 +243,21 @@ def test_a_snapshot_copy_is_not_changed_by_what_comes_after_it() -> None:
     endpoint.fold()
     assert copy.total() == reference([1.0, 2.0, 3.0], 6, 160)
     assert endpoint.native == reference([1.0, 2.0, 3.0, 1.0, 500.0, -1.0, 1e15, 7.0], 6, 160)
+
+
+def test_a_worker_adopting_native_histograms_records_them_for_its_own_endpoint_too() -> None:
+    """--metrics-worker-port: the cumulative copy the worker serves takes the adopted settings while it is empty."""
+    from locust_metrics.distributed import DistributedSync
+
+    recorder, totals = make_recorder(), make_recorder()
+    sync = DistributedSync(recorder, totals)
+    sync.reconfigure("worker-0", lambda r: r.configure(r.bounds_ms, r.default_slow_ms, (), 500, (6, 160)))
+    assert recorder.native == totals.native == (6, 160)
+    recorder.record("GET", "/w", 12.0, 0, Response(200), None)
+    sync.report({}, "worker-0", None)
+    endpoint = totals.endpoints[("GET", "/w")]
+    endpoint.fold()
+    assert endpoint.native.count == endpoint.count == 1
+    # once it holds data, it keeps its settings (what it served stays as it was)
+    sync.reconfigure("worker-0", lambda r: r.configure(r.bounds_ms, r.default_slow_ms, (), 500, None))
+    assert recorder.native is None and totals.native == (6, 160)
