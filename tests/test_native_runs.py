@@ -106,3 +106,26 @@ def test_processes_mode_native_counts_equal_locust_csv(demo_target: str, workdir
         with locust(args, workdir) as process:
             assert process.wait(timeout=90) in (0, 1), process.output()[-3000:]
         assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+
+
+def test_a_late_worker_ships_native_histograms_from_its_first_report(demo_target: str, workdir: Path) -> None:
+    """A worker that joins a running test adopts the master's option on its spawn message and ships native deltas
+    from its first report: the counts stay exact."""
+    port, master_port = free_port(), free_port()
+    common = ["-f", EXAMPLE, "-H", demo_target]
+    master_args = [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                   "--expect-workers", "1", "--enable-rebalancing", "--headless", "-u", "10", "-r", "10", "-t", "12s",
+                   "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                   "--metrics-native-histograms", "true", "--metrics-final-scrape-timeout", "10"]
+    with native_prometheus(workdir, port) as prometheus:
+        start = time.time()
+        with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker1"), \
+                locust(master_args, workdir, name="master") as master:
+            wait_for(lambda: (prometheus.query_value("sum(histogram_count(locust_request_duration_seconds))") or 0) > 0,
+                     45, 0.5, what="the first native counts in Prometheus", retry_on=(),
+                     explain=lambda: master.output()[-3000:])
+            with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"):
+                assert master.wait(timeout=90) in (0, 1), master.output()[-3000:]
+        assert prometheus.query("locust_process_cpu_seconds_total[5m]") and prometheus.series(
+            'locust_process_cpu_seconds_total{node="worker-1"}'), "the late worker reported"
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
