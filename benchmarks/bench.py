@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/bench.py              # full sizes, prints one table (about 6 minutes)
-    python benchmarks/bench.py --quick      # small sizes, for the test suite (< 60 s, no timing claims)
+    python benchmarks/bench.py --smoke      # every section once at tiny sizes, for the test suite (~10 s, no figures)
     python benchmarks/bench.py --json out.json --repeats 9 --pairs 5 --e2e-seconds 10
     python benchmarks/bench.py --only concurrent_scrapes,scrape_stall   # some sections only
 
@@ -21,7 +21,7 @@ same machine state. Sections:
   rounds, the order rotating); "added" = the median over rounds of variant - (a) in the same round.
   Budgets: ours <= 1 µs and <= 25% of the naive listener's added cost.
 * **end to end**: a ``FastHttpUser`` with no wait time against nginx (Debian's, on 127.0.0.1, a 13-byte
-  static file; a tiny gevent server when nginx is missing and in ``--quick``), bare Locust vs Locust
+  static file; a tiny gevent server when nginx is missing and in ``--smoke``), bare Locust vs Locust
   with ``import locust_metrics`` (scraped once a second with Prometheus' headers), measured inside each
   Locust process over its steady state (1 s after the start to 1 s before the stop), Locust pinned to
   one core and the target to the other. Paired designs, each the median of its per-pair ratios:
@@ -54,6 +54,15 @@ same machine state. Sections:
   caches; peak while rendering); and the RSS delta in the worst case, every name at the cap of 20
   error labels of 120+ characters. Budget: <= 20 MB.
 
+The programs run in processes of their own (the locustfile, clients, children, the gevent target) are
+in ``benchmarks/programs/``.
+
+``--smoke`` runs every section end to end at tiny sizes, once, so that the benchmark cannot rot unnoticed
+(``tests/test_benchmarks.py``): 1 repeat; 10 names for the scrape sections, 20 elsewhere; a bare, a timed
+and a toggled end-to-end run at the same time, each measured over 0.5 s and then stopped; the three memory
+children at the same time; and the processes of those two sections beside the others from the start,
+no process pinned to a core. Its figures mean nothing and get no verdict.
+
 Exit status 0 whatever the figures (budgets are reported in the table, not asserted); 2 on bad arguments.
 """
 
@@ -76,6 +85,8 @@ from collections.abc import Callable
 from typing import Any
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs")
+"""The programs this benchmark runs in processes of their own (clients, children, the locustfile, the target)."""
 sys.path.insert(0, REPO)
 
 import gevent  # noqa: E402
@@ -304,21 +315,6 @@ def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
     return result
 
 
-_SCRAPE_CLIENT = r"""
-import json, sys, time, urllib.request
-url, count, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-headers = {"Accept": accept, "Accept-Encoding": "gzip"}
-spans = []
-for _ in range(count):
-    time.sleep(0.03)
-    start = time.monotonic()
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-        size = len(response.read())
-    spans.append([start, time.monotonic(), size])
-print(json.dumps(spans))
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -352,7 +348,8 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
     greenlet = gevent.spawn(ticker)
     try:
         result = subprocess.run(
-            [*client_pin, sys.executable, "-c", _SCRAPE_CLIENT, url, str(scrapes), PROMETHEUS_ACCEPT],
+            [*client_pin, sys.executable, os.path.join(PROGRAMS, "scrape_client.py"), url, str(scrapes),
+             PROMETHEUS_ACCEPT],
             capture_output=True, text=True, timeout=120, check=True,
         )
     finally:
@@ -369,12 +366,13 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
     return stalls, walls
 
 
-def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
+def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, float]:
     """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app.
 
     Both servers are the real :class:`~locust_metrics.exposition.MetricsServer` on 127.0.0.1, over the
     same exporter: one with the exporter's renderer (our fast path), one without (prometheus_client's
-    ``make_wsgi_app``). Also measures the ticker's idle gaps (no scrape) for reference.
+    ``make_wsgi_app``), in ``turns`` turns each, interleaved (one client process per turn). Also
+    measures the ticker's idle gaps (no scrape) for reference.
     """
     exporter = _filled_exporter(names)
     ours = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port(), exporter.renderer)
@@ -389,9 +387,9 @@ def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
             gevent.sleep(0.001)
             idle.append((clock() - before) * 1000)
         result: dict[str, float] = {"names": names, "idle_gap_ms": statistics.median(idle)}
-        for _ in range(2):  # interleaved: ours, library, ours, library
+        for _ in range(turns):  # interleaved: ours, library, ours, library
             for key, server in (("ours", ours), ("library", library)):
-                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // 2))
+                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // turns))
                 result.setdefault(f"{key}_stalls", []).extend(stalls)  # type: ignore[attr-defined]
                 result.setdefault(f"{key}_walls", []).extend(walls)  # type: ignore[attr-defined]
         for key in ("ours", "library"):
@@ -404,39 +402,6 @@ def bench_scrape_stall(names: int, scrapes: int) -> dict[str, float]:
         ours.stop()
         library.stop()
 
-
-_CONCURRENT_CLIENT = r"""
-import http.client, json, sys, threading, time
-port, scrapers, rounds, formats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-barrier = threading.Barrier(scrapers + 1)
-spans = [[None] * scrapers for _ in range(rounds)]
-
-def scraper(index):
-    accept, encoding = formats[index % len(formats)]
-    headers = {"Accept": accept}
-    if encoding:
-        headers["Accept-Encoding"] = encoding
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for round_ in range(rounds):
-        barrier.wait()
-        start = time.monotonic()
-        connection.request("GET", "/metrics", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        spans[round_][index] = [start, time.monotonic(), response.status, len(body)]
-        if response.getheader("Connection", "").lower() == "close":
-            connection.close()
-        barrier.wait()
-
-threads = [threading.Thread(target=scraper, args=(i,), daemon=True) for i in range(scrapers)]
-for thread in threads:
-    thread.start()
-for _ in range(rounds):
-    time.sleep(0.15)  # the loop idles between rounds
-    barrier.wait()  # all scrapers of the round send at once
-    barrier.wait()  # all answered
-print(json.dumps(spans))
-"""
 
 SCRAPE_FORMATS = {
     "prometheus": [(PROMETHEUS_ACCEPT, "gzip")],
@@ -491,8 +456,8 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
             scrapes_before = tracker.count
             del ticks[:]
             completed = subprocess.run(
-                [*client_pin, sys.executable, "-c", _CONCURRENT_CLIENT, str(server.port), str(count), str(rounds + 1),
-                 json.dumps(SCRAPE_FORMATS[formats])],
+                [*client_pin, sys.executable, os.path.join(PROGRAMS, "concurrent_client.py"), str(server.port),
+                 str(count), str(rounds + 1), json.dumps(SCRAPE_FORMATS[formats])],
                 capture_output=True, text=True, timeout=600, check=True,
             )
             stalls, cpu_stalls, cpus, statuses = [], [], [], {}
@@ -535,257 +500,49 @@ def _renders(renderer: Any) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-_MEMORY_CHILD = r"""
-import gc, json, sys, tracemalloc
-sys.path.insert(0, sys.argv[3])
-import locust  # gevent patching, Locust's own imports: the baseline
-import psutil
-from locust import User, task
-from locust.env import Environment
-
-class U(User):
-    @task
-    def nothing(self):
-        pass
-
-class Response:
-    def __init__(self, status_code):
-        self.status_code = status_code
-
-mode, names = sys.argv[1], int(sys.argv[2])
-accept, worst = sys.argv[4], sys.argv[5] == "worst"
-env = Environment(user_classes=[U])
-process = psutil.Process()
-gc.collect()
-before = process.memory_info().rss
-if mode == "traced":
-    import locust_metrics
-    exporter = locust_metrics.install(env, port=0)
-    gc.collect()
-    tracemalloc.start()
-else:
-    import locust_metrics
-    exporter = locust_metrics.install(env, port=0)
-responses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(500), "HTTP 500"),
-             (Response(200), "ConnectionResetError"), (Response(200), "check failed: missing field"),
-             (Response(200), "check failed: slow")]
-if worst:  # every endpoint at the per-endpoint cap of error labels, each as long as a label may be
-    responses += [(Response(200), f"check {k:02d} failed: " + "x" * 120) for k in range(20)]
-for i in range(names):
-    for j, (response, error) in enumerate(responses):
-        for k in range(3):
-            exporter.recorder.on_request(
-                request_type="GET" if i % 4 else "POST", name=f"/api/v1/resource/{i}/items",
-                response_time=7.0 * (j + k + 1) + i % 50, response_length=1024,
-                response=response, exception=error,
-            )
-assert len(exporter.recorder.endpoints) == names
-if mode == "traced":
-    data = tracemalloc.get_traced_memory()[0]
-    tracemalloc.reset_peak()
-for _ in range(2):
-    exporter.renderer.respond(accept, "gzip", pause=None)
-    exporter.renderer.respond(None, None, pause=None)
-gc.collect()
-if mode == "traced":
-    retained, peak = tracemalloc.get_traced_memory()
-    print(json.dumps({"data_bytes": data, "retained_bytes": retained, "scrape_peak_bytes": peak}))
-else:
-    print(json.dumps({"rss_added_bytes": process.memory_info().rss - before}))
-"""
-
-
-def bench_memory(names: int, repeats: int) -> dict[str, float]:
+def bench_memory(names: int, repeats: int, at_once: bool = False) -> dict[str, float]:
     """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes).
 
     Typical data: 3 status codes and 5 error labels per endpoint. ``worst_rss_added_bytes``: every
-    endpoint also at the cap of 20 error labels, each 120+ characters.
+    endpoint also at the cap of 20 error labels, each 120+ characters. Each figure comes from a process of
+    its own (``programs/memory_child.py``), one after the other; ``at_once`` (``--smoke``): the three
+    processes of a repeat at the same time (each measures only itself, but they compete for the CPU).
     """
+    children = [
+        (data, [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), PROMETHEUS_ACCEPT, data])
+        for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst"))
+    ]
     samples: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst")):
-            result = subprocess.run(
-                [sys.executable, "-c", _MEMORY_CHILD, mode, str(names), REPO, PROMETHEUS_ACCEPT, data],
-                capture_output=True, text=True, timeout=120, check=True,
-            )
-            for key, value in json.loads(result.stdout.strip().splitlines()[-1]).items():
-                samples.setdefault(("worst_" if data == "worst" else "") + key, []).append(value)
+        for batch in [children] if at_once else [[child] for child in children]:
+            started = [(data, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                       for data, command in batch]
+            for data, process in started:
+                out, err = process.communicate(timeout=120)
+                if process.returncode:
+                    raise subprocess.CalledProcessError(process.returncode, process.args, out, err)
+                for key, value in json.loads(out.strip().splitlines()[-1]).items():
+                    samples.setdefault(("worst_" if data == "worst" else "") + key, []).append(value)
     result_: dict[str, float] = {"names": names}
     result_.update({key: statistics.median(values) for key, values in samples.items()})
     return result_
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-_E2E_LOCUSTFILE = '''
-import json
-import os
-import time
-
-if os.environ.get("BENCH_WITH_PLUGIN") == "1":
-    import locust_metrics  # noqa: F401
-import gevent
-import gevent.event
-from locust import FastHttpUser, events, task
-
-
-class NoWaitUser(FastHttpUser):
-    # no wait_time: Locust's default is constant(0), back-to-back requests
-
-    @task
-    def index(self):
-        self.client.get("/index.html")
-
-
-_stopped = gevent.event.Event()
-_measurer = []
-_timed = {"ns": 0, "calls": 0}
-
-
-@events.init.add_listener
-def _time_listener(environment, **_kwargs):
-    # BENCH_TIME_LISTENER: time the plugin's hot path in place, on every request of a real run
-    from locust_metrics.dispatch import attach, detach
-
-    exporter = getattr(environment, "_locust_metrics_exporter", None)
-    if exporter is not None and os.environ.get("BENCH_NO_LISTENER"):  # for diagnosis: the plugin minus its listener
-        detach(environment.events.request, exporter.recorder.on_request)
-    if not os.environ.get("BENCH_TIME_LISTENER") or exporter is None:
-        return
-    hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
-    record = exporter.recorder.record
-
-    def timed(request_type, name, response_time, response_length, response, exception):
-        before = clock()
-        start = clock()
-        record(request_type, name, response_time, response_length, response, exception)  # as dispatch calls it
-        end = clock()
-        _timed["ns"] += (end - start) - (start - before)  # minus one clock call
-        _timed["calls"] += 1
-
-    if not attach(hook, listener, timed):  # an EventHook we do not know: the ordinary listener, timed
-
-        def timed(**kwargs):  # noqa: F811
-            before = clock()
-            start = clock()
-            listener(**kwargs)  # the same keyword binding as Locust's fire() does
-            end = clock()
-            _timed["ns"] += (end - start) - (start - before)
-            _timed["calls"] += 1
-
-        hook.remove_listener(listener)
-        hook.add_listener(timed)
-
-
-def _measure(environment, warmup, window):
-    # steady state only: from `warmup` seconds after the start, for `window` seconds (or until the stop)
-    stats = environment.stats.total
-    _stopped.wait(warmup)
-    requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
-    timed_ns, timed_calls = _timed["ns"], _timed["calls"]
-    _stopped.wait(window)
-    figures = {
-        "requests": stats.num_requests - requests,
-        "failures": stats.num_failures,
-        "wall_s": time.perf_counter() - wall,
-        "cpu_s": time.process_time() - cpu,
-        "listener_ns": _timed["ns"] - timed_ns,
-        "listener_calls": _timed["calls"] - timed_calls,
-    }
-    with open(os.environ["BENCH_RESULT"], "w") as handle:
-        json.dump(figures, handle)
-
-
-def _toggle(environment, warmup, window, phase):
-    # one process, the plugin's work switched on and off in phases of `phase` seconds (ABBA order, so
-    # that a linear drift cancels): on = the request listener attached and one scrape rendered (as the
-    # endpoint serves it: OpenMetrics + gzip) per second; off = the listener detached, no scrape
-    from locust_metrics.dispatch import attach, detach
-
-    exporter = environment._locust_metrics_exporter
-    hook, listener = environment.events.request, exporter.recorder.on_request
-    parts = os.environ.get("BENCH_TOGGLE_PARTS", "listener,scrape").split(",")  # for diagnosis
-    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-    stats = environment.stats.total
-    _stopped.wait(warmup)
-    totals = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
-    per_phase = []  # [on, requests, wall_s, cpu_s] of every phase, in order
-    phases = max(4, int(window / phase) // 4 * 4)
-    for index in range(phases):
-        on = index % 4 in (0, 3)
-        if on and listener not in hook._handlers and "listener" in parts:
-            attach(hook, listener, exporter.recorder.record)  # as install() does it
-        elif not on and listener in hook._handlers:
-            detach(hook, listener)  # Locust's own fire again
-        requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
-        end = wall + phase
-        while time.perf_counter() < end and not _stopped.is_set():
-            if on and "scrape" in parts:
-                exporter.renderer.respond(accept, "gzip")
-            _stopped.wait(min(1.0, max(0.0, end - time.perf_counter())))
-        figures = [stats.num_requests - requests, time.perf_counter() - wall, time.process_time() - cpu]
-        per_phase.append([on, *figures])
-        total = totals[on]
-        for i, value in enumerate(figures):
-            total[i] += value
-        if _stopped.is_set():
-            break
-    figures = {
-        ("on" if on else "off"): {"requests": r, "wall_s": w, "cpu_s": c} for on, (r, w, c) in totals.items()
-    }
-    figures["phases"] = per_phase
-    with open(os.environ["BENCH_RESULT"], "w") as handle:
-        json.dump(figures, handle)
-
-
-@events.test_start.add_listener
-def _started(environment, **_kwargs):
-    warmup, window = float(os.environ["BENCH_WARMUP"]), float(os.environ["BENCH_WINDOW"])
-    if os.environ.get("BENCH_TOGGLE"):
-        _measurer.append(gevent.spawn(_toggle, environment, warmup, window, float(os.environ["BENCH_TOGGLE"])))
-    else:
-        _measurer.append(gevent.spawn(_measure, environment, warmup, window))
-
-
-@events.test_stop.add_listener
-def _test_stopped(environment, **_kwargs):
-    _stopped.set()
-    for greenlet in _measurer:
-        greenlet.join(timeout=5)
-'''
-
-_GEVENT_TARGET = r"""
-# a minimal keep-alive HTTP/1.1 server: one fixed response per request head, written in one send
-import sys
-from gevent.server import StreamServer
-
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\nhello, locust"
-
-def handle(sock, address):
-    pending = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return
-        pending += data
-        heads = pending.count(b"\r\n\r\n")
-        if heads:
-            sock.sendall(RESPONSE * heads)
-            pending = pending[pending.rfind(b"\r\n\r\n") + 4 :]
-
-StreamServer(("127.0.0.1", int(sys.argv[1])), handle).serve_forever()
-"""
-
-
 def _median(values: list[float]) -> float:
     """Median, NaN when there is nothing to take it of."""
     return statistics.median(values) if values else math.nan
 
 
+PIN_CORES = True
+"""Pin the measured process and its peer to two different cores (``--smoke``: no, its processes overlap)."""
+
+
 def _cpu_pins() -> tuple[list[str], list[str]]:
-    """``taskset`` prefixes pinning (Locust, the target) to two different cores, when possible."""
+    """``taskset`` prefixes pinning (Locust, the target) to two different cores, when possible and wanted."""
     taskset = shutil.which("taskset")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if taskset is None or len(cores) < 2:
+    if taskset is None or len(cores) < 2 or not PIN_CORES:
         return [], []
     return [taskset, "-c", str(cores[0])], [taskset, "-c", str(cores[1])]
 
@@ -836,7 +593,7 @@ class _Target:
                     """))
             command = [*pin, nginx, "-p", workdir, "-e", f"{workdir}/nginx-error.log", "-c", conf]
         else:
-            command = [*pin, sys.executable, "-c", _GEVENT_TARGET, str(self.port)]
+            command = [*pin, sys.executable, os.path.join(PROGRAMS, "gevent_target.py"), str(self.port)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -862,11 +619,15 @@ class _LocustRun:
 
     The steady state runs from 1 s after the test starts to 1 s before it stops (a fifth of ``seconds``
     for short runs) and is measured inside the Locust process: requests, failures, wall and CPU seconds.
+    ``window``: (start, length) of the measurement in seconds from the test's start instead, and the run
+    is stopped (SIGTERM, Locust's graceful shutdown) as soon as its figures are written (``--smoke``: a
+    short window early in the run; Locust may stop well before ``seconds`` when its event loop's clock is
+    stale at the start, as it is while processes start side by side).
     """
 
     def __init__(
         self, workdir: str, target: _Target, plugin: bool, seconds: float, users: int, pin: list[str],
-        toggle_s: float = 0.0, time_listener: bool = False,
+        toggle_s: float = 0.0, time_listener: bool = False, window: tuple[float, float] | None = None,
     ) -> None:
         self.plugin = plugin
         self.scraped = plugin and not toggle_s  # a toggled run renders its scrapes itself, in its "on" phases
@@ -876,8 +637,8 @@ class _LocustRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
         env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["BENCH_RESULT"] = self.result_path
-        env["BENCH_WARMUP"] = str(min(1.0, seconds / 5))
-        env["BENCH_WINDOW"] = str(seconds - 2 * min(1.0, seconds / 5))
+        warmup, length = window or (min(1.0, seconds / 5), seconds - 2 * min(1.0, seconds / 5))
+        env["BENCH_WARMUP"], env["BENCH_WINDOW"] = str(warmup), str(length)
         self.metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
         if plugin:
             env.update(
@@ -889,16 +650,20 @@ class _LocustRun:
         if time_listener:
             env["BENCH_TIME_LISTENER"] = "1"
         command = [
-            *pin, sys.executable, "-m", "locust", "-f", os.path.join(workdir, "locustfile.py"), "--headless",
+            *pin, sys.executable, "-m", "locust", "-f", os.path.join(PROGRAMS, "e2e_locustfile.py"), "--headless",
             "-u", str(users), "-r", "100", "-t", f"{seconds:g}s", "-H", f"http://127.0.0.1:{target.port}",
             "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
         ]
         self.deadline = time.monotonic() + seconds + 60
+        self.stop_when_measured, self.stopped = window is not None, False
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def running(self) -> bool:
+        if self.stop_when_measured and not self.stopped and os.path.exists(self.result_path):
+            self.stopped = True  # (the file is written in one go: no other greenlet runs while it is)
+            self.process.terminate()
         return self.process.poll() is None and time.monotonic() < self.deadline
 
     def scrape(self) -> None:
@@ -933,16 +698,20 @@ class _LocustRun:
 
 
 def _run_together(runs: list[_LocustRun]) -> list[dict[str, float]]:
-    """Scrape the runs' endpoints once a second until they end; their figures, in order."""
+    """Scrape the runs' endpoints once a second until they end (noticed within 0.1 s); their figures, in order."""
+    next_scrape = time.monotonic()
     while any(run.running() for run in runs):
-        for run in runs:
-            run.scrape()
-        gevent.sleep(1.0)
+        if time.monotonic() >= next_scrape:
+            for run in runs:
+                run.scrape()
+            next_scrape = time.monotonic() + 1.0
+        gevent.sleep(0.1)
     return [run.figures() for run in runs]
 
 
 def bench_end_to_end(
-    pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None
+    pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None, toggle_s: float = 1.0,
+    at_once: bool = False,
 ) -> dict[str, Any]:
     """Bare Locust vs Locust + locust-metrics (scraped every second), in paired measurements.
 
@@ -953,7 +722,7 @@ def bench_end_to_end(
       ``ratio`` = with / bare requests per second, ``cpu_ratio`` = with / bare requests per CPU-second
       of the Locust process (the rate Locust reaches with a core to itself);
     * toggled (``pairs`` runs): one plugin process whose listener and scrapes are switched on and off in
-      1 s phases (ABBA); ``toggled_ratio`` = on / off requests per second. Phases a second apart see
+      ``toggle_s`` phases (ABBA); ``toggled_ratio`` = on / off requests per second. Phases a second apart see
       nearly the same machine, so this resolves a percent where back-to-back runs cannot; it leaves out
       what does not switch off (the imported modules, an idle server socket);
     * concurrent (``shared_pairs`` pairs, default ``pairs + 3``): a bare and a plugin process at the same
@@ -964,6 +733,10 @@ def bench_end_to_end(
     Plus ``min(pairs, 3)`` plugin runs whose request listener is timed in place on every request
     (``listener_in_place_ns``, net of the clock calls) against the Locust process's CPU per request: the
     share of Locust's work the listener adds, which noise hardly touches.
+
+    ``at_once`` (``--smoke``, no figure to read): a bare, a timed plugin and a toggled process, all at the
+    same time, each measured from 0.1 s after its start for 4 toggle phases; the bare and the timed
+    process stand for the first sequential and the first concurrent pair.
     """
     locust_pin, target_pin = _cpu_pins()
     workdir = tempfile.mkdtemp(prefix="locust-metrics-bench-")
@@ -972,18 +745,29 @@ def bench_end_to_end(
     toggled: list[dict[str, dict[str, float]]] = []
     timed: list[dict[str, float]] = []
     try:
-        with open(os.path.join(workdir, "locustfile.py"), "w") as handle:
-            handle.write(_E2E_LOCUSTFILE)
         target = _Target(workdir, use_nginx, target_pin)
         try:
             shared_pairs = pairs + 3 if shared_pairs is None else shared_pairs
-            for pair in range(max(pairs, shared_pairs)):
+            if at_once:
+                pairs = shared_pairs = 1
+                window = (0.1, 4 * toggle_s)
+                runs = [_LocustRun(workdir, target, False, seconds, users, locust_pin, window=window),
+                        _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True,
+                                   window=window),
+                        _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s, window=window)]
+                bare, plugin, toggle = _run_together(runs)
+                for paired_runs in (sequential, concurrent):
+                    paired_runs[False].append(bare)
+                    paired_runs[True].append(plugin)
+                toggled.append(toggle)
+                timed.append(plugin)
+            for pair in range(0 if at_once else max(pairs, shared_pairs)):
                 if pair < pairs:
                     for with_plugin in (False, True) if pair % 2 == 0 else (True, False):
                         run = _LocustRun(workdir, target, with_plugin, seconds, users, locust_pin)
                         sequential[with_plugin].append(_run_together([run])[0])
                 if pair < pairs:
-                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=1.0)
+                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s)
                     toggled.append(_run_together([run])[0])
                 if pair < min(pairs, 3):
                     run = _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True)
@@ -1012,7 +796,7 @@ def bench_end_to_end(
 
     return {
         "target": target.kind, "pinned": bool(locust_pin), "users": users, "seconds": seconds, "pairs": pairs,
-        "shared_pairs": shared_pairs,
+        "shared_pairs": shared_pairs, "toggle_s": toggle_s, "at_once": at_once,
         "bare_rps": _median(list(map(rps, sequential[False]))),
         "plugin_rps": _median(list(map(rps, sequential[True]))),
         "ratio": paired(sequential, rps),
@@ -1034,9 +818,9 @@ def bench_end_to_end(
 
 
 # ---------------------------------------------------------------------------------------------- the table
-def _ok(value: float, limit: float, quick: bool, lower_is_better: bool = True) -> str:
-    if quick:
-        return "(quick: no verdict)"
+def _ok(value: float, limit: float, smoke: bool, lower_is_better: bool = True) -> str:
+    if smoke:
+        return "(smoke: no verdict)"
     met = value <= limit if lower_is_better else value >= limit
     return "met" if met else "NOT MET"
 
@@ -1046,51 +830,51 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.1%}-{max(values):.1%}" if values else "-"
 
 
-def _rows(results: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _rows(results: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     hot = results.get("hot_path")
     if hot:
-        rows += _hot_path_rows(hot, quick)
+        rows += _hot_path_rows(hot, smoke)
     e2e = results.get("end_to_end")
     if e2e:
-        rows += _end_to_end_rows(e2e, quick)
+        rows += _end_to_end_rows(e2e, smoke)
     for cpu in results.get("scrape_cpu", []):
         n = cpu["names"]
         rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
                      f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
-                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, quick)}" if n >= 500 else "")))
+                     f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, smoke)}" if n >= 500 else "")))
         rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
                      f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
-                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, quick)}" if n >= 500 else "")))
+                     f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, smoke)}" if n >= 500 else "")))
     for stall in results.get("scrape_stall", []):
         n = stall["names"]
         rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
                      f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
-                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, quick)}; " if n >= 500 else "")
+                     (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, smoke)}; " if n >= 500 else "")
                      + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
     for concurrent in results.get("concurrent_scrapes", []):
-        rows += _concurrent_rows(concurrent, quick)
+        rows += _concurrent_rows(concurrent, smoke)
     merge, memory = results.get("merge"), results.get("memory")
     if merge:
         rows += [
             (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
-             f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, quick)}"),
+             f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, smoke)}"),
             (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
         ]
     if memory:
         rows += [
             (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
-             f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, quick)}"),
+             f"{memory['rss_added_bytes'] / 1e6:.1f} MB", f"<= 20 MB: {_ok(memory['rss_added_bytes'] / 1e6, 20, smoke)}"),
             (f"memory added at {memory['names']} names, worst case: 20 long error labels each",
              f"{memory['worst_rss_added_bytes'] / 1e6:.1f} MB",
-             f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, quick)}"),
+             f"<= 20 MB: {_ok(memory['worst_rss_added_bytes'] / 1e6, 20, smoke)}"),
             (f"memory at {memory['names']} names: recorded data (tracemalloc)", f"{memory['data_bytes'] / 1e6:.2f} MB",
              f"retained after scrapes {memory['retained_bytes'] / 1e6:.2f} MB, peak {memory['scrape_peak_bytes'] / 1e6:.2f} MB"),
         ]
     return rows
 
 
-def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _concurrent_rows(concurrent: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     """Rows of one :func:`bench_concurrent_scrapes` run. Budgets (500 names, Prometheus' headers): longest
     stall <= 5 ms with 2 or more scrapers, CPU of 50 scrapers <= 3x one's. Mixed formats: no budget (each
     render in flight may use its own 1 ms of a loop turn, up to --metrics-max-concurrent-renders)."""
@@ -1110,33 +894,37 @@ def _concurrent_rows(concurrent: dict[str, Any], quick: bool) -> list[tuple[str,
         if refused:
             note += f"; {refused} of {sum(row['statuses'].values())} answered 503"
         if budgets and count >= 2 and not mixed:
-            note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, quick)}; " + note
+            note = f"<= 5 ms: {_ok(row['stall_ms'], 5.0, smoke)}; " + note
         rows.append((f"concurrent scrapes, {n} names, {what}: longest loop stall", f"{row['stall_ms']:.2f} ms", note))
     fifty = [row for row in concurrent["by_scrapers"] if row["scrapers"] == 50]
     if fifty and not mixed:
         rows.append((f"concurrent scrapes, {n} names: CPU of 50 scrapers at once / one scraper",
                      f"{fifty[0]['cpu_ratio']:.2f}x",
-                     f"<= 3x: {_ok(fifty[0]['cpu_ratio'], 3.0, quick)}" if budgets else ""))
+                     f"<= 3x: {_ok(fifty[0]['cpu_ratio'], 3.0, smoke)}" if budgets else ""))
     return rows
 
 
-def _hot_path_rows(hot: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
+def _hot_path_rows(hot: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     return [
         ("hot path: request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by locust-metrics", f"{hot['plugin_added_ns'] / 1000:.3f} µs",
-         f"<= 1 µs: {_ok(hot['plugin_added_ns'] / 1000, 1.0, quick)}; {hot['plugin_vs_locust']:.0%} of Locust's own"),
+         f"<= 1 µs: {_ok(hot['plugin_added_ns'] / 1000, 1.0, smoke)}; {hot['plugin_vs_locust']:.0%} of Locust's own"),
         ("hot path: added by a naive prometheus_client listener", f"{hot['naive_added_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's statistics + locust-metrics", f"{hot['both_added_ns'] / 1000:.3f} µs", "a real run"),
         ("hot path: added by locust-metrics as an ordinary listener", f"{hot['listener_added_ns'] / 1000:.3f} µs",
          "the fallback for an EventHook we do not know"),
         ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
-         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, quick)}"),
+         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, smoke)}"),
     ]
 
 
-def _end_to_end_rows(e2e: dict[str, Any], quick: bool) -> list[tuple[str, str, str]]:
-    where = f"{e2e['target']}, {e2e['users']} users, {e2e['seconds']:g} s runs"
+def _end_to_end_rows(e2e: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
+    where = f"{e2e['target']}, {e2e['users']} users, "
+    if e2e.get("at_once"):
+        where += f"{4 * e2e['toggle_s']:g} s windows, stopped once measured"
+    else:
+        where += f"{e2e['seconds']:g} s runs"
     if e2e["pinned"]:
         where += ", pinned"
     return [
@@ -1145,29 +933,32 @@ def _end_to_end_rows(e2e: dict[str, Any], quick: bool) -> list[tuple[str, str, s
         ("end to end: with locust-metrics (scraped every 1 s)", f"{e2e['plugin_rps']:,.0f}/s",
          f"per Locust CPU-second: {e2e['plugin_cpu_rps']:,.0f}"),
         ("end to end: with / bare, requests/s, sequential pairs (median)", f"{e2e['ratio']:.2%}",
-         f">= 99%: {_ok(e2e['ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
+         f">= 99%: {_ok(e2e['ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
         ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
+         f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
         ("end to end: locust-metrics' listener timed in place, per request",
          f"{e2e['listener_in_place_ns'] / 1000:.2f} µs",
          f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
          f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
-        (f"end to end: on / off, requests/s, one process toggled in 1 s phases, {e2e['pairs']} runs",
+        (f"end to end: on / off, requests/s, one process toggled in {e2e['toggle_s']:g} s phases, {e2e['pairs']} runs",
          f"{e2e['toggled_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, quick, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
+         f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, smoke, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
         (f"end to end: with / bare, requests/s, {e2e['shared_pairs']} concurrent pairs on one core",
          f"{e2e['shared_ratio']:.2%}",
-         f">= 99%: {_ok(e2e['shared_ratio'], 0.99, quick, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
+         f">= 99%: {_ok(e2e['shared_ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['shared_ratios'])}"),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, no timing claims)")
-    parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 9; quick: 2)")
+    parser.add_argument("--smoke", "--quick", dest="smoke", action="store_true",
+                        help="every section once at tiny sizes, for the test suite (no figures, no verdicts)")
+    parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 9; smoke: 1)")
     parser.add_argument("--pairs", type=int, default=None,
-                        help="end-to-end sequential pairs and toggled runs (default 5; quick: 1); concurrent pairs: this + 3")
-    parser.add_argument("--e2e-seconds", type=float, default=None, help="length of one end-to-end run (default 10)")
+                        help="end-to-end sequential pairs and toggled runs (default 5; smoke: 1); "
+                        "concurrent pairs: this + 3")
+    parser.add_argument("--e2e-seconds", type=float, default=None,
+                        help="length of one end-to-end run (default 10; smoke: at most that, stopped once measured)")
     parser.add_argument("--users", type=int, default=10, help="end-to-end users (default 10)")
     parser.add_argument("--no-nginx", action="store_true", help="end to end against a gevent server, not nginx")
     parser.add_argument("--skip-e2e", action="store_true", help="leave the end-to-end runs out")
@@ -1180,37 +971,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; known: {', '.join(SECTIONS)}")
     if args.skip_e2e:
         only.discard("end_to_end")
-    quick = args.quick
-    repeats = args.repeats or (2 if quick else 9)
-    pairs = args.pairs or (1 if quick else 5)
-    seconds = args.e2e_seconds or (3.0 if quick else 10.0)
-    sizes = (10, 50) if quick else (10, 100, 500)
+    smoke = args.smoke
+    global PIN_CORES
+    PIN_CORES = not smoke
+    repeats = args.repeats or (1 if smoke else 9)
+    pairs = args.pairs or (1 if smoke else 5)
+    seconds = args.e2e_seconds or 10.0
+    sizes = (10,) if smoke else (10, 100, 500)
     started = time.monotonic()
 
-    results: dict[str, Any] = {"quick": quick, "repeats": repeats, "cpus": os.cpu_count()}
-    if "hot_path" in only:
-        results["hot_path"] = bench_hot_path(256 if quick else 2048, 20 if quick else 50, 4 if quick else 25 * repeats)
-    if "scrape_cpu" in only:
-        results["scrape_cpu"] = [bench_render_cpu(n, repeats) for n in sizes]
-    if "scrape_stall" in only:
-        results["scrape_stall"] = [bench_scrape_stall(n, 4 if quick else 2 * repeats) for n in sizes]
-    if "concurrent_scrapes" in only:
-        names, counts = (50, (1, 2, 10)) if quick else (500, (1, 2, 10, 50))
-        results["concurrent_scrapes"] = [
+    results: dict[str, Any] = {"smoke": smoke, "repeats": repeats, "cpus": os.cpu_count(), "section_seconds": {}}
+    names, counts = (20, (1, 2)) if smoke else (500, (1, 2, 10, 50))
+    sections: dict[str, Callable[[], Any]] = {
+        "hot_path": lambda: bench_hot_path(256 if smoke else 2048, 20 if smoke else 50, 2 if smoke else 25 * repeats),
+        "scrape_cpu": lambda: [bench_render_cpu(n, repeats) for n in sizes],
+        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats, turns=1 if smoke else 2) for n in sizes],
+        "concurrent_scrapes": lambda: [
             bench_concurrent_scrapes(names, counts, repeats),
-            bench_concurrent_scrapes(names, (4,) if quick else (4, 12), repeats, formats="mixed"),
-        ]
-    if "merge" in only:
-        results["merge"] = bench_merge(50 if quick else 500, repeats)
-    if "memory" in only:
-        results["memory"] = bench_memory(50 if quick else 500, 1 if quick else 3)
-    if "end_to_end" in only:
-        results["end_to_end"] = bench_end_to_end(
-            pairs, seconds, args.users, use_nginx=not (quick or args.no_nginx), shared_pairs=1 if quick else None
-        )
+            bench_concurrent_scrapes(names, (4,) if smoke else (4, 12), repeats, formats="mixed"),
+        ],
+        "merge": lambda: bench_merge(20 if smoke else 500, repeats),
+        "memory": lambda: bench_memory(20 if smoke else 500, 1 if smoke else 3, at_once=smoke),
+        "end_to_end": lambda: bench_end_to_end(
+            pairs, seconds, args.users, use_nginx=not (smoke or args.no_nginx), shared_pairs=1 if smoke else None,
+            toggle_s=0.125 if smoke else 1.0, at_once=smoke,
+        ),
+    }
+    # --smoke: the sections of other processes run beside the rest from the start (greenlets: they wait)
+    background = {section: gevent.spawn(sections[section]) for section in ("memory", "end_to_end")
+                  if smoke and section in only}
+    gevent.sleep(0)  # (they start their processes)
+    try:
+        for section in SECTIONS:
+            if section in only:
+                begun = time.monotonic()
+                results[section] = background[section].get() if section in background else sections[section]()
+                results["section_seconds"][section] = time.monotonic() - begun
+    finally:  # after an error: the background sections unwind (the end-to-end target stops)
+        gevent.killall(list(background.values()))
     results["seconds"] = time.monotonic() - started
 
-    rows = _rows(results, quick)
+    rows = _rows(results, smoke)
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
     print(f"{'measurement'.ljust(width)}  {'median'.rjust(value_width)}  budget / note")

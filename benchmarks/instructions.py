@@ -32,40 +32,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-_CHILD = r"""
-import gc
-import sys
-sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[4])
-import bench
-from locust.env import Environment
-from prometheus_client import CollectorRegistry
-from locust_metrics.dispatch import attach
-from locust_metrics.options import Settings
-from locust_metrics.recorder import RequestRecorder
-
-variant, n = sys.argv[1], int(sys.argv[2])
-env = Environment(user_classes=[bench._BenchUser])
-hook = env.events.request
-settings = Settings.from_kwargs(port=0)
-if variant in ("plugin", "listener"):
-    recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names)
-    if variant == "plugin":
-        assert attach(hook, recorder.on_request, recorder.record)
-    else:
-        hook.add_listener(recorder.on_request)
-elif variant == "bare":
-    env.create_local_runner()
-elif variant == "naive":
-    hook.add_listener(bench.naive_listener(CollectorRegistry()))
-events = bench._events(2048, 50)
-fire = hook.fire
-for kwargs in events:  # first sightings: the same in both runs
-    fire(**kwargs)
-gc.collect()
-gc.freeze()  # no full collection of the start-up's objects in the loop (one could land in one run only)
-for i in range(n):
-    fire(**events[i % 2048])
-"""
+CHILD = os.path.join(HERE, "programs", "instructions_child.py")
+"""The child program: fires the events of one variant (``python CHILD VARIANT EVENTS``)."""
 
 VARIANTS = ("empty", "bare", "plugin", "listener", "naive")
 
@@ -74,8 +42,7 @@ def instructions(variant: str, events: int, workdir: str) -> int:
     """Instructions (callgrind's ``Ir``) of a whole child process that fires ``events`` events."""
     out = os.path.join(workdir, f"callgrind.{variant}.{events}")
     result = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", _CHILD,
-         variant, str(events), HERE, os.path.join(HERE, "..")],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, CHILD, variant, str(events)],
         capture_output=True, text=True, timeout=1800, check=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},  # the same start-up in both runs of a variant
     )

@@ -31,18 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import locust_metrics  # noqa: E402
 from locust_metrics.push import Pusher  # noqa: E402
 
-SINK = """
-import http.server, sys
-class Sink(http.server.BaseHTTPRequestHandler):
-    def do_PUT(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
+SINK = Path(__file__).resolve().parent / "programs" / "push_sink.py"
+"""The Pushgateway stand-in (prints its port, answers every PUT with 200)."""
 
 
 class Quiet(User):
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--names", type=int, default=500)
     parser.add_argument("--pushes", type=int, default=20)
     args = parser.parse_args(argv)
-    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen([sys.executable, str(SINK)], stdout=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{sink.stdout.readline().strip()}"
         exporter = exporter_with(args.names)

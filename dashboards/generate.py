@@ -120,9 +120,16 @@ def buckets(by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> s
     return _agg("sum", ("le", *by), _over("rate", "locust_request_duration_seconds_bucket", window, offset))
 
 
+def native(by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> str:
+    """The native response time histogram's rate, summed by ``by`` (where Prometheus ingested it natively)."""
+    return _agg("sum", by, _over("rate", "locust_request_duration_seconds", window, offset))
+
+
 def quantile(q: float, by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> str:
-    """Response time percentile in seconds, from buckets summed first (never an average of percentiles)."""
-    return f"histogram_quantile({q}, {buckets(by, window, offset)})"
+    """Response time percentile in seconds, from buckets summed first (never an average of percentiles): from
+    the native histogram where Prometheus has it (exact buckets at any percentile), else the classic buckets."""
+    return (f"histogram_quantile({q}, {native(by, window, offset)}) "
+            f"or histogram_quantile({q}, {buckets(by, window, offset)})")
 
 
 def p95_change(by: Sequence[str]) -> str:
@@ -139,7 +146,8 @@ def slow_ratio(by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -
     """Slow requests / requests with a response time (0..1)."""
     slow = _agg("sum", by, _over("rate", "locust_slow_requests_total", window, offset))
     timed = _agg("sum", by, _over("rate", "locust_request_duration_seconds_count", window, offset))
-    return f"{slow} / {timed}"
+    timed_native = f"histogram_count({native(by, window, offset)})"  # no _count series where ingested natively
+    return f"{slow} / ({timed} or {timed_native})"
 
 
 def slow_threshold() -> str:

@@ -41,9 +41,10 @@ class Family:
         return self.name + suffix
 
     def series_names(self) -> tuple[str, ...]:
-        """Every sample name Prometheus stores for this family."""
+        """Every series name Prometheus may store for this family: a histogram's classic ``_bucket``, ``_count``
+        and ``_sum``, and its own name (where Prometheus ingests it as a native histogram)."""
         if self.type == HISTOGRAM:
-            return tuple(self.name + s for s in ("_bucket", "_count", "_sum"))
+            return (*(self.name + s for s in ("_bucket", "_count", "_sum")), self.name)
         return (self.sample(),)
 
     def metric(self, const_labels: list[str]) -> Any:

@@ -140,6 +140,17 @@ def test_pulled_images_are_pinned():
         assert repository and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
 
 
+def test_prometheus_is_3_9_or_later_and_scrapes_native_and_classic_histograms():
+    """Native histograms are stable from Prometheus 3.9 (``scrape_native_histograms``); the stack keeps the classic
+    buckets too (``always_scrape_classic_histograms``), which the exact threshold rules read."""
+    repository, _, tag = service("prometheus")["image"].rpartition(":")
+    assert repository == "prom/prometheus" and tuple(map(int, tag.lstrip("v").split("."))) >= (3, 9, 0), tag
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    locust = next(job for job in config["scrape_configs"] if job["job_name"] == "locust")
+    assert locust["scrape_native_histograms"] is True and locust["always_scrape_classic_histograms"] is True
+    assert not any(f.startswith("--enable-feature") for f in service("prometheus")["command"]), "a no-op from 3.9"
+
+
 def test_dockerfile_base_image_is_pinned():
     bases = re.findall(r"^FROM\s+(\S+)", (REPO / "Dockerfile").read_text(), re.M)
     assert bases

@@ -184,7 +184,10 @@ def quantile_problems(expr: str) -> list[str]:
         open_index = match.end() - 1
         inner = expr[open_index:_matching_paren(expr, open_index) + 1]
         grouping = re.search(r"\bsum\s+by\s*\(([^)]*)\)", inner)
-        if "_bucket" not in inner:
+        if re.search(r"\blocust_request_duration_seconds[{\[]", inner):  # the native histogram
+            if not re.search(r"\bsum\b", inner):
+                problems.append("histogram_quantile not over summed native histograms")
+        elif "_bucket" not in inner:
             problems.append("histogram_quantile not over _bucket series")
         elif not grouping or "le" not in [k.strip() for k in grouping.group(1).split(",")]:
             problems.append("histogram_quantile not over buckets summed by le")
@@ -370,6 +373,8 @@ def test_no_averaged_percentiles_and_quantiles_from_summed_buckets(board):
     "histogram_quantile(0.95, sum by (name) (rate(locust_request_duration_seconds_bucket[1m])))",
     "sum(endpoint:locust_request_duration_seconds:p95_rate1m)",
     "quantile_over_time(0.95, locust_users[5m])",
+    "histogram_quantile(0.95, rate(locust_request_duration_seconds[1m]))",
+    "max(histogram_quantile(0.95, sum by (name) (rate(locust_request_duration_seconds[1m]))))",
 ])
 def test_the_quantile_lint_catches_wrong_percentiles(expr):
     assert quantile_problems(expr)
@@ -379,6 +384,8 @@ def test_the_quantile_lint_accepts_right_percentiles():
     ok = "histogram_quantile(0.95, sum by (le, method, name) (rate(locust_request_duration_seconds_bucket{a=~\"b\"}[1m])))"
     assert not quantile_problems(ok)
     assert not quantile_problems(f"({ok}) / ({ok}) - 1")
+    native = "histogram_quantile(0.95, sum by (method, name) (rate(locust_request_duration_seconds{a=~\"b\"}[1m])))"
+    assert not quantile_problems(native) and not quantile_problems(f"{native} or {ok}")
 
 
 def test_units_are_set_and_match_the_queries(board):

@@ -46,5 +46,5 @@ def test_no_family_name_is_spelled_outside_the_family_table() -> None:
 def test_sample_names() -> None:
     assert F.REQUESTS.sample() == "locust_requests_total" and F.SLOW_THRESHOLD.sample() == F.SLOW_THRESHOLD.name
     assert F.REQUEST_DURATION.series_names() == tuple(
-        f"locust_request_duration_seconds{s}" for s in ("_bucket", "_count", "_sum"))
+        f"locust_request_duration_seconds{s}" for s in ("_bucket", "_count", "_sum", ""))  # "": the native series
     assert len({f.name for f in F.FAMILIES}) == len(F.FAMILIES)

@@ -37,6 +37,7 @@ from support import (
     PrometheusAPIError,
     PrometheusServer,
     WebhookReceiver,
+    for_prometheus_2,
     free_port,
     http_get,
     require_binary,
@@ -72,7 +73,7 @@ def local_alertmanager_config(webhook_url: str) -> dict[str, Any]:
 
 def local_prometheus_config(locust: str, alertmanager: str, itself: str) -> dict[str, Any]:
     """The shipped prometheus.yml, scraping and evaluating every second, its targets the local processes."""
-    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    config, _ = for_prometheus_2(yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text()))
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     targets = {"locust": [locust], "prometheus": [itself]}
     for job in config["scrape_configs"]:

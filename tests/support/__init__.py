@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     # prometheus
     "PrometheusServer": "prometheus", "AlertmanagerServer": "prometheus", "WebhookReceiver": "prometheus",
     "PushgatewayServer": "prometheus", "PrometheusAPIError": "prometheus", "prometheus_config": "prometheus",
-    "alertmanager_config": "prometheus", "promtool_check_metrics": "prometheus",
+    "for_prometheus_2": "prometheus", "PROMETHEUS_3_SCRAPE_KEYS": "prometheus", "alertmanager_config": "prometheus", "promtool_check_metrics": "prometheus",
     "PROMETHEUS_BINARIES": "prometheus", "ALERTMANAGER_BINARIES": "prometheus", "PROMTOOL_BINARIES": "prometheus",
     "AMTOOL_BINARIES": "prometheus", "PUSHGATEWAY_BINARIES": "prometheus",
     # tls

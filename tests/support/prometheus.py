@@ -86,6 +86,21 @@ def prometheus_config(
     return config
 
 
+PROMETHEUS_3_SCRAPE_KEYS = ("scrape_native_histograms", "always_scrape_classic_histograms")
+"""Scrape-config keys of Prometheus 3.x (``scrape_native_histograms`` since 3.9) that Debian's 2.42 rejects."""
+
+
+def for_prometheus_2(config: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """``config`` (a Prometheus config dict) without the keys of :data:`PROMETHEUS_3_SCRAPE_KEYS`, so that
+    Debian's Prometheus 2.42 loads it; returns ``(the new config, the keys removed)``."""
+    removed: set[str] = set()
+    scrape_configs = []
+    for job in config.get("scrape_configs", []):
+        removed |= set(job) & set(PROMETHEUS_3_SCRAPE_KEYS)
+        scrape_configs.append({k: v for k, v in job.items() if k not in PROMETHEUS_3_SCRAPE_KEYS})
+    return {**config, "scrape_configs": scrape_configs}, removed
+
+
 def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_interval: str = "1s",
                         repeat_interval: str = "1h") -> dict[str, Any]:
     """A minimal Alertmanager config dict: every alert, at once, to one webhook (``send_resolved`` on)."""
