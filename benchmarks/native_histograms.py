@@ -387,35 +387,8 @@ def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: 
     return result
 
 
-_INSTRUCTIONS_CHILD = r"""
-import gc
-import sys
-sys.path.insert(0, sys.argv[3]); sys.path.insert(0, sys.argv[4])
-import bench
-from locust.env import Environment
-from prometheus_client import CollectorRegistry
-from locust_metrics.dispatch import attach
-from locust_metrics.options import Settings
-from locust_metrics.recorder import RequestRecorder
-
-variant, n = sys.argv[1], int(sys.argv[2])
-env = Environment(user_classes=[bench._BenchUser])
-hook = env.events.request
-if variant in ("off", "on"):
-    settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
-    recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names, settings.native())
-    assert attach(hook, recorder.on_request, recorder.record)
-elif variant == "naive":
-    hook.add_listener(bench.naive_listener(CollectorRegistry()))
-events = bench._events(2048, 50)
-fire = hook.fire
-for kwargs in events:
-    fire(**kwargs)
-gc.collect()
-gc.freeze()
-for i in range(n):
-    fire(**events[i % 2048])
-"""
+INSTRUCTIONS_CHILD = str(Path(__file__).resolve().parent / "programs" / "native_instructions_child.py")
+"""The program callgrind runs for :func:`hot_path_instructions` (``python INSTRUCTIONS_CHILD VARIANT N``)."""
 
 
 def hot_path_instructions(events: int = 10_000) -> dict[str, float]:
@@ -427,13 +400,11 @@ def hot_path_instructions(events: int = 10_000) -> dict[str, float]:
     import subprocess
     import tempfile
 
-    here = os.path.dirname(os.path.abspath(__file__))
-
     def count(variant: str, n: int, workdir: str) -> int:
         out = os.path.join(workdir, f"callgrind.{variant}.{n}")
         result = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", _INSTRUCTIONS_CHILD,
-             variant, str(n), here, os.path.join(here, "..")],
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, INSTRUCTIONS_CHILD,
+             variant, str(n)],
             capture_output=True, text=True, timeout=1800, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         match = re.search(r"Collected : (\d+)", result.stderr)

@@ -29,7 +29,7 @@ def test_instruction_count_children_run() -> None:
     bench = _module()
     for variant in ("empty", "off", "on", "naive"):
         result = subprocess.run(
-            [sys.executable, "-c", bench._INSTRUCTIONS_CHILD, variant, "50", str(REPO / "benchmarks"), str(REPO)],
+            [sys.executable, bench.INSTRUCTIONS_CHILD, variant, "50"],
             capture_output=True, text=True, timeout=120, env=child_env(),
         )
         assert result.returncode == 0, f"{variant}: {result.stderr[-3000:]}"
