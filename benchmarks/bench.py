@@ -100,11 +100,11 @@ from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from locust_metrics.dispatch import attach  # noqa: E402
 from locust_metrics.distributed import PayloadMerger, take_payload  # noqa: E402
-from locust_metrics.exposition import MetricsServer, ScrapeTracker  # noqa: E402
+from locust_metrics.encoders import OPENMETRICS, TEXT, compress  # noqa: E402
+from locust_metrics.exporter import MetricsExporter  # noqa: E402
 from locust_metrics.options import Settings  # noqa: E402
-from locust_metrics.plugin import MetricsExporter  # noqa: E402
 from locust_metrics.recorder import RequestRecorder  # noqa: E402
-from locust_metrics.rendering import OPENMETRICS, TEXT, compress  # noqa: E402
+from locust_metrics.scraping import MetricsServer, ScrapeTracker  # noqa: E402
 
 SECTIONS = ("hot_path", "scrape_cpu", "scrape_stall", "concurrent_scrapes", "merge", "memory", "end_to_end")
 """The benchmark's sections, in the order they run (``--only``)."""
@@ -296,9 +296,9 @@ def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
     import gzip
 
     variants: dict[str, Callable[[], Any]] = {
-        "ours_text_ms": lambda: renderer.render(renderer.snapshot(), TEXT),
+        "ours_text_ms": lambda: renderer.encoder.render(exporter.snapshot(), TEXT),
         "library_text_ms": lambda: generate_latest(registry),
-        "ours_prometheus_ms": lambda: compress(renderer.render(renderer.snapshot(), OPENMETRICS)),
+        "ours_prometheus_ms": lambda: compress(renderer.encoder.render(exporter.snapshot(), OPENMETRICS)),
         "library_prometheus_ms": lambda: gzip.compress(om_encoder(registry)),
     }
     for function in variants.values():  # warm up (label caches, first-time imports)
@@ -369,7 +369,7 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
 def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, float]:
     """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app.
 
-    Both servers are the real :class:`~locust_metrics.exposition.MetricsServer` on 127.0.0.1, over the
+    Both servers are the real :class:`~locust_metrics.scraping.MetricsServer` on 127.0.0.1, over the
     same exporter: one with the exporter's renderer (our fast path), one without (prometheus_client's
     ``make_wsgi_app``), in ``turns`` turns each, interleaved (one client process per turn). Also
     measures the ticker's idle gaps (no scrape) for reference.
@@ -415,7 +415,7 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
     """N scrapers at once against one Locust-like process: its longest loop stall and its CPU per round.
 
     This process plays the Locust process: an exporter with ``names`` endpoints served by the real
-    :class:`~locust_metrics.exposition.MetricsServer` (gevent's WSGI server, our renderer) on 127.0.0.1, and a
+    :class:`~locust_metrics.scraping.MetricsServer` (gevent's WSGI server, our renderer) on 127.0.0.1, and a
     ticker greenlet that sleeps 1 ms in a loop and records every gap with the process's CPU time. A client
     process (pinned to the other core) holds one keep-alive connection per scraper; in each round all
     scrapers send a scrape at the same instant (a thread barrier) with ``formats``' headers

@@ -327,9 +327,9 @@ def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: 
     from locust import User, task
     from locust.env import Environment
 
+    from locust_metrics.exporter import MetricsExporter
     from locust_metrics.options import Settings
-    from locust_metrics.plugin import MetricsExporter
-    from locust_metrics.rendering import _gevent_pause as gevent_pause
+    from locust_metrics.scraping import _gevent_pause as gevent_pause
 
     class _User(User):
         @task

@@ -22,8 +22,8 @@ import locust
 
 from ._version import __version__
 from .errors import OptionError
+from .exporter import MetricsExporter
 from .options import Settings, add_arguments, keywords_doc
-from .plugin import MetricsExporter
 
 __all__ = ["__version__", "install", "MetricsExporter", "OptionError", "Settings"]
 

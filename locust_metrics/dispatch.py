@@ -158,7 +158,7 @@ def _fast_fire(
     hook: EventHook, ours: Callable[..., None], record: Callable[..., None], over_copy: bool, stop_test: bool
 ) -> Callable[..., None]:
     """``hook``'s ``fire``: Locust's ``EventHook.fire`` in the given form, with ``record(...)`` for ``ours``."""
-    flow_control: tuple[type[Exception], ...] = (StopUser, RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet)
+    flow_control: tuple[type[BaseException], ...] = (StopUser, RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet)
     if stop_test and StopTest is not None:  # (a Locust without StopTest cannot raise it)
         flow_control += (StopTest,)
     error = logging.error
@@ -166,7 +166,7 @@ def _fast_fire(
     keys, defaults = tuple(EVENT_DEFAULTS), tuple(EVENT_DEFAULTS.values())
 
     def fire(*, reverse: bool = False, **kwargs: Any) -> None:
-        handlers: Iterable[Any]  # (an annotation only: no code)
+        handlers: Iterable[Any]
         if over_copy:  # Locust 2.47: a copy, so that listeners can add or remove listeners while it fires
             handlers = hook._handlers[::-1] if reverse else hook._handlers.copy()
         else:

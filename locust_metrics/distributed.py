@@ -29,11 +29,12 @@ own at its schema (a finer one is reduced on the way: exact, see ``native.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from bisect import bisect_left
 from typing import Any
 
-from .options import flag
+from .options import OPTIONS, Settings, flag
 from .recorder import OVERFLOW, EndpointStats, RequestRecorder
 from .resources import NodeResources
 
@@ -227,6 +228,25 @@ class DistributedSync:
                 self.nodes.reported(client_id, str(payload["node"]), NodeResources.from_wire(payload["resources"]))
         self.last_report_time = time.time()
         return True
+
+    def follow_master(self, settings: Settings, parsed_options: Any, node: str) -> Settings:
+        """Worker: Locust copies the master's custom options to workers on spawn; returns ``settings`` with every
+        recording option (:attr:`~locust_metrics.options.Option.recording`: buckets, slow thresholds, name cap,
+        labels, thresholds) of ``parsed_options``, and reconfigures the recorder when they change how it records.
+
+        Data recorded under the old settings is kept and shipped as it is with the next report. When native
+        histograms turn on or off (``--metrics-native-histograms``), the recorder's ``record`` / ``on_request``
+        are made anew: the caller attaches the new listener (:class:`~locust_metrics.exporter.MetricsExporter`).
+        """
+        master = Settings.from_options(parsed_options, recording_only=True)
+        adopted = dataclasses.replace(settings, **{o.field: getattr(master, o.field) for o in OPTIONS if o.recording})
+
+        def recording(s: Settings) -> tuple[Any, ...]:
+            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native()
+
+        if adopted != settings and recording(adopted) != recording(settings):
+            self.reconfigure(node, lambda recorder: recorder.configure(*recording(adopted)))
+        return adopted
 
     def reconfigure(self, node: str, configure: Any) -> None:
         """Worker: the recording settings change; what was recorded under the old ones is shipped as it is

@@ -1,8 +1,8 @@
 """Every metric family locust-metrics exports, declared once: name, type, help, label names (after the
 constant labels of ``--metrics-label``).
 
-The prometheus_client collector (``exposition.py``), the fast text/OpenMetrics renderer (``rendering.py``),
-push (which pushes the registry) and the README's metrics table (kept equal by a test) read names from here.
+The prometheus_client collector (``collector.py``), the fast text/OpenMetrics encoder (``encoders.py``), push
+(a text render of the same snapshot) and the README's metrics table (kept equal by a test) read names from here.
 Names follow prometheus_client's convention: a counter's family name has no ``_total`` (its sample has).
 """
 

@@ -1,4 +1,5 @@
-"""The test's lifecycle as exported by ``locust_test_*``: the current run, its start and stop times."""
+"""The test's lifecycle as exported by ``locust_test_*``: the current run, its start and stop times; the wait for
+Locust's CSV files at exit."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ class TestLifecycle:
         """The test stopped: sets and returns the stop time."""
         self.stop_time = time.time()
         return self.stop_time
+
+
+def wait_for_locust_csv(parsed_options: Any, last_change_time: float | None) -> None:
+    """With ``--csv``, stay up until Locust's CSV writer has rewritten its files after the last change (unix
+    seconds: test stop, worker report; None: nothing to wait for).
+
+    Locust rewrites its CSV files once a second (``locust.stats.CSV_STATS_INTERVAL_SEC``) and not again
+    at exit, so a process that exits right after the test stops leaves CSV files up to a second old,
+    which then disagree with what we exported. Waiting at most that second makes Locust's CSV final.
+    """
+    if not getattr(parsed_options, "csv_prefix", None) or last_change_time is None:
+        return
+    import gevent
+    from locust.stats import CSV_STATS_INTERVAL_SEC
+
+    remaining = last_change_time + CSV_STATS_INTERVAL_SEC + 0.2 - time.time()
+    if remaining > 0:
+        gevent.sleep(remaining)

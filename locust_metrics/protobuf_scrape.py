@@ -7,11 +7,13 @@ family as a ``MetricFamily`` message, the request duration histogram with its cl
 endpoint's native histogram in one message, as client_golang sends them. Every other scrape (text,
 OpenMetrics, and every scrape while native histograms are off) is answered as before.
 
-The numbers are the scrape's snapshot's (:class:`~locust_metrics.rendering.Snapshot`, with the native
-histograms copied in the same instant: :meth:`~locust_metrics.recorder.EndpointStats.copy_native`), and the
-per-endpoint families are encoded endpoint by endpoint, giving the event loop back every
-:data:`~locust_metrics.rendering.SLICE_S` seconds, as the text path does. The other families (runner,
-users, workers, resources, test, versions) are the collector's prometheus_client families, converted by
+The numbers are the scrape's snapshot's (:class:`~locust_metrics.snapshot.Snapshot` taken with ``natives``:
+each :class:`~locust_metrics.snapshot.EndpointSnapshot`'s ``native`` copied in the same instant,
+:meth:`~locust_metrics.recorder.EndpointStats.copy_native`), and the per-endpoint families are encoded endpoint
+by endpoint by :class:`ProtobufEncoder`, giving the event loop back every
+:data:`~locust_metrics.encoders.SLICE_S` seconds, as the text encoder does. The other families (runner, users,
+workers, resources, test, versions, thresholds, health) are :mod:`~locust_metrics.collector`'s
+prometheus_client families of the same snapshot, converted by
 :func:`encode_families`, which is also the fallback encoder over the whole registry (``name[]`` filters;
 classic buckets only).
 
@@ -28,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import families as F
 from . import protobuf as pb
-from .exposition import _status_label
-from .recorder import fold_records
+from .collector import other_families, request_families, status_label
+from .encoders import SLICE_S
 
 if TYPE_CHECKING:  # pragma: no cover
     from prometheus_client.metrics_core import Metric
 
-    from .rendering import ScrapeRenderer, Snapshot
+    from .snapshot import Snapshot
 
 PROTOBUF = pb.PROTOBUF
-"""The format name of a protobuf scrape (beside ``rendering.TEXT`` and ``rendering.OPENMETRICS``)."""
+"""The format name of a protobuf scrape (beside ``encoders.TEXT`` and ``encoders.OPENMETRICS``)."""
 
 CONTENT_TYPE = pb.CONTENT_TYPE
 """``Content-Type`` of a protobuf scrape: ``application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
@@ -47,10 +49,18 @@ _TYPES = {"counter": pb.COUNTER, "gauge": pb.GAUGE, "histogram": pb.HISTOGRAM, "
           "stateset": pb.GAUGE, "unknown": pb.UNTYPED, "untyped": pb.UNTYPED}
 
 
-def wanted(settings: Any, accept: str | None) -> bool:
-    """True when a scrape with this ``Accept`` header gets protobuf: native histograms on
-    (``--metrics-native-histograms``) and client_golang would answer the header in delimited protobuf."""
-    return bool(getattr(settings, "native_histograms", False)) and pb.wants_protobuf(accept)
+def wants(accept: str | None) -> bool:
+    """True when client_golang would answer a scrape with this ``Accept`` header in delimited protobuf (a
+    Prometheus with native histograms on). The scrape gets protobuf only while native histograms are recorded
+    (``--metrics-native-histograms``): :meth:`~locust_metrics.scraping.ScrapeRenderer.serve` checks that."""
+    return pb.wants_protobuf(accept)
+
+
+def negotiated() -> tuple[str, Callable[[Any], bytes], str]:
+    """``(format, encoder, content_type)`` of a protobuf scrape, as :func:`~locust_metrics.encoders.negotiate`
+    returns them: :data:`PROTOBUF`, :func:`encode_registry` (prometheus_client's registry: the fallback) and
+    :data:`CONTENT_TYPE`."""
+    return PROTOBUF, encode_registry, CONTENT_TYPE
 
 
 def _labels(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -111,8 +121,10 @@ def encode_registry(registry: Any) -> bytes:
     return encode_families(registry.collect())
 
 
-class ProtobufRenderer:
-    """Renders a :class:`~locust_metrics.rendering.Snapshot` (with ``natives``) in the protobuf format, in slices.
+class ProtobufEncoder:
+    """The protobuf encoder of snapshots (:class:`~locust_metrics.snapshot.Snapshot` taken with ``natives``):
+    :meth:`render_pieces` is a function of the snapshot, in slices, like
+    :meth:`~locust_metrics.encoders.Encoder.render_pieces`.
 
     Keeps each endpoint's serialized labels (constant labels, ``method``, ``name``) while the constant labels
     stay the same; the classic bucket bounds come from the snapshot's ``le`` values.
@@ -120,7 +132,7 @@ class ProtobufRenderer:
 
     def __init__(self) -> None:
         self._labels: dict[tuple[str, str], bytes] = {}
-        self._labels_key: Any = None
+        self._labels_key: tuple[tuple[str, str], ...] | None = None
         self._extra: dict[tuple[str, str], bytes] = {}
 
     def _extra_label(self, name: str, value: str) -> bytes:
@@ -133,19 +145,30 @@ class ProtobufRenderer:
             label = self._extra[key] = pb.metric_labels([key])
         return label
 
+    def render(
+        self, snapshot: Snapshot, pause: Callable[[], None] | None = None,
+        next_deadline: Callable[[], float] | None = None,
+    ) -> bytes:
+        """The protobuf exposition of ``snapshot``: :meth:`render_pieces` joined."""
+        return b"".join(self.render_pieces(snapshot, pause, next_deadline))
+
     def render_pieces(
-        self, renderer: ScrapeRenderer, snapshot: Snapshot, const_labels: dict[str, str],
-        pause: Callable[[], None] | None = None,
+        self, snapshot: Snapshot, pause: Callable[[], None] | None = None,
+        next_deadline: Callable[[], float] | None = None,
     ) -> list[bytes]:
-        """The protobuf exposition of ``snapshot``: one delimited ``MetricFamily`` per family, in the
-        snapshot's order, as consecutive pieces. ``const_labels`` are the raw constant labels (the snapshot
-        holds them escaped for text). ``pause`` as for the text path (:meth:`ScrapeRenderer.render_pieces`)."""
-        per_endpoint = self._endpoint_metrics(renderer, snapshot, const_labels, pause)
+        """The protobuf exposition of ``snapshot``: one delimited ``MetricFamily`` per family of
+        :func:`~locust_metrics.collector.families`, in its order, as consecutive pieces; the request duration
+        histograms with their endpoints' native histograms (:attr:`EndpointSnapshot.native`; classic buckets
+        only where it is None). ``pause`` and ``next_deadline`` as for
+        :meth:`~locust_metrics.encoders.Encoder.render_pieces`. Raises ``ValueError`` for a per-endpoint family
+        it does not know (the caller then serves :func:`encode_registry`)."""
+        per_endpoint = self._endpoint_metrics(snapshot, pause, next_deadline)
         if pause is not None:
             pause()
+        templates = request_families(snapshot, samples=False)  # the per-endpoint ones without samples
         out: list[bytes] = []
-        for index, family in enumerate(snapshot.families):
-            if index < snapshot.request_families and not family.samples:
+        for index, family in enumerate(templates + other_families(snapshot)):
+            if index < len(templates) and not family.samples:
                 known = _ROLES.get(family.name)
                 if known is None:
                     raise ValueError(f"no protobuf rendering for the per-endpoint family {family.name}")
@@ -156,18 +179,16 @@ class ProtobufRenderer:
         return out
 
     def _endpoint_metrics(
-        self, renderer: ScrapeRenderer, snapshot: Snapshot, const_labels: dict[str, str],
-        pause: Callable[[], None] | None,
+        self, snapshot: Snapshot, pause: Callable[[], None] | None, next_deadline: Callable[[], float] | None,
     ) -> dict[str, list[bytes]]:
         """Per role, the endpoints' ``Metric`` messages, each already framed as field 4 of a ``MetricFamily``
         (tag, length, message: :func:`_frame`), so that only a join is left after the last slice."""
-        key = tuple(sorted(const_labels.items()))
+        key = snapshot.labels
         if key != self._labels_key or len(self._labels) > 2 * len(snapshot.endpoints) + 64:
             self._labels, self._labels_key = {}, key
         cache = self._labels
-        les, keep = snapshot.les, snapshot.le_keep
-        bounds_s = [float(le) for le in les[:-1]]
-        natives = snapshot.natives or [None] * len(snapshot.endpoints)
+        keep = snapshot.le_keep
+        bounds_s = [float(le) for le in snapshot.les[:-1]]
         out: dict[str, list[bytes]] = {role: [] for role, _, _ in _ROLES.values()}
         duration, requests, failures = out["duration"], out["requests"], out["failures"]
         slow_metrics, thresholds, sizes = out["slow"], out["threshold"], out["size"]
@@ -179,36 +200,34 @@ class ProtobufRenderer:
         def gauge(labels: bytes, value: float) -> bytes:
             return _frame(pb.gauge_metric(labels, value))
 
-        status_label, extra_label = _status_label, self._extra_label
-        clock, next_deadline = time.perf_counter, renderer.pacer.deadline
+        extra_label = self._extra_label
+        clock = time.perf_counter
+        if next_deadline is None:
+            def next_deadline() -> float:
+                return clock() + SLICE_S
         deadline = next_deadline() if pause is not None else 0.0
-        for (method, name, slow_ms, slow_index, errors, buckets, sum_ms, slow, size, statuses, hot), native in zip(
-            snapshot.endpoints, natives
-        ):
-            if hot:  # what the fast path recorded since the last fold
-                by_status = dict(statuses)
-                added = fold_records(hot, buckets, by_status, slow_index)
-                buckets, sum_ms, size = added.buckets, sum_ms + added.sum_ms, size + added.response_bytes
-                slow, statuses = slow + added.slow, by_status.items()
+        for endpoint in snapshot.endpoints:
+            totals = endpoint.folded() if endpoint.hot else endpoint.totals  # hot: recorded since the last fold
+            method, name, native = endpoint.method, endpoint.name, endpoint.native
             base = cache.get((method, name))
             if base is None:
                 base = cache[(method, name)] = labels_of(sorted([*key, ("method", method), ("name", name)]))
-            cumulative = list(accumulate(buckets))
+            cumulative = list(accumulate(totals.buckets))
             if keep is not None:
                 cumulative = [cumulative[i] for i in keep]
-            duration.append(_frame(histogram(base, cumulative[-1], sum_ms / 1000.0, bounds_s, cumulative[:-1],
+            duration.append(_frame(histogram(base, cumulative[-1], totals.sum_ms / 1000.0, bounds_s, cumulative[:-1],
                                              None if native is None else native.total())))
-            merged: dict[str, Any] = {}
-            for status, n in statuses:
+            merged: dict[str, int] = {}
+            for status, n in totals.statuses:
                 label = status_label(status)
                 merged[label] = merged.get(label, 0) + n
             for label, n in merged.items():
                 requests.append(counter(base + extra_label("status_code", label), n))
-            for error, n in errors:
+            for error, n in endpoint.failures:
                 failures.append(counter(base + extra_label("error", error), n))
-            slow_metrics.append(counter(base, slow))
-            thresholds.append(gauge(base, slow_ms / 1000.0))
-            sizes.append(counter(base, size))
+            slow_metrics.append(counter(base, totals.slow))
+            thresholds.append(gauge(base, endpoint.slow_ms / 1000.0))
+            sizes.append(counter(base, totals.response_bytes))
             if pause is not None and clock() >= deadline:
                 pause()
                 deadline = next_deadline()
@@ -243,4 +262,4 @@ _ROLES: dict[str, tuple[str, str, int]] = {
 """Per-endpoint families by the name prometheus_client gives them: (role, protobuf family name, type)."""
 
 
-__all__ = ["CONTENT_TYPE", "PROTOBUF", "ProtobufRenderer", "encode_families", "encode_registry", "wanted"]
+__all__ = ["CONTENT_TYPE", "PROTOBUF", "ProtobufEncoder", "encode_families", "encode_registry", "negotiated", "wants"]

@@ -9,8 +9,8 @@ the six values of every ``request`` event that it reads, positionally: three dic
 lookup for the bucket (:func:`bucket_table`), a handful of integer additions.
 It takes no lock (gevent is cooperative: nothing else runs while it runs), touches no prometheus_client
 object and formats no string. Everything
-that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. Rendering
-(``exposition.py``) reads these objects at scrape time; distributed mode (``distributed.py``) ships and
+that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. A scrape's
+snapshot (``snapshot.py``) copies these objects; distributed mode (``distributed.py``) ships and
 merges them.
 
 Units: Locust reports response times in **milliseconds** (float or ``None``); we keep milliseconds here and

@@ -4,7 +4,7 @@ In-process tests hold a render in flight at a chosen point (a ``pause`` that blo
 scrapes get: the same bytes and snapshot time (same format and encoding), their own render (another
 format), 503 with ``Retry-After`` (beyond ``--metrics-max-concurrent-renders``), 500 or 503 when the
 render they share fails or takes too long; that a shared scrape whose snapshot predates the end of the
-test is not the final scrape; and that :class:`~locust_metrics.rendering.LoopPacer` lets at most its budget
+test is not the final scrape; and that :class:`~locust_metrics.scraping.LoopPacer` lets at most its budget
 of queued work through per loop turn. Real-process tests scrape a running Locust from many threads at
 once, with every combination of ``Accept`` / ``Accept-Encoding``: every answer is valid and of the format
 asked for, same-format scrapes share renders, the bound answers 503, and the final-scrape wait and the
@@ -41,9 +41,8 @@ from support import (
 )
 from test_rendering import PROMETHEUS_ACCEPT, fill, make_exporter
 
-from locust_metrics import rendering
-from locust_metrics.exposition import OWN_ENDPOINT, MetricsServer
-from locust_metrics.rendering import LoopPacer
+from locust_metrics import scraping
+from locust_metrics.scraping import OWN_ENDPOINT, LoopPacer, MetricsServer
 
 OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0"
 FORMATS = [  # (Accept, Accept-Encoding): the four renders a scrape can ask for
@@ -250,19 +249,19 @@ def test_a_failed_render_answers_every_scrape_that_shared_it_and_frees_its_slot(
     fill(exporter, names=5)
     renderer = exporter.renderer
     # the fast path fails: prometheus_client's output is rendered instead and shared as it is
-    monkeypatch.setattr(renderer, "_render_endpoints", lambda *_args: 1 / 0)
+    monkeypatch.setattr(renderer.encoder, "_render_endpoints", lambda *_args: 1 / 0)
     leader, pause = start_render(renderer, PROMETHEUS_ACCEPT, "gzip")
     joiner = gevent.spawn(renderer.serve, PROMETHEUS_ACCEPT, "gzip")
     gevent.sleep(0.01)
-    with caplog.at_level(logging.ERROR, logger="locust_metrics.rendering"):
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.scraping"):
         pause.release()
         gevent.joinall([leader, joiner], timeout=10)
     assert body_of(leader.value) == body_of(joiner.value) == generate_openmetrics(exporter.registry)
     assert joiner.value.shared and renderer.library_scrapes == 1
 
     # prometheus_client fails too: the scrape that rendered gets the error, those that shared it a 500
-    monkeypatch.setattr(renderer, "_render_endpoints", lambda *_args: gevent.sleep(0.05) or 1 / 0)
-    monkeypatch.setattr(exporter, "registry", None)  # the library path breaks: AttributeError
+    monkeypatch.setattr(renderer.encoder, "_render_endpoints", lambda *_args: gevent.sleep(0.05) or 1 / 0)
+    monkeypatch.setattr(renderer, "registry", None)  # the library path breaks: AttributeError
     leader = gevent.spawn(renderer.serve, PROMETHEUS_ACCEPT, "")
     gevent.sleep(0.01)
     joiners = [gevent.spawn(renderer.serve, PROMETHEUS_ACCEPT, "") for _ in range(3)]
@@ -276,7 +275,7 @@ def test_a_scrape_waits_for_a_shared_render_with_a_bound(monkeypatch) -> None:
     exporter = make_exporter()
     fill(exporter, names=5)
     renderer = exporter.renderer
-    monkeypatch.setattr(rendering, "SHARED_RENDER_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(scraping, "SHARED_RENDER_TIMEOUT_S", 0.1)
     leader, pause = start_render(renderer, "", "")
     started = time.monotonic()
     waited = renderer.serve("", "")

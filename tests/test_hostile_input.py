@@ -54,8 +54,9 @@ from support.hostile import (
     RaisingStr,
 )
 
+from locust_metrics.encoders import OPENMETRICS, TEXT
+from locust_metrics.exporter import MetricsExporter
 from locust_metrics.options import Settings
-from locust_metrics.plugin import MetricsExporter
 from locust_metrics.recorder import (
     MAX_ERRORS_PER_ENDPOINT,
     MAX_NAME_LENGTH,
@@ -66,7 +67,6 @@ from locust_metrics.recorder import (
     error_label,
     label_text,
 )
-from locust_metrics.rendering import OPENMETRICS, TEXT
 
 # ---------------------------------------------------------------------------------------------- hostile values
 HOSTILE_NAMES = NAMES + UNENCODABLE_NAMES
@@ -178,9 +178,9 @@ def render_all(recorder: RequestRecorder) -> list[tuple[str, str]]:
     exporter.recorder = exporter.totals = recorder
     outputs = [("text", generate_latest(exporter.registry).decode()),
                ("openmetrics", generate_openmetrics(exporter.registry).decode())]
-    snapshot = exporter.renderer.snapshot()
-    outputs += [("text", exporter.renderer.render(snapshot, TEXT).decode()),
-                ("openmetrics", exporter.renderer.render(snapshot, OPENMETRICS).decode())]
+    snapshot, encoder = exporter.snapshot(), exporter.renderer.encoder
+    outputs += [("text", encoder.render(snapshot, TEXT).decode()),
+                ("openmetrics", encoder.render(snapshot, OPENMETRICS).decode())]
     return outputs
 
 

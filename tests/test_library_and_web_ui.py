@@ -121,7 +121,7 @@ def test_web_ui_metrics_follow_the_web_base_path(demo_target: str, workdir: Path
 
 
 def test_the_endpoint_is_logged_with_an_address_one_can_open_and_the_bind_address() -> None:
-    from locust_metrics.exposition import MetricsServer, ScrapeTracker
+    from locust_metrics.scraping import MetricsServer, ScrapeTracker
 
     def server(host: str) -> MetricsServer:
         return MetricsServer(None, ScrapeTracker(), host, 9646, renderer=types.SimpleNamespace(wsgi_app=lambda tracker=None: None))

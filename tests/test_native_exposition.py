@@ -13,7 +13,7 @@ from test_rendering import make_exporter
 
 from locust_metrics import protobuf as pb
 from locust_metrics import protobuf_scrape
-from locust_metrics.plugin import MetricsExporter
+from locust_metrics.exporter import MetricsExporter
 
 TIMES_MS = [0.0, -3.0, 0.0004, 0.05, 0.5, 2.0, 7.5, 33.3, 99.0, 250.0, 1000.0, 1500.5, 60_000.0, 70_000.0, 2e12,
             math.nan, math.inf, None]
@@ -175,3 +175,43 @@ def test_framed_families_are_the_library_framing() -> None:
     metrics = [pb.counter_metric((("a", "x" * n),), float(n)) for n in (0, 1, 200, 20_000)]
     assert _framed_family("f_total", "F.", pb.COUNTER, [_frame(m) for m in metrics]) == pb.family(
         "f_total", "F.", pb.COUNTER, metrics)
+
+
+def test_only_a_protobuf_scrape_snapshot_holds_the_native_histograms() -> None:
+    """The snapshot model: text and OpenMetrics snapshots leave ``EndpointSnapshot.native`` None and do not share
+    the entries' native histograms (no copy on write afterwards); a protobuf one holds each entry's, as it was."""
+    from locust_metrics.snapshot import take_snapshot
+
+    exporter = exporter_with_traffic(native_histograms=True)
+    text = take_snapshot(exporter)
+    assert not text.natives and all(e.native is None for e in text.endpoints)
+    assert not any(e.native_shared for e in exporter.totals.endpoints.values())
+    full = exporter.snapshot(natives=True)
+    assert full.natives and len(full.endpoints) == len(exporter.totals.endpoints) == 10
+    for endpoint in full.endpoints:
+        entry = exporter.totals.endpoints[(endpoint.method, endpoint.name)]
+        assert endpoint.native is not None
+        entry.fold()
+        total = endpoint.native.total()
+        assert (total.schema, total.buckets, total.zero_count) == (entry.native.schema, entry.native.buckets,
+                                                                   entry.native.zero_count)
+    off = exporter_with_traffic()
+    assert all(e.native is None for e in off.snapshot(natives=True).endpoints)  # native histograms off: None
+
+
+def test_a_protobuf_render_does_not_reuse_a_text_snapshot() -> None:
+    """Renders that start together share a snapshot, except that a protobuf render needs one with the native
+    histograms: a fresh text snapshot lying there is not used (the scrape would lose its native buckets)."""
+    import time
+
+    exporter = exporter_with_traffic(native_histograms=True)
+    renderer = exporter.renderer
+    renderer._snapshot = (time.time() + 60, exporter.snapshot())  # a text render's, taken "after" this scrape
+    response = renderer.serve(PROMETHEUS_2_42_NATIVE_ACCEPT, None, pause=None)
+    natives = 0
+    for message in WireReader.delimited(b"".join(response.body)):
+        family = WireReader.fields(message)
+        if family[1] == [b"locust_request_duration_seconds"]:
+            natives += sum(1 for metric in map(WireReader.fields, family[4])
+                           if WireReader.fields(metric[7][0]).get(12))  # field 12: the native positive spans
+    assert natives == 10

@@ -213,14 +213,14 @@ def test_per_endpoint_thresholds_exact_wins_over_regex() -> None:
 
 
 def test_rendered_output_is_valid_for_prometheus_and_promtool() -> None:
-    from locust_metrics.exposition import LocustCollector
-    from locust_metrics.plugin import MetricsExporter
+    from locust_metrics.collector import LocustCollector
+    from locust_metrics.exporter import MetricsExporter
 
     exporter = MetricsExporter(FakeEnvironment(), Settings.from_kwargs(port=0, labels={"env": "unit"}))
     for i in range(5):
         exporter.recorder.on_request("POST", f'/q"uote\\{i}\n', 12.5, 3, response=Response(201), exception=CatchResponseError("x"))
     registry = CollectorRegistry()
-    registry.register(LocustCollector(exporter))
+    registry.register(LocustCollector(exporter.snapshot))
     text = generate_latest(registry).decode()
     samples = Samples(text)
     assert samples.sum("locust_requests_total", env="unit", status_code="201") == 5

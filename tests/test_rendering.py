@@ -1,13 +1,15 @@
-"""The fast scrape path (``locust_metrics/rendering.py``): the same bytes as prometheus_client, sliced.
+"""The outputs as functions of a snapshot: the fast encoder (``locust_metrics/encoders.py``) writes the same bytes
+as prometheus_client does for the collector's families (``locust_metrics/collector.py``), sliced.
 
-Byte-for-byte against ``generate_latest`` (text 0.0.4) and the OpenMetrics encoder over the exporter's
-registry, for typical, hostile and random data; promtool and prometheus_client's parsers read it; the
+Byte-for-byte, one snapshot through both functions, against ``generate_latest`` (text 0.0.4) and the OpenMetrics
+encoder (and the exporter's registry gives the same), for typical, hostile and random data; promtool and prometheus_client's parsers read it; the
 body is the snapshot's even when requests are recorded while it renders; content negotiation, gzip and
 the WSGI semantics (OPTIONS, 405, favicon, ``name[]``) as prometheus_client's app; fallbacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.client
 import logging
@@ -27,13 +29,15 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from support import Response, Samples, free_port, make_recorder, promtool_check_metrics
 
-from locust_metrics import rendering
-from locust_metrics.exposition import MetricsServer, ScrapeTracker, add_web_ui_route
+from locust_metrics import encoders, scraping
+from locust_metrics.collector import FamilyList, families
+from locust_metrics.encoders import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
+from locust_metrics.exporter import MetricsExporter
 from locust_metrics.options import Settings
-from locust_metrics.plugin import MetricsExporter
 from locust_metrics.recorder import OVERFLOW, EndpointStats
-from locust_metrics.rendering import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
 from locust_metrics.resources import NodeResources
+from locust_metrics.scraping import MetricsServer, ScrapeTracker, add_web_ui_route
+from locust_metrics.snapshot import Snapshot
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -87,15 +91,23 @@ def library(exporter: MetricsExporter, fmt: str) -> bytes:
     return generate_latest(exporter.registry) if fmt == TEXT else generate_openmetrics(exporter.registry)
 
 
-def fast(exporter: MetricsExporter, fmt: str, pause=None) -> bytes:
-    renderer = exporter.renderer
-    return renderer.render(renderer.snapshot(), fmt, pause)
+def collected(snapshot: Snapshot, fmt: str) -> bytes:
+    """prometheus_client's bytes for the collector's families of ``snapshot``."""
+    encode = generate_latest if fmt == TEXT else generate_openmetrics
+    return encode(FamilyList(families(snapshot)))
+
+
+def fast(exporter: MetricsExporter, fmt: str, pause=None, snapshot: Snapshot | None = None) -> bytes:
+    """The fast encoder's bytes of ``snapshot`` (default: a new one), with the exporter's encoder (its caches)."""
+    return exporter.renderer.encoder.render(snapshot or exporter.snapshot(), fmt, pause)
 
 
 def assert_same(exporter: MetricsExporter) -> None:
     for fmt in (TEXT, OPENMETRICS):
-        # fast first: the first snapshot copies hot records that the collector has not folded yet
-        actual, expected = fast(exporter, fmt), library(exporter, fmt)
+        # one snapshot through both functions; it copies hot records that nobody has folded yet
+        snapshot = exporter.snapshot()
+        actual, expected = fast(exporter, fmt, snapshot=snapshot), collected(snapshot, fmt)
+        assert library(exporter, fmt) == expected, "the registry serves the collector's families of a snapshot"
         if actual != expected:  # show the first differing line
             for want, got in zip(expected.splitlines(), actual.splitlines()):
                 assert got == want, fmt
@@ -151,9 +163,9 @@ def test_worker_totals_and_master_views_render_the_same() -> None:
     exporter = make_exporter(labels={"env": "x"})
     exporter.totals = exporter._new_recorder()  # a worker with its own endpoint exports its cumulative copy
     fill(exporter, names=3)
-    assert exporter.renderer.snapshot().endpoints == []
+    assert exporter.snapshot().endpoints == ()
     fill(types.SimpleNamespace(recorder=exporter.totals), names=5)
-    assert len(exporter.renderer.snapshot().endpoints) == 5
+    assert len(exporter.snapshot().endpoints) == 5
     assert_same(exporter)
 
 
@@ -190,7 +202,7 @@ def test_one_renderer_stays_byte_for_byte_as_names_bounds_and_thresholds_change(
     assert_same(exporter)
     fill(exporter, names=150, per_name=1)  # more names than the cache kept for the previous scrape's 6
     assert_same(exporter)
-    assert len(exporter.renderer.snapshot().endpoints) == 150
+    assert len(exporter.snapshot().endpoints) == 150
 
 
 _label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -237,7 +249,7 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
     fill(exporter, names=60)
     expected = {fmt: library(exporter, fmt) for fmt in (TEXT, OPENMETRICS)}
     ticks = iter(range(10**9))
-    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks) * 0.0004)  # a slice every few endpoints
+    monkeypatch.setattr(encoders.time, "perf_counter", lambda: next(ticks) * 0.0004)  # a slice every few endpoints
     pauses = []
 
     def pause() -> None:  # what request greenlets would do between two slices
@@ -247,8 +259,8 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
 
     renderer = exporter.renderer
     for fmt in (TEXT, OPENMETRICS):
-        snapshot = renderer.snapshot()
-        assert renderer.render(snapshot, fmt, pause) == expected[fmt]
+        snapshot = exporter.snapshot()
+        assert renderer.encoder.render(snapshot, fmt, pause) == expected[fmt]
         exporter.recorder.clear()
         fill(exporter, names=60)
     assert len(pauses) > 20
@@ -257,10 +269,42 @@ def test_the_body_is_the_snapshot_even_when_requests_arrive_while_rendering(monk
     assert b"locust_requests_total" in gzip.decompress(b"".join(body))
 
 
+def test_a_snapshot_is_an_immutable_copy_with_named_records() -> None:
+    exporter = make_exporter()
+    fill(exporter, names=3)
+    snapshot = exporter.snapshot()
+    endpoint = snapshot.endpoints[0]
+    assert (endpoint.method, endpoint.name, endpoint.slow_ms) == ("POST", "/api/items/0", exporter.settings.slow_threshold_ms)
+    assert sum(endpoint.folded().buckets) == sum(n for _, n in endpoint.folded().statuses) == 12
+    before = collected(snapshot, TEXT)
+    fill(exporter, names=3)  # requests after the snapshot change nothing in it
+    assert collected(snapshot, TEXT) == before != collected(exporter.snapshot(), TEXT)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.dropped = 1  # type: ignore[misc]
+
+
+def test_a_part_that_fails_is_left_out_of_the_snapshot_counted_and_the_rest_served(caplog) -> None:
+    exporter = make_exporter()
+    fill(exporter, names=2)
+
+    def denied() -> NodeResources:
+        raise PermissionError("psutil access denied")
+
+    exporter.resources.sample = denied
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.snapshot"):
+        snapshot, again = exporter.snapshot(), exporter.snapshot()
+    assert snapshot.nodes is None and snapshot.runner is not None and snapshot.test is not None
+    assert dict(again.health.errors)["nodes"] == 2
+    assert sum("could not export the nodes metrics" in r.getMessage() for r in caplog.records) == 1  # logged once
+    text = collected(snapshot, TEXT)
+    assert b"locust_process_cpu_seconds" not in text and b'locust_metrics_errors_total{source="nodes"} 1.0' in text
+    assert fast(exporter, TEXT, snapshot=snapshot) == text
+
+
 def test_compress_is_gzip_of_the_joined_pieces_and_pauses(monkeypatch) -> None:
     pieces = [bytes(range(256)) * 1000, b"", b"# EOF\n" * 50_000]  # 256,000 and 300,000 bytes: 4 + 5 steps of 64 KiB
     ticks = iter(range(10**9))
-    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks))  # every step takes longer than a slice
+    monkeypatch.setattr(encoders.time, "perf_counter", lambda: next(ticks))  # every step takes longer than a slice
     calls = []
     out = compress(pieces, pause=lambda: calls.append(1))
     assert gzip.decompress(out) == b"".join(pieces)
@@ -365,13 +409,13 @@ def test_web_ui_route_uses_the_fast_path_with_gzip() -> None:
 def test_unknown_per_endpoint_family_falls_back_to_prometheus_client(monkeypatch, caplog) -> None:
     exporter = make_exporter()
     fill(exporter, names=4)
-    known = dict(rendering._ENDPOINT_FAMILIES)
+    known = dict(encoders._ENDPOINT_FAMILIES)
     del known["locust_slow_requests"]
-    monkeypatch.setattr(rendering, "_ENDPOINT_FAMILIES", known)
+    monkeypatch.setattr(encoders, "_ENDPOINT_FAMILIES", known)
     renderer = exporter.renderer
     with pytest.raises(FastPathUnavailable):
-        renderer.render(renderer.snapshot(), TEXT)
-    with caplog.at_level(logging.WARNING, logger="locust_metrics.rendering"):
+        renderer.encoder.render(exporter.snapshot(), TEXT)
+    with caplog.at_level(logging.WARNING, logger="locust_metrics.scraping"):
         headers, body = renderer.respond(None, None, pause=None)
         assert b"".join(body) == generate_latest(exporter.registry)  # before the next scrape counts a fallback
         renderer.respond(OPENMETRICS_CONTENT_TYPE, None, pause=None)
@@ -384,13 +428,13 @@ def test_a_bug_in_the_fast_path_never_fails_a_scrape(monkeypatch, caplog) -> Non
     exporter = make_exporter()
     fill(exporter, names=4)
     renderer = exporter.renderer
-    monkeypatch.setattr(renderer, "_render_endpoints", lambda *_args: 1 / 0)
-    with caplog.at_level(logging.ERROR, logger="locust_metrics.rendering"):
+    monkeypatch.setattr(renderer.encoder, "_render_endpoints", lambda *_args: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="locust_metrics.scraping"):
         headers, body = renderer.respond(PROMETHEUS_ACCEPT, None, pause=None)
     assert b"".join(body) == generate_openmetrics(exporter.registry)
     assert any("fast rendering failed" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError):
-        renderer.render(renderer.snapshot(), "json")
+        renderer.encoder.render(exporter.snapshot(), "json")
 
 
 def test_the_default_pause_lets_timers_and_io_run_between_slices(monkeypatch) -> None:
@@ -400,11 +444,11 @@ def test_the_default_pause_lets_timers_and_io_run_between_slices(monkeypatch) ->
     exporter = make_exporter()
     fill(exporter, names=40, per_name=2)
     ticks = iter(range(10**9))
-    monkeypatch.setattr(rendering.time, "perf_counter", lambda: next(ticks) * 0.01)  # pause after every endpoint
+    monkeypatch.setattr(encoders.time, "perf_counter", lambda: next(ticks) * 0.01)  # pause after every endpoint
     fired: list[int] = []
     pauses: list[int] = []
     timer = gevent.spawn_later(0.0002, lambda: fired.append(len(pauses)))
-    original = rendering._gevent_pause
+    original = scraping._gevent_pause
 
     def counting_pause() -> None:
         pauses.append(1)

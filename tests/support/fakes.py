@@ -30,7 +30,7 @@ class NoStatus:
 
 class FakeEnvironment:
     """A Locust environment without runner, events, web UI or parsed options: what a
-    :class:`~locust_metrics.plugin.MetricsExporter` needs to render its registry in a unit test."""
+    :class:`~locust_metrics.exporter.MetricsExporter` needs to render its registry in a unit test."""
 
     runner = None
     parsed_options = None

@@ -1,15 +1,18 @@
-"""The exporter of one Locust Environment: wires the recorder, the collectors and the endpoint to Locust's events.
+"""The exporter of one Locust Environment: wiring only, from Locust's events to our parts and outputs.
 
-:class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It owns
+:class:`MetricsExporter` is what :func:`locust_metrics.install` returns. It connects
 
-* ``recorder``: the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (on ``request``, through ``dispatch.py``);
-* ``registry``: a ``prometheus_client.CollectorRegistry`` holding one :class:`LocustCollector`, so an
-  application can serve it itself (``prometheus_client.generate_latest(exporter.registry)``);
-* ``server``: our own HTTP endpoint (``--metrics-port``), and ``/metrics`` on Locust's web UI;
-* the test's lifecycle (``run_id``, start and stop times) from ``test_start`` / ``test_stop``;
-* the final-scrape wait at exit (Locust's ``quit`` event), so a headless run's last numbers reach Prometheus;
-* distributed mode: on a worker, ``report_to_master`` ships the recorder's deltas; on the master,
-  ``worker_report`` merges them (see ``distributed.py``) and keeps each worker's CPU and memory.
+* ``request`` to the hot-path :class:`~locust_metrics.recorder.RequestRecorder` (through ``dispatch.py``);
+* ``test_start`` / ``test_stop`` to the :class:`~locust_metrics.lifecycle.TestLifecycle`, the threshold checks
+  (``threshold_checks.py``) and push (``push.py``);
+* ``report_to_master`` / ``worker_report`` to the distributed sync (``distributed.py``): a worker ships the
+  recorder's deltas, the master merges them and keeps each worker's CPU and memory;
+* the outputs, which are functions of a snapshot (``snapshot.py``) that it takes on demand
+  (:meth:`MetricsExporter.snapshot`): ``registry``, a ``prometheus_client.CollectorRegistry`` holding one
+  :class:`~locust_metrics.collector.LocustCollector` (``generate_latest(exporter.registry)``); the fast
+  scrape path (``scraping.py``, ``encoders.py``) on our own endpoint (``--metrics-port``), on ``/metrics`` of
+  Locust's web UI and for push;
+* ``quit`` to the final push and the final-scrape wait, so a headless run's last numbers reach Prometheus.
 
 Every listener except the hot path is wrapped by :func:`_guarded`: an error in our code is logged once, with
 context, and never propagates into Locust (where it would change the exit code or stop the test).
@@ -17,58 +20,30 @@ context, and never propagates into Locust (where it would change the exit code o
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-import gevent
 from prometheus_client import CollectorRegistry
 
 from ._version import __version__
+from .collector import LocustCollector
 from .dispatch import attach, detach
 from .distributed import DistributedSync
-from .exposition import (
-    OWN_ENDPOINT,
-    WEB_UI_ENDPOINT,
-    LocustCollector,
-    MetricsServer,
-    ScrapeTracker,
-    add_web_ui_route,
-)
-from .lifecycle import TestLifecycle
-from .options import OPTIONS, Settings, flag, where
+from .errors import Health
+from .lifecycle import TestLifecycle, wait_for_locust_csv
+from .options import Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder
-from .rendering import ScrapeRenderer
-from .resources import NodeResources, ProcessResources
+from .resources import ProcessResources
+from .scraping import OWN_ENDPOINT, WEB_UI_ENDPOINT, MetricsServer, ScrapeRenderer, ScrapeTracker, add_web_ui_route
 from .security import web_ui_guard
+from .snapshot import Snapshot, take_snapshot
 from .threshold_checks import ThresholdChecks, locust_exit_code
 
 logger = logging.getLogger("locust_metrics")
-
-FINAL_SCRAPE_GAPS = 2.0
-"""At exit, a periodic scraper's next scrape is waited for until its latest scrape's start plus this many times
-the longest of its recent intervals (plus :data:`FINAL_SCRAPE_MARGIN_S`)."""
-
-FINAL_SCRAPE_MARGIN_S = 1.0
-"""Seconds added to the expected time of a periodic scraper's next scrape (scrape duration, jitter)."""
-
-
-class Health:
-    """locust-metrics' own faults, exported as ``locust_metrics_errors_total{source}`` (like node_exporter's
-    ``node_scrape_collector_success``): a listener of ours that raised (``listener``), a part of a scrape that
-    could not be exported (``runner``, ``nodes``, ``test``, ``thresholds``); the recorder's own count of
-    requests it could not record (``recorder``) and the renderer's and pusher's counts are read beside it."""
-
-    def __init__(self) -> None:
-        self.errors: dict[str, int] = {}
-
-    def error(self, source: str) -> None:
-        """Count one fault of ``source``."""
-        self.errors[source] = self.errors.get(source, 0) + 1
 
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,9 +85,11 @@ class MetricsExporter:
         settings: the validated :class:`~locust_metrics.options.Settings`.
         recorder: per-endpoint accumulators (the data model).
         registry: ``prometheus_client.CollectorRegistry`` with everything we export.
-        server: our :class:`~locust_metrics.exposition.MetricsServer`, or None (port 0, or a worker).
-        scrapes: :class:`~locust_metrics.exposition.ScrapeTracker` of answered scrapes.
-        lifecycle: :class:`TestLifecycle` of the current run.
+        renderer: the :class:`~locust_metrics.scraping.ScrapeRenderer` of our endpoints and push.
+        server: our :class:`~locust_metrics.scraping.MetricsServer`, or None (port 0, or a worker).
+        scrapes: :class:`~locust_metrics.scraping.ScrapeTracker` of answered scrapes.
+        lifecycle: :class:`~locust_metrics.lifecycle.TestLifecycle` of the current run.
+        health: our own faults (:class:`~locust_metrics.errors.Health`).
         fast_dispatch: True while Locust's ``request`` event calls ``recorder.record`` directly (a Locust
             ``EventHook`` we know, see ``dispatch.py``); False: our listener is called the ordinary way.
     """
@@ -134,8 +111,9 @@ class MetricsExporter:
         self.lifecycle = TestLifecycle()
         self.scrapes = ScrapeTracker()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LocustCollector(self))
-        self.renderer = ScrapeRenderer(self)  # our endpoints' fast scrape path (same bytes as the registry)
+        self.registry.register(LocustCollector(self.snapshot))
+        # our endpoints' fast scrape path (the same bytes as the registry)
+        self.renderer = ScrapeRenderer(self.snapshot, self.registry, lambda: self.totals, settings.max_concurrent_renders)
         self.server: MetricsServer | None = None
         self.pusher: Pusher | None = None  # push mode (--metrics-pushgateway), on a local run or a master
         self.web_ui_route = False
@@ -254,7 +232,7 @@ class MetricsExporter:
             self.server = None
         self._started = False
 
-    # ------------------------------------------------------------------ what the collector reads
+    # ------------------------------------------------------------------ what the snapshot reads
     def is_worker(self) -> bool:
         """True when this process runs a Locust ``WorkerRunner``."""
         return type(self.environment.runner).__name__ == "WorkerRunner"
@@ -272,45 +250,20 @@ class MetricsExporter:
             return "master"
         return "local"
 
-    def node_resources(self) -> dict[str, NodeResources]:
-        """``{node: NodeResources}`` of this process and, on a master, of every worker Locust still knows.
-
-        A worker's figures are those of its latest report (every 3 s); a worker that quit keeps them until
-        the next test starts, one that Locust dropped as missing disappears (see
-        :class:`~locust_metrics.distributed.WorkerNodes`).
-        """
-        figures = {self.node_name(): self.resources.sample()}
-        if self.is_master():
-            figures.update(self.sync.nodes.figures(getattr(self.environment.runner, "clients", None)))
-        return figures
-
-    def user_classes_count(self) -> dict[str, int]:
-        """Running users by user class (on a master, summed over the workers' reports)."""
-        runner = self.environment.runner
-        if runner is None:
-            return {}
-        if self.is_master():
-            counts: dict[str, int] = {}
-            for client in runner.clients.values():
-                for user_class, n in (client.user_classes_count or {}).items():
-                    counts[user_class] = counts.get(user_class, 0) + n
-            return counts
-        return dict(runner.user_classes_count)
-
-    def workers_by_state(self) -> dict[str, int] | None:
-        """``{state: workers}`` on a master; None elsewhere."""
-        if not self.is_master():
-            return None
-        counts: dict[str, int] = {}
-        for client in self.environment.runner.clients.values():
-            counts[client.state] = counts.get(client.state, 0) + 1
-        return counts
+    def snapshot(self, natives: bool = False) -> Snapshot:
+        """What a scrape shows now, at one instant (:func:`~locust_metrics.snapshot.take_snapshot`; ``natives``:
+        with the native histograms, for a protobuf scrape)."""
+        return take_snapshot(self, natives)
 
     # ------------------------------------------------------------------ listeners
     @_guarded
     def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
         if self.is_worker() and self.from_options:
-            self._follow_master_options()
+            listener = self.recorder.on_request
+            self.settings = self.sync.follow_master(self.settings, self.environment.parsed_options, self.node_name())
+            if self.recorder.on_request is not listener and self._started:  # native histograms turned on or off
+                detach(self.environment.events.request, listener)
+                self.fast_dispatch = attach(self.environment.events.request, self.recorder.on_request, self.recorder.record)
         if self.is_master():
             self.sync.nodes.forget_gone(getattr(self.environment.runner, "clients", None))
         self.lifecycle.started(self.environment)
@@ -342,28 +295,6 @@ class MetricsExporter:
         """Master: merge a worker's deltas; remember its CPU and memory under its node name."""
         if self.sync.merge(client_id, data):
             self.last_change_time = self.sync.last_report_time
-
-    def _follow_master_options(self) -> None:
-        """Worker: Locust copies the master's custom options to workers on spawn; adopt every recording option
-        (:attr:`~locust_metrics.options.Option.recording`: buckets, slow thresholds, name cap, labels, thresholds).
-
-        Data recorded under the old settings is kept and shipped as it is with the next report.
-        """
-        master = Settings.from_options(self.environment.parsed_options, recording_only=True)
-        settings = dataclasses.replace(self.settings, **{o.field: getattr(master, o.field) for o in OPTIONS if o.recording})
-        if settings == self.settings:
-            return
-        old, self.settings = self.settings, settings
-
-        def recording(s: Settings) -> tuple[Any, ...]:
-            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native()
-
-        if recording(settings) != recording(old):
-            listener = self.recorder.on_request
-            self.sync.reconfigure(self.node_name(), lambda recorder: recorder.configure(*recording(settings)))
-            if self.recorder.on_request is not listener and self._started:  # native histograms on or off
-                detach(self.environment.events.request, listener)
-                self.fast_dispatch = attach(self.environment.events.request, self.recorder.on_request, self.recorder.record)
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
@@ -402,84 +333,23 @@ class MetricsExporter:
                 self.pusher.close(final_push=True)  # the final push (bounded), then the final scrape
             self.wait_for_final_scrape()
             self.renderer.drain()  # scrapes answered with the final one (an HA pair, shared renders) go out too
-            self._let_locust_csv_catch_up()
+            if not self.is_worker():
+                wait_for_locust_csv(self.environment.parsed_options, self.last_change_time)
         finally:
             self._quit_done.set()
 
-    def _let_locust_csv_catch_up(self) -> None:
-        """With ``--csv``, stay up until Locust's CSV writer has rewritten its files after the last change.
-
-        Locust rewrites its CSV files once a second (``locust.stats.CSV_STATS_INTERVAL_SEC``) and not again
-        at exit, so a process that exits right after the test stops leaves CSV files up to a second old,
-        which then disagree with what we exported. Waiting at most that second makes Locust's CSV final.
-        """
-        options = self.environment.parsed_options
-        if not getattr(options, "csv_prefix", None) or self.is_worker() or self.last_change_time is None:
-            return
-        from locust.stats import CSV_STATS_INTERVAL_SEC
-
-        remaining = self.last_change_time + CSV_STATS_INTERVAL_SEC + 0.2 - time.time()
-        if remaining > 0:
-            gevent.sleep(remaining)
-
     # ------------------------------------------------------------------ the end of a run
     def wait_for_final_scrape(self, timeout: float | None = None) -> bool:
-        """Keep serving until one more scrape has been answered, so the last numbers reach Prometheus.
-
-        Called from Locust's ``quit`` event (after the runner stopped, right before the process exits). It
-        waits only for a scraper that scrapes periodically and can still reach us:
-
-        * an endpoint (ours, or the web UI's ``/metrics`` while Locust's web UI still serves) scraped at
-          least twice, so that a one-off ``curl`` never makes the process wait;
-        * and no longer than that scraper's next scrape can take: until its latest scrape's start plus
-          :data:`FINAL_SCRAPE_GAPS` times the longest of its recent intervals plus
-          :data:`FINAL_SCRAPE_MARGIN_S`; a scraper already silent for longer is not waited for;
-        * and never more than ``timeout`` seconds (default ``--metrics-final-scrape-timeout``).
-
-        Nothing is waited for when a scrape that started after the last change (test stop, worker report)
-        was already answered. Logs one line when it waits, and one when the web UI that was being scraped is
-        gone. Returns True when the final numbers were scraped (or there was nothing to wait for).
-        """
-        reference = self.last_change_time or time.time()
-
-        def final_scraped() -> bool:  # a scrape that started after the last change was answered
-            return self.scrapes.last_time is not None and self.scrapes.last_time >= reference
-
-        if final_scraped():
-            return True
+        """Keep serving until one more scrape has been answered, so the last numbers reach Prometheus: Locust's
+        ``quit`` event waits for a periodic scraper of our endpoint or of the web UI's ``/metrics``, as
+        :meth:`~locust_metrics.scraping.ScrapeTracker.wait_for_final` says, at most ``timeout`` seconds (default
+        ``--metrics-final-scrape-timeout``). True when the final numbers were scraped (or nothing to wait for)."""
+        serving = {
+            OWN_ENDPOINT: (self.server is not None, self.server.url if self.server is not None else ""),
+            WEB_UI_ENDPOINT: (self._web_ui_serving(), "the web UI's /metrics"),
+        }
         timeout = self.settings.final_scrape_timeout_s if timeout is None else timeout
-        now = time.time()
-        until: float | None = None  # unix time of the expected next scrape plus the margin, latest endpoint
-        scrapers = []
-        for endpoint, serving, name in (
-            (OWN_ENDPOINT, self.server is not None, self.server.url if self.server is not None else ""),
-            (WEB_UI_ENDPOINT, self._web_ui_serving(), "the web UI's /metrics"),
-        ):
-            gap, last = self.scrapes.longest_gap(endpoint), self.scrapes.last(endpoint)
-            if gap is None or last is None:
-                continue  # never, or once: nobody scrapes this endpoint periodically
-            if not serving:
-                if endpoint == WEB_UI_ENDPOINT:
-                    logger.info(
-                        "locust-metrics: the web UI's /metrics was scraped, but Locust has stopped its web UI: "
-                        "no final scrape (with --autoquit, give it at least the scrape interval)"
-                    )
-                continue
-            expected = last + FINAL_SCRAPE_GAPS * gap + FINAL_SCRAPE_MARGIN_S
-            if expected > now:
-                until = expected if until is None else max(until, expected)
-                scrapers.append(f"{name} (scraped every {gap:.3g}s)")
-        if until is None or timeout <= 0:
-            return until is None
-        wait = min(timeout, until - now)
-        logger.info(
-            "locust-metrics: waiting up to %.3gs for a final scrape of %s (%s %gs)",
-            wait, " and ".join(scrapers), flag("final_scrape_timeout"), timeout,
-        )
-        deadline = time.monotonic() + wait
-        while not final_scraped() and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        return final_scraped()
+        return self.scrapes.wait_for_final(self.last_change_time or time.time(), serving, timeout)
 
     def _web_ui_serving(self) -> bool:
         """True while our route is on Locust's web UI and its server still serves (``--autoquit`` stops it)."""
