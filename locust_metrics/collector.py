@@ -177,8 +177,9 @@ class LocustCollector:
         self.snapshot = snapshot
 
     def describe(self) -> list[Metric]:
-        """Nothing to pre-declare (names are fixed; registering must not render)."""
-        return []
+        """Every family we export, without samples (no snapshot: registering must not render): the names by
+        which a registry finds this collector, for a ``name[]``-filtered scrape among others."""
+        return [family.metric([]) for family in F.FAMILIES]
 
     def collect(self) -> Iterator[Metric]:
         return iter(families(self.snapshot()))

@@ -380,6 +380,8 @@ def test_metrics_server_fast_path_serves_what_prometheus_client_serves() -> None
                     "Allow": "OPTIONS,GET"})
                 want = b"" if method == "OPTIONS" else b"# HTTP 405 Method Not Allowed: POST; use OPTIONS or GET\n"
             assert (status, body, got_headers.get("Allow")) == (want_status, want, want_headers.get("Allow")), path
+            if "name[]" in path:  # the filter keeps exactly the names asked for (not nothing, as both once did)
+                assert Samples(body.decode()).names() == {"locust_slow_requests_total", "locust_users"}, body[:300]
         count = tracker.count
         _get(ours.port, "/favicon.ico")
         assert tracker.count == count  # a browser's favicon request is no scrape
