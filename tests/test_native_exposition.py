@@ -154,6 +154,8 @@ def test_the_fallback_encoder_serves_the_registry_classic_only() -> None:
     assert not histogram.positive_span and len(histogram.bucket) > 5
     response = exporter.renderer.serve(PROMETHEUS_2_42_NATIVE_ACCEPT, None, pause=None, names=["locust_users"])
     assert dict(response.headers)["Content-Type"] == pb.CONTENT_TYPE
+    filtered = [pb.MetricFamily.FromString(m) for m in WireReader.delimited(b"".join(response.body))]
+    assert [f.name for f in filtered] == ["locust_users"] and filtered[0].metric
 
 
 def test_encode_families_sends_counters_under_their_total_name() -> None:
