@@ -11,6 +11,11 @@ Prints, as medians (and minima) of interleaved repeats on this machine:
   docstring shows, the same plus the hot dict's ``d[k] += 1``, and the exact :func:`native_index`;
   response times drawn as ``benchmarks/bench.py`` draws them (lognormal, median 33 ms) and as on a
   local network (median 1 ms);
+* nanoseconds added per ``request`` event by the whole listener with native histograms off and on, against a
+  naive prometheus_client listener, in interleaved rounds as ``benchmarks/bench.py`` measures its hot path
+  (``--hot-path``: this section only; ``--instructions``: the same in instructions, counted by callgrind);
+* a protobuf scrape of 500 endpoints through the exporter (fold, snapshot, sliced render: CPU and longest
+  slice) against ``generate_latest`` (``--scrape``: this section only);
 * milliseconds to encode a protobuf scrape of 500 endpoints (each a histogram with 21 classic buckets and
   about 40 populated native ones, three counters and a gauge) with the ``protobuf`` library, against
   ``prometheus_client.generate_latest`` of the same families in the text format (classic buckets only).
@@ -196,8 +201,243 @@ def encode_costs(endpoints: int = 500, schema: int = 6, repeats: int = 9) -> Non
     print(f"  ratio protobuf / text: {p / t:.0%}")
 
 
+def _fast_response(status_code: int):
+    """A real ``FastResponse`` over a real geventhttpclient response (as ``benchmarks/bench.py`` makes them)."""
+    from geventhttpclient.response import HTTPResponse
+    from locust.contrib.fasthttp import FastResponse
+
+    parsed = HTTPResponse()
+    parsed.feed(f"HTTP/1.1 {status_code} Whatever\r\nContent-Length: 0\r\n\r\n".encode())
+    return FastResponse(parsed)
+
+
+def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: int = 1) -> dict[str, float]:
+    """Nanoseconds added per ``request`` event by the recorder with native histograms off and on (schema 6, 160
+    buckets), and by a naive prometheus_client listener, each alone on a Locust ``Environment`` (attached as
+    ``install()`` does it), in interleaved rounds of ``chunk`` events; each added cost is the median over
+    rounds of the variant's time minus the no-listener time of the same round (``benchmarks/bench.py``'s
+    method). Events as ``bench.py`` draws them: lognormal(3.5, 0.8) mod 1500 ms, 2% failures, ``names``
+    entries. Returns the medians and the ratios; prints them."""
+    from locust import User, task
+    from locust.env import Environment
+    from locust.exception import CatchResponseError
+    from prometheus_client import Counter, Histogram
+
+    from locust_metrics.dispatch import attach
+    from locust_metrics.options import Settings
+    from locust_metrics.recorder import RequestRecorder
+
+    class _User(User):
+        @task
+        def nothing(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    rng = random.Random(seed)
+    ok, not_found, error = _fast_response(200), _fast_response(404), _fast_response(500)
+    events = []
+    for i in range(chunk):
+        roll = rng.random()
+        response, exception = ok, None
+        if roll < 0.01:
+            response, exception = not_found, Exception("404 Client Error")
+        elif roll < 0.02:
+            response, exception = error, CatchResponseError("payment failed")
+        events.append({
+            "request_type": "POST" if i % names % 4 == 0 else "GET", "name": f"/api/endpoint/{i % names}",
+            "response_time": rng.lognormvariate(3.5, 0.8) % 1500, "response_length": 512, "response": response,
+            "context": {}, "exception": exception, "start_time": 0.0, "url": None,
+        })
+
+    def naive(registry: CollectorRegistry):
+        buckets = Settings.from_kwargs().buckets_s
+        duration = Histogram("naive_request_duration_seconds", "d", ["method", "name"], buckets=buckets, registry=registry)
+        requests = Counter("naive_requests_total", "r", ["method", "name", "status_code"], registry=registry)
+        failures = Counter("naive_request_failures_total", "f", ["method", "name", "error"], registry=registry)
+        slow = Counter("naive_slow_requests_total", "s", ["method", "name"], registry=registry)
+        size = Counter("naive_response_size_bytes_total", "b", ["method", "name"], registry=registry)
+
+        def on_request(request_type, name, response_time, response_length, response=None, exception=None, **_kw):
+            if response_time is not None:
+                duration.labels(request_type, name).observe(response_time / 1000.0)
+                if response_time > 1000:
+                    slow.labels(request_type, name).inc()
+            requests.labels(request_type, name, str(getattr(response, "status_code", 0))).inc()
+            size.labels(request_type, name).inc(response_length)
+            if exception:
+                failures.labels(request_type, name, type(exception).__name__).inc()
+
+        return on_request
+
+    def environment(variant: str) -> Environment:
+        env = Environment(user_classes=[_User])
+        if variant in ("off", "on"):
+            settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
+            recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
+                                       settings.native())
+            assert attach(env.events.request, recorder.on_request, recorder.record)
+        elif variant == "naive":
+            env.events.request.add_listener(naive(CollectorRegistry()))
+        return env
+
+    variants = ("empty", "off", "on", "naive")
+    fires = []
+    for variant in variants:
+        fire = environment(variant).events.request.fire
+        for kwargs in events:  # warm up: first sightings of every name, status and bucket
+            fire(**kwargs)
+        fires.append((variant, fire))
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for index in range(rounds):
+        order = fires[index % len(fires):] + fires[: index % len(fires)]
+        for variant, fire in order if index % 2 == 0 else reversed(order):
+            start = time.perf_counter_ns()
+            for kwargs in events:
+                fire(**kwargs)
+            times[variant].append((time.perf_counter_ns() - start) / chunk)
+    added = {v: [t - e for t, e in zip(times[v], times["empty"])] for v in variants[1:]}
+    result = {f"{v}_added_ns": statistics.median(added[v]) for v in variants[1:]}
+    result["off_vs_naive"] = statistics.median(o / n for o, n in zip(added["off"], added["naive"]) if n > 0)
+    result["on_vs_naive"] = statistics.median(o / n for o, n in zip(added["on"], added["naive"]) if n > 0)
+    result["native_increment_vs_naive"] = statistics.median(
+        (o - f) / n for o, f, n in zip(added["on"], added["off"], added["naive"]) if n > 0)
+    print(f"hot path, ns added per request event ({rounds} rounds of {chunk} events, {names} names; medians):")
+    print(f"  locust-metrics, native off: {result['off_added_ns']:6.0f} ns  ({result['off_vs_naive']:.3f} x naive)")
+    print(f"  locust-metrics, native on:  {result['on_added_ns']:6.0f} ns  ({result['on_vs_naive']:.3f} x naive; "
+          f"budget 0.10)")
+    print(f"  native's increment:         {result['on_added_ns'] - result['off_added_ns']:6.0f} ns  "
+          f"({result['native_increment_vs_naive']:.3f} x naive)")
+    print(f"  naive prometheus_client:    {result['naive_added_ns']:6.0f} ns")
+    return result
+
+
+NATIVE_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+"""The ``Accept`` header of Prometheus 2.42 with ``--enable-feature=native-histograms``."""
+
+
+def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: int = 1) -> dict[str, float]:
+    """A scrape of ``names`` endpoints with native histograms on (each ``per_name`` requests, ``bench.py``'s
+    lognormal times): the thread CPU of a protobuf scrape (fold, snapshot, sliced render) and of an
+    OpenMetrics one, against ``generate_latest`` of the same registry (text, classic only); and the longest
+    stretch between two pauses of the protobuf scrape (what it holds the event loop). Medians of ``repeats``;
+    traffic is added between repeats so that every scrape folds. Prints them."""
+    from locust import User, task
+    from locust.env import Environment
+
+    from locust_metrics.exporter import MetricsExporter
+    from locust_metrics.options import Settings
+    from locust_metrics.scraping import _gevent_pause as gevent_pause
+
+    class _User(User):
+        @task
+        def nothing(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    exporter = MetricsExporter(Environment(user_classes=[_User]), Settings.from_kwargs(port=0, native_histograms=True))
+    rng = random.Random(seed)
+    ok = _fast_response(200)
+    record = exporter.recorder.record
+
+    def traffic(n: int) -> None:
+        for i in range(names):
+            for _ in range(n):
+                record("GET", f"/api/endpoint/{i}", rng.lognormvariate(3.5, 0.8) % 1500, 512, ok, None)
+
+    traffic(per_name)
+    cpu = time.thread_time
+    figures: dict[str, list[float]] = {"protobuf_ms": [], "openmetrics_ms": [], "generate_latest_ms": [],
+                                       "longest_slice_ms": []}
+    for _ in range(repeats):
+        traffic(20)
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def pause(gaps: list[float] = gaps, last: list[float] = last) -> None:
+            """The renderer's own pause (one turn of the gevent loop), timed."""
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            gevent_pause()
+            last[0] = time.perf_counter()
+
+        start = cpu()
+        _, body = exporter.renderer.respond(NATIVE_ACCEPT, None, pause=pause)
+        figures["protobuf_ms"].append(1e3 * (cpu() - start))
+        gaps.append(time.perf_counter() - last[0])
+        figures["longest_slice_ms"].append(1e3 * max(gaps))
+        traffic(20)
+        start = cpu()
+        exporter.renderer.respond(NATIVE_ACCEPT.split(",", 1)[1], None, pause=None)
+        figures["openmetrics_ms"].append(1e3 * (cpu() - start))
+        start = cpu()
+        generate_latest(exporter.registry)
+        figures["generate_latest_ms"].append(1e3 * (cpu() - start))
+    result = {key: statistics.median(values) for key, values in figures.items()}
+    result["protobuf_vs_generate_latest"] = result["protobuf_ms"] / result["generate_latest_ms"]
+    buckets = statistics.median(len(e.native.buckets) for e in exporter.recorder.endpoints.values())
+    print(f"scrape of {names} names with native histograms on ({buckets:.0f} native buckets each, medians of {repeats}):")
+    print(f"  protobuf scrape (fold, snapshot, render): {result['protobuf_ms']:6.1f} ms CPU "
+          f"({result['protobuf_vs_generate_latest']:.2f} x generate_latest; budget 0.5), "
+          f"longest slice {result['longest_slice_ms']:.2f} ms (budget 5)")
+    print(f"  OpenMetrics scrape (fast path):           {result['openmetrics_ms']:6.1f} ms CPU")
+    print(f"  generate_latest (text, classic only):     {result['generate_latest_ms']:6.1f} ms CPU, "
+          f"{len(b''.join(body)):,} bytes of protobuf")
+    return result
+
+
+INSTRUCTIONS_CHILD = str(Path(__file__).resolve().parent / "programs" / "native_instructions_child.py")
+"""The program callgrind runs for :func:`hot_path_instructions` (``python INSTRUCTIONS_CHILD VARIANT N``)."""
+
+
+def hot_path_instructions(events: int = 10_000) -> dict[str, float]:
+    """Instructions (valgrind's callgrind) added per ``request`` event by the recorder with native histograms off
+    and on, and by ``benchmarks/bench.py``'s naive listener, as ``benchmarks/instructions.py`` counts them (a long
+    and a short run per variant; their difference per event, minus the no-listener variant's). Prints them."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    def count(variant: str, n: int, workdir: str) -> int:
+        out = os.path.join(workdir, f"callgrind.{variant}.{n}")
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, INSTRUCTIONS_CHILD,
+             variant, str(n)],
+            capture_output=True, text=True, timeout=1800, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        match = re.search(r"Collected : (\d+)", result.stderr)
+        if match is None:
+            raise RuntimeError(result.stderr[-2000:])
+        return int(match.group(1))
+
+    short = events // 5
+    per_event = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for variant in ("empty", "off", "on", "naive"):
+            per_event[variant] = (count(variant, events, workdir) - count(variant, short, workdir)) / (events - short)
+    added = {v: per_event[v] - per_event["empty"] for v in ("off", "on", "naive")}
+    print("hot path, instructions added per request event (callgrind):")
+    for v in ("off", "on", "naive"):
+        print(f"  {v:6s} {added[v]:>9,.0f}  ({added[v] / added['naive']:.3f} x naive)")
+    print(f"  native's increment: {added['on'] - added['off']:,.0f} ({(added['on'] - added['off']) / added['naive']:.3f} x naive)")
+    return added
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--hot-path"]:
+        hot_path_costs()
+        sys.exit(0)
+    if sys.argv[1:] == ["--scrape"]:
+        scrape_costs()
+        sys.exit(0)
+    if sys.argv[1:] == ["--instructions"]:
+        hot_path_instructions()
+        sys.exit(0)
     print(f"protobuf {pb.__name__}: {__import__('google.protobuf').protobuf.__version__}, "
           f"implementation {__import__('google.protobuf.internal.api_implementation', fromlist=['Type']).Type()}")
     index_costs(6)
     encode_costs()
+    hot_path_costs()
+    scrape_costs()

@@ -19,7 +19,12 @@ Wire format (msgpack-safe: lists, ints, floats, strings; map keys are strings)::
      "dropped": 0,                           # requests the worker folded into "__overflow__"
      "resources": [cpu_seconds, cpu_usage_ratio, resident_memory_bytes, unix_time],
      "entries": [[method, name, [bucket counts...], sum_ms, slow, response_bytes,
-                  [[status_code, n], ...], [[error, n], ...]], ...]}
+                  [[status_code, n], ...], [[error, n], ...]], ...],
+     "native": [[schema, zero_count, [index, n, ...]] or None, ...]}  # native histograms on: one per entry
+
+``native`` (only with ``--metrics-native-histograms``) holds each entry's native histogram delta
+(:meth:`~locust_metrics.native.NativeHistogram.to_wire`), at the worker's schema; the master adds it to its
+own at its schema (a finer one is reduced on the way: exact, see ``native.py``).
 """
 
 from __future__ import annotations
@@ -51,14 +56,16 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
     dropped = recorder.dropped
     recorder.clear()
     entries = []
+    natives: list[Any] = []
     for e in endpoints.values():
         totals = e.folded()
+        natives.append(None if e.native is None else e.native.to_wire())
         entries.append([
             e.method, e.name, totals.buckets, totals.sum_ms, totals.slow, totals.response_bytes,
             [[status, n] for status, n in totals.statuses.items()],
             [[error, n] for error, n in e.failures.items()],
         ])
-    return {
+    payload = {
         "v": WIRE_VERSION,
         "node": node,
         "bounds": list(recorder.bounds_ms),
@@ -66,6 +73,9 @@ def take_payload(recorder: RequestRecorder, node: str, resources: NodeResources 
         "resources": resources.to_wire() if resources is not None else None,
         "entries": entries,
     }
+    if any(wire is not None for wire in natives):
+        payload["native"] = natives
+    return payload
 
 
 class PayloadMerger:
@@ -80,6 +90,7 @@ class PayloadMerger:
         self.recorder = recorder
         self._bucket_maps: dict[tuple[float, ...], list[int]] = {}
         self._warned = False
+        self._warned_native = False
 
     def merge(self, payload: dict[str, Any]) -> int:
         """Add one payload; returns the number of requests it held. Raises ``ValueError`` if malformed."""
@@ -89,9 +100,18 @@ class PayloadMerger:
         bounds = tuple(payload["bounds"])
         bucket_map = None if bounds == recorder.bounds_ms else self._bucket_map(bounds)
         merged = 0
-        for method, name, buckets, sum_ms, slow, response_bytes, statuses, failures in payload["entries"]:
+        natives = payload.get("native") or ()
+        for position, (method, name, buckets, sum_ms, slow, response_bytes, statuses, failures) in enumerate(
+            payload["entries"]
+        ):
             endpoint: EndpointStats = recorder.endpoint(method, name)
             requests = endpoint.add_totals(buckets, sum_ms, slow, response_bytes, statuses, bucket_map)
+            if endpoint.native is not None:
+                wire = natives[position] if position < len(natives) else None
+                if wire is not None:
+                    endpoint.add_native_wire(wire)
+                elif any(buckets):
+                    self._warn_native()
             if endpoint.name != name:
                 recorder.dropped += requests  # folded into the overflow entry by the master's cap
             for error, n in failures:
@@ -99,6 +119,14 @@ class PayloadMerger:
             merged += requests
         recorder.dropped += int(payload.get("dropped") or 0)
         return merged
+
+    def _warn_native(self) -> None:
+        if not self._warned_native:
+            self._warned_native = True
+            logger.warning(
+                "locust-metrics: a worker sent no native histograms while the master records them (%s): "
+                "native counts miss its requests; classic counts stay exact", flag("native_histograms"),
+            )
 
     def _bucket_map(self, bounds: tuple[float, ...]) -> list[int]:
         """Index in the master's buckets for each of a worker's buckets (the last one is +Inf)."""
@@ -206,13 +234,15 @@ class DistributedSync:
         recording option (:attr:`~locust_metrics.options.Option.recording`: buckets, slow thresholds, name cap,
         labels, thresholds) of ``parsed_options``, and reconfigures the recorder when they change how it records.
 
-        Data recorded under the old settings is kept and shipped as it is with the next report.
+        Data recorded under the old settings is kept and shipped as it is with the next report. When native
+        histograms turn on or off (``--metrics-native-histograms``), the recorder's ``record`` / ``on_request``
+        are made anew: the caller attaches the new listener (:class:`~locust_metrics.exporter.MetricsExporter`).
         """
         master = Settings.from_options(parsed_options, recording_only=True)
         adopted = dataclasses.replace(settings, **{o.field: getattr(master, o.field) for o in OPTIONS if o.recording})
 
         def recording(s: Settings) -> tuple[Any, ...]:
-            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names
+            return s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native()
 
         if adopted != settings and recording(adopted) != recording(settings):
             self.reconfigure(node, lambda recorder: recorder.configure(*recording(adopted)))
@@ -225,4 +255,6 @@ class DistributedSync:
             self._pending.append(take_payload(self.recorder, node, None))
         configure(self.recorder)
         if self.totals is not None:
+            if not self.totals.endpoints and not self.totals.dropped:  # nothing shipped yet: the new settings
+                configure(self.totals)  # too (native histograms on the worker's own endpoint)
             self._totals_merger = PayloadMerger(self.totals)

@@ -189,7 +189,7 @@ class MetricsExporter:
 
     def _new_recorder(self) -> RequestRecorder:
         s = self.settings
-        return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names)
+        return RequestRecorder(s.bounds_ms(), s.slow_threshold_ms, s.slow_thresholds, s.max_names, s.native())
 
     def attach_web_ui(self, web_ui: Any) -> None:
         """Serve ``/metrics`` on Locust's web UI too (no-op when there is none, or it is off in settings)."""
@@ -250,15 +250,20 @@ class MetricsExporter:
             return "master"
         return "local"
 
-    def snapshot(self) -> Snapshot:
-        """What a scrape shows now, at one instant (:func:`~locust_metrics.snapshot.take_snapshot`)."""
-        return take_snapshot(self)
+    def snapshot(self, natives: bool = False) -> Snapshot:
+        """What a scrape shows now, at one instant (:func:`~locust_metrics.snapshot.take_snapshot`; ``natives``:
+        with the native histograms, for a protobuf scrape)."""
+        return take_snapshot(self, natives)
 
     # ------------------------------------------------------------------ listeners
     @_guarded
     def _on_test_start(self, environment: Any = None, **_kwargs: Any) -> None:
         if self.is_worker() and self.from_options:
+            listener = self.recorder.on_request
             self.settings = self.sync.follow_master(self.settings, self.environment.parsed_options, self.node_name())
+            if self.recorder.on_request is not listener and self._started:  # native histograms turned on or off
+                detach(self.environment.events.request, listener)
+                self.fast_dispatch = attach(self.environment.events.request, self.recorder.on_request, self.recorder.record)
         if self.is_master():
             self.sync.nodes.forget_gone(getattr(self.environment.runner, "clients", None))
         self.lifecycle.started(self.environment)

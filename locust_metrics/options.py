@@ -147,6 +147,31 @@ def parse_buckets(value: Any, option: str = "") -> list[float]:
     return bounds
 
 
+def parse_switch(value: Any, option: str = "") -> bool:
+    """Parse an on/off option: a bool, or ``true``/``false``, ``on``/``off``, ``yes``/``no``, ``1``/``0`` (any
+    case); raises :class:`OptionError` for anything else."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    raise _fail(option, value, "must be true or false (on/off, yes/no, 1/0)")
+
+
+def parse_native_schema(value: Any, option: str = "") -> int:
+    """Parse a native histogram schema: an integer from -4 to 8 (bucket growth factor ``2**(2**-schema)``);
+    raises :class:`OptionError`."""
+    return _integer(value, option, "", -4, 8, "must be an integer from -4 (growth factor 65536) to 8 (about 1.0027)")
+
+
+def parse_native_max_buckets(value: Any, option: str = "") -> int:
+    """Parse the bound on populated native buckets per histogram: an integer >= 0 (0: no bound); raises
+    :class:`OptionError`."""
+    return _integer(value, option, "", 0, None, "must be an integer >= 0 (0: no limit)")
+
+
 def parse_labels(values: Any, option: str = "") -> dict[str, str]:
     """Parse constant labels: ``KEY=VALUE`` items, repeated and/or comma-separated, or a mapping.
 
@@ -482,6 +507,25 @@ class Settings:
         help="Most distinct (method, name) entries exported; further names count under name=\"__overflow__\" "
         "(a warning is logged once; totals stay exact). Default 500.",
     )
+    native_histograms: bool = option(
+        "--metrics-native-histograms", parse_switch, False, metavar="BOOL", recording=True,
+        help="Also record a native histogram (sparse exponential buckets, exact merges, one series) per endpoint, "
+        "served in the protobuf format to a Prometheus that asks for it (2.4x: --enable-feature=native-histograms), "
+        "with the classic buckets in the same message. Default false: a Prometheus 2.40-2.44 that ingests the native "
+        "histogram keeps no classic _bucket/_count/_sum series of it, which the exact pass/fail threshold rules "
+        "need (docs/native-histograms.md). Text and OpenMetrics scrapes are unchanged.",
+    )
+    native_schema: int = option(
+        "--metrics-native-schema", parse_native_schema, 6, metavar="SCHEMA", recording=True,
+        help="Resolution of native histograms: bucket growth factor 2^(2^-SCHEMA), -4 to 8; 6 (factor 1.0109, a "
+        "quantile within 1.09%%) by default. Lowered per endpoint when its buckets exceed "
+        "--metrics-native-max-buckets.",
+    )
+    native_max_buckets: int = option(
+        "--metrics-native-max-buckets", parse_native_max_buckets, 160, metavar="N", recording=True,
+        help="Most populated native buckets per endpoint (about 72 bytes each); beyond, that endpoint's resolution "
+        "is halved (schema - 1) until it fits, counts staying exact. 0: no limit. Default 160.",
+    )
     labels: Mapping[str, str] = option(
         "--metrics-label", _optional(parse_labels, {}), None, metavar="KEY=VALUE", repeatable=True,
         keep_text=True, recording=True,
@@ -582,6 +626,10 @@ class Settings:
         bounds.update(t.ms for t in self.slow_thresholds)
         bounds.update(bound for bound, _ in required_bounds_ms(self.thresholds))
         return tuple(sorted(bounds))
+
+    def native(self) -> tuple[int, int] | None:
+        """What the recorder keeps of native histograms: ``(schema, max buckets)``, or None when they are off."""
+        return (self.native_schema, self.native_max_buckets) if self.native_histograms else None
 
     def hidden_bounds_ms(self) -> frozenset[float]:
         """Bounds recorded but not exported (``le``): the float just below a threshold time ``T`` that a ``<``

@@ -29,6 +29,7 @@ from math import ceil
 from operator import add
 from typing import Any, NamedTuple
 
+from .native import FINER, SCHEMA_MAX, SCHEMA_MIN, NativeHistogram, NativeHotLayout, NativeIndexer
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ MAX_HOT_STATUSES = 8
 through the careful path (slower)."""
 
 
+MAX_PENDING_NATIVE = 8
+"""Most worker deltas of native histograms an entry keeps before adding them (:meth:`EndpointStats.add_native_wire`);
+scrapes add them sooner."""
+
+
 class Totals(NamedTuple):
     """The totals of one entry (or what hot records add to them). Times in **milliseconds**.
 
@@ -114,6 +120,53 @@ def fold_records(
         size += record[HOT_BYTES]
         slow += sum(counts[slow_index + 1 :])
     return Totals(buckets, sum_ms, slow, size, statuses)
+
+
+class NativeCopy(NamedTuple):
+    """A copy of an entry's native histogram and of what is not added to it yet (:meth:`EndpointStats.copy_native`).
+
+    Attributes:
+        histogram: the native histogram as it was (shared with the entry until the entry changes it: read only).
+        hot: ``(index, n)`` pairs the listener counted since the last fold, at ``hot_schema``.
+        hot_schema: the schema of ``hot``.
+        pending: worker deltas ``(schema, zero count, [index, n, ...])`` not added yet.
+    """
+
+    histogram: NativeHistogram
+    hot: Sequence[tuple[int | None, int]]
+    hot_schema: int
+    pending: Sequence[tuple[int, int, list[int]]]
+
+    def total(self) -> NativeHistogram:
+        """:attr:`histogram` with everything else added: a new histogram when there is anything to add."""
+        histogram = self.histogram
+        if not self.hot and not self.pending:
+            return histogram
+        histogram = histogram.copy()
+        if self.hot:
+            histogram.add_counts(self.hot, self.hot_schema)
+        for delta in self.pending:
+            add_delta(histogram, delta)
+        return histogram
+
+
+_bad_deltas: list[int] = [0]  # worker deltas dropped as malformed (logged once)
+
+
+def add_delta(histogram: NativeHistogram, delta: tuple[int, int, list[int]]) -> bool:
+    """Add a worker's native delta ``(schema, zero count, [index, count, ...])``, its shape already checked
+    (:meth:`EndpointStats.add_native_wire`), to ``histogram``; False, nothing added and a warning logged once,
+    when an index or a count is not an int or a count is negative (not from our workers)."""
+    schema, zero_count, flat = delta
+    if not (set(map(type, flat)) <= {int} and min(flat[1::2], default=0) >= 0):
+        _bad_deltas[0] += 1
+        if _bad_deltas[0] == 1:
+            logger.warning("locust-metrics: a worker's native histogram delta is malformed (%s); left out",
+                           str(flat)[:200])
+        return False
+    histogram.add_counts(zip(flat[::2], flat[1::2]), schema)
+    histogram.zero_count += zero_count
+    return True
 
 
 class Unfolded(NamedTuple):
@@ -151,6 +204,12 @@ class EndpointStats:
         statuses: ``{status code (int): completed requests}``; :data:`NO_STATUS` (0) = no numeric status.
         failures: ``{error label (str): failures}``.
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
+        native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
+            histograms are off), holding the same observations as :attr:`buckets` once folded.
+        native_hot: what the request listener counted since the last fold: a list of counts, one per
+            position of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`: the zero bucket
+            and every bucket of the recorder's schema up to 65.5 s); None when native histograms are off.
+        native_layout: that layout (shared by the recorder's entries), or None.
         snapshot: the immutable record a scrape's snapshot last made of this entry while its hot records were
             zero (``snapshot.EndpointSnapshot``), or None; every change of the totals or failures drops it, so
             the next snapshot reuses it only when nothing changed (no copy: the snapshot's cost stays with the
@@ -159,10 +218,14 @@ class EndpointStats:
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot", "snapshot",
+        "failures", "hot", "native", "native_hot", "native_layout", "native_pending", "native_shared",
+        "snapshot",
     )
 
-    def __init__(self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None) -> None:
+    def __init__(
+        self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None,
+        native: tuple[NativeHotLayout, int] | None = None,
+    ) -> None:
         self.method = method
         self.name = name
         self.buckets: list[int] = [0] * n_buckets
@@ -174,6 +237,17 @@ class EndpointStats:
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
         self.hot: dict[int, list[Any]] = {}
+        # native histograms (``native``: (hot layout, max buckets), or None when off)
+        self.native: NativeHistogram | None = None
+        self.native_hot: list[int] | None = None
+        self.native_layout: NativeHotLayout | None = None
+        if native is not None:
+            layout, max_buckets = native
+            self.native = NativeHistogram(layout.schema, max_buckets)
+            self.native_hot = [0] * layout.size
+            self.native_layout = layout
+        self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
+        self.native_shared = False  # a snapshot holds self.native: copy it before changing it
         self.snapshot: Any = None
 
     def add_hot_record(self, status: int) -> None:
@@ -182,6 +256,13 @@ class EndpointStats:
             self.hot[status] = [0.0, 0, 0] + [0] * len(self.buckets)
 
     def fold(self) -> None:
+        """Add the hot records into the totals and zero them, in place, and the worker deltas not added yet
+        (:meth:`fold_pending`). Cheap when there are none."""
+        self.fold_hot()
+        if self.native_pending:
+            self.fold_pending()
+
+    def fold_hot(self) -> None:
         """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
         dirty = [(status, record) for status, record in self.hot.items() if any(record)]
         if dirty:
@@ -194,6 +275,74 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
+            # the listener counts a native bucket only with a classic one: clean hot records, clean hot list
+            # (no scan of the list's 1,665 entries when nothing was recorded)
+            hot, layout = self.native_hot, self.native_layout
+            if hot is not None and layout is not None:
+                counts = layout.counts(hot)
+                if counts:
+                    self.writable_native().add_counts(counts, layout.schema)
+                    hot[:] = layout.zeros  # one C-level copy (no second scan of the positions)
+
+    def copy_native(self) -> NativeCopy | None:
+        """A copy of the native histogram, of what the listener counted since the last fold and of the worker
+        deltas not added yet, without adding them (a scrape's snapshot: take it in the same instant as
+        :meth:`copy_unfolded`; :meth:`NativeCopy.total` adds them later, in a slice of its own). None when
+        native histograms are off."""
+        native, layout = self.native, self.native_layout
+        if native is None or layout is None:
+            return None
+        hot = self.native_hot
+        dirty = hot is not None and any(map(any, self.hot.values()))  # see fold_hot()
+        self.native_shared = True  # copy on write: the next change copies it first (writable_native)
+        return NativeCopy(native, layout.counts(hot) if dirty else (), layout.schema,  # type: ignore[arg-type]
+                          tuple(self.native_pending))
+
+    def writable_native(self) -> NativeHistogram:
+        """The native histogram, to change: a copy of it first when a snapshot holds it (:meth:`copy_native`
+        shares it instead of copying: a snapshot of 500 entries then takes no dict copy)."""
+        native = self.native
+        assert native is not None
+        if self.native_shared:
+            native = self.native = native.copy()
+            self.native_shared = False
+        return native
+
+    def add_native(self, time_ms: float) -> None:
+        """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
+        histogram. Nothing when native histograms are off."""
+        if self.native is not None:
+            self.fold()
+            self.writable_native().observe(time_ms)
+
+    def add_native_wire(self, wire: Any) -> None:
+        """Take a worker's native delta (:meth:`NativeHistogram.to_wire` form), to be added at the next
+        :meth:`fold` (a scrape folds endpoint by endpoint, giving the loop back between them): a report of 500
+        endpoints holds some 70,000 (index, count) pairs, 15-50 ms of checks and dict updates, over the 5 ms a
+        merge may hold the loop. Its shape is checked now (``ValueError``, nothing taken); its pairs when it is
+        added (:func:`add_delta`). Nothing when native histograms are off here."""
+        if self.native is None:
+            return
+        try:
+            schema, zero_count, flat = wire
+            if not (type(flat) is list and not len(flat) % 2 and type(schema) is int and SCHEMA_MIN <= schema <= SCHEMA_MAX
+                    and type(zero_count) is int and zero_count >= 0):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"malformed native histogram: {str(wire)[:200]}") from None
+        if len(self.native_pending) >= MAX_PENDING_NATIVE:  # nobody scrapes: bounded memory, the merge pays
+            self.fold_pending()
+        self.native_pending.append((schema, zero_count, flat))
+
+    def fold_pending(self) -> None:
+        """Add the worker deltas taken by :meth:`add_native_wire` to the native histogram (exact, see
+        :meth:`NativeHistogram.add_counts`)."""
+        pending = self.native_pending
+        if pending and self.native is not None:
+            native = self.writable_native()
+            self.native_pending = []
+            for delta in pending:
+                add_delta(native, delta)
 
     def copy_unfolded(self) -> Unfolded:
         """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
@@ -218,7 +367,7 @@ class EndpointStats:
 
         ``bucket_map[i]`` is where bucket ``i`` of ``buckets`` goes in ours (None: the same bounds).
         """
-        self.fold()
+        self.fold_hot()  # not the native deltas taken before: a scrape adds those, in slices
         self.snapshot = None
         requests = 0
         own = self.statuses
@@ -383,6 +532,9 @@ class RequestRecorder:
         slow_thresholds: per-endpoint thresholds (exact names win over regexes, regexes in order).
         max_names: most distinct ``(method, name)`` entries; further ones count under
             ``name="__overflow__"`` (same method) and in :attr:`dropped`.
+        native: ``(schema, max_buckets)`` to keep a native histogram per entry too
+            (``--metrics-native-schema``, ``--metrics-native-max-buckets``), or None (off: the listener is
+            the classic one, unchanged).
 
     Attributes:
         endpoints: ``{(method, name): EndpointStats}``, the exported entries plus overflow entries.
@@ -401,8 +553,9 @@ class RequestRecorder:
         default_slow_ms: float,
         slow_thresholds: Iterable[SlowThreshold] = (),
         max_names: int = 500,
+        native: tuple[int, int] | None = None,
     ) -> None:
-        self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names)
+        self.configure(bounds_ms, default_slow_ms, slow_thresholds, max_names, native)
         self.endpoints: dict[tuple[str, str], EndpointStats] = {}
         # the hot path's index of the same entries, {name: {method: EndpointStats}}: two lookups with
         # str keys (hashes cached) are cheaper than building and hashing a (method, name) tuple
@@ -415,11 +568,22 @@ class RequestRecorder:
         self.record, self.on_request = self._make_listener()
 
     def configure(
-        self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int
+        self, bounds_ms: Iterable[float], default_slow_ms: float, slow_thresholds: Iterable[SlowThreshold], max_names: int,
+        native: tuple[int, int] | None = None,
     ) -> None:
-        """Set bucket bounds (ms), thresholds (ms) and the name cap. Only valid while no endpoint exists."""
+        """Set bucket bounds (ms), thresholds (ms), the name cap and native histograms (``(schema, max_buckets)``
+        or None). Only valid while no endpoint exists. When ``native`` changes, :attr:`record` and
+        :attr:`on_request` are made anew: the caller attaches the new ones (``dispatch.attach``)."""
         if getattr(self, "endpoints", None):
             raise RuntimeError("configure() needs an empty recorder")
+        if native is not None:
+            native = (int(native[0]), int(native[1]))
+            NativeHistogram(*native)  # ValueError naming a bad schema or bound
+        changed = native != getattr(self, "native", None)
+        self.native = native
+        self._native_layout = None if native is None else native_layout(native[0])
+        if changed and hasattr(self, "record"):
+            self.record, self.on_request = self._make_listener()
         self.default_slow_ms = float(default_slow_ms)
         thresholds = list(slow_thresholds)
         self._exact_thresholds = {t.pattern: t.ms for t in thresholds if not t.regex}
@@ -442,8 +606,11 @@ class RequestRecorder:
 
         All three are mutated in place, never rebound (:meth:`clear` empties the dict, :meth:`configure`
         refills the lists), so the closures stay valid for the recorder's life. Locals instead of
-        attribute lookups keep ``record`` at a few hundred nanoseconds per request.
+        attribute lookups keep ``record`` at a few hundred nanoseconds per request. With native histograms on,
+        :meth:`_make_native_listener` builds it instead (this one is then not used: off costs as before).
         """
+        if self.native is not None:
+            return self._make_native_listener()
         by_name = self._by_name
         bounds = self._bounds
         table = self._table
@@ -516,6 +683,87 @@ class RequestRecorder:
 
         return record, on_request
 
+    def _make_native_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
+        """:meth:`_make_listener` with a native histogram too: the same code, plus the bucket of the response
+        time at the recorder's schema from :class:`~locust_metrics.native.NativeIndexer`'s tables (its
+        docstring's snippet, inlined, on :class:`~locust_metrics.native.NativeHotLayout`'s tables of list
+        positions; ``ceil(response_time)`` shared with the classic table) and one count in the endpoint's
+        :attr:`EndpointStats.native_hot` list. Times beyond the tables (65.5 s) and below the list's first
+        bucket (a few µs) raise ``IndexError`` before any change: the careful path records them."""
+        by_name = self._by_name
+        bounds = self._bounds
+        table = self._table
+        careful = self._record_carefully
+        careful_failure = self._record_failure_carefully
+        bisect = bisect_left
+        label_of = error_label
+        layout = self._native_layout
+        assert layout is not None
+        fine_limit, fine_scale = layout.fine_limit_ms, layout.fine_scale
+        coarse_index, coarse_above = layout.coarse_index, layout.coarse_above
+        fine_index, fine_above = layout.fine_index, layout.fine_above
+        finer, position = FINER, layout.position
+
+        def record(
+            request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
+        ) -> None:
+            """Record one Locust ``request`` event (locust-metrics, with native histograms); see
+            :meth:`RequestRecorder._make_listener`'s ``record``. Never raises."""
+            try:
+                # everything that can raise comes before the first change (see the classic listener)
+                endpoint = by_name[name][request_type]
+                status = 0 if response is None else response.status_code
+                counts = endpoint.hot[status]
+                response_bytes = counts[1] + response_length  # 1: HOT_BYTES
+                if response_time is None:
+                    if not response_length >= 0:
+                        raise ValueError
+                    counts[2] += 1  # HOT_NO_TIME
+                    counts[1] = response_bytes
+                else:
+                    if not (response_time >= 0.0 and response_length >= 0):
+                        raise ValueError
+                    cell = ceil(response_time)
+                    index = table[cell]
+                    if index is None:
+                        index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
+                    if response_time > fine_limit:  # NativeIndexer's snippet, on list positions
+                        k = coarse_index[cell]  # IndexError above its top: the careful path
+                        if response_time > coarse_above[cell]:
+                            k += 1
+                    else:
+                        cell = ceil(response_time * fine_scale)
+                        k = fine_index[cell]
+                        if response_time > fine_above[cell]:
+                            k += 1
+                        elif k is finer:
+                            k = position(response_time)  # IndexError below the list: the careful path
+                    sum_ms = counts[0] + response_time  # 0: HOT_SUM
+                    # nothing below raises (k is a position of the list)
+                    counts[index] += 1
+                    counts[0] = sum_ms
+                    counts[1] = response_bytes
+                    endpoint.native_hot[k] += 1  # type: ignore[index]  # a list: native histograms are on
+            except Exception:
+                careful(request_type, name, response_time, response_length, response, exception)
+                return
+            try:
+                if exception:
+                    endpoint.add_failure(label_of(status, exception))
+            except Exception:
+                careful_failure(endpoint, exception)
+
+        def on_request(
+            request_type: Any = None, name: Any = None, response_time: Any = None, response_length: Any = 0,
+            response: Any = None, exception: Any = None, *, context: Any = None, start_time: Any = None,
+            url: Any = None, **_other: Any,
+        ) -> None:
+            """Locust ``request`` event listener (locust-metrics, with native histograms): :meth:`record` of its
+            arguments. Never raises."""
+            record(request_type, name, response_time, response_length, response, exception)
+
+        return record, on_request
+
     # ------------------------------------------------------------------ slow paths
     def _record_carefully(
         self, request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
@@ -572,6 +820,8 @@ class RequestRecorder:
                     time_ms = MAX_RESPONSE_TIME_MS
 
             endpoint.add_request(status, None if time_ms is None else bisect_left(self.bounds_ms, time_ms), time_ms, length)
+            if time_ms is not None and endpoint.native is not None:
+                endpoint.add_native(time_ms)  # the same observation, handled as the classic histogram handles it
             endpoint.add_hot_record(status)  # the fast path takes this status from now on
         except Exception:  # a bug of ours: never break the user's test
             self._log_bug_once(name)
@@ -657,7 +907,9 @@ class RequestRecorder:
 
     def _new_endpoint(self, method: str, name: str) -> EndpointStats:
         slow_ms = self.slow_threshold_for(name)
-        return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms))
+        layout = self._native_layout
+        return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms),
+                             None if layout is None or self.native is None else (layout, self.native[1]))
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).
@@ -694,6 +946,19 @@ class RequestRecorder:
             "count": sum(e.count for e in self.endpoints.values()),
             "slow": sum(e.folded().slow for e in self.endpoints.values()),
         }
+
+
+_LAYOUTS: dict[int, NativeHotLayout] = {}
+
+
+def native_layout(schema: int) -> NativeHotLayout:
+    """The :class:`~locust_metrics.native.NativeHotLayout` of ``schema`` (from its
+    :class:`~locust_metrics.native.NativeIndexer`), built once per process (tens of ms, about 3 MB at schema 6)
+    and shared by every recorder."""
+    layout = _LAYOUTS.get(schema)
+    if layout is None:
+        layout = _LAYOUTS[schema] = NativeHotLayout(NativeIndexer(schema))
+    return layout
 
 
 def _short(value: Any, limit: int = 80) -> str:

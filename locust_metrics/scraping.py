@@ -23,6 +23,10 @@ hold the loop for long (every request in flight would get those milliseconds add
    turns; the snapshot, which cannot be split, waits for a turn in which none of that work ran yet.
 4. What the fast path does not cover (``name[]`` filters, another name escaping scheme, a failure of the fast
    encoder) is rendered by prometheus_client over the registry (:mod:`locust_metrics.collector`).
+5. With native histograms on (``--metrics-native-histograms``), a scrape that client_golang would answer in
+   protobuf (a Prometheus with native histograms on) is rendered by
+   :class:`~locust_metrics.protobuf_scrape.ProtobufEncoder`, the same way, from a snapshot taken with the
+   native histograms (``natives=True``); every other scrape is served exactly as with them off.
 
 :class:`MetricsServer` serves it on our own port with gevent's WSGI server (Locust runs on gevent; no
 threads); :func:`add_web_ui_route` adds ``/metrics`` to Locust's web UI (Flask). Every answered scrape is
@@ -36,12 +40,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 
+from . import protobuf_scrape
 from .encoders import SLICE_S, Encoder, FastPathUnavailable, compress, gzip_accepted, negotiate
 from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
 from .recorder import RequestRecorder
@@ -335,12 +340,20 @@ def _gevent_pause() -> None:
     gevent.sleep(0.000001)
 
 
+class SnapshotTaker(Protocol):
+    """Takes a :class:`~locust_metrics.snapshot.Snapshot` now; with ``natives``, with the endpoints' native
+    histograms (:func:`~locust_metrics.snapshot.take_snapshot`)."""
+
+    def __call__(self, natives: bool = False) -> Snapshot: ...
+
+
 class ScrapeRenderer:
     """Serves scrapes of snapshots: snapshot, sliced rendering, content negotiation, gzip, shared renders.
 
     Args:
         snapshot: takes a :class:`~locust_metrics.snapshot.Snapshot` (the exporter's ``snapshot``; kept as
-            the attribute :attr:`snapshot`).
+            the attribute :attr:`snapshot`); called with ``natives=True`` only for a protobuf scrape (native
+            histograms on: :class:`SnapshotTaker`).
         registry: the ``CollectorRegistry`` that serves what the fast path does not cover (``name[]``
             filters, other name escapings, fallbacks).
         recorder: returns the exported recorder, whose hot records a render folds in slices before its
@@ -356,12 +369,15 @@ class ScrapeRenderer:
         renders_in_flight: renders running now (each holds one of ``--metrics-max-concurrent-renders``).
         sending: answers being sent now (:meth:`paced`).
         encoder: the :class:`~locust_metrics.encoders.Encoder` of the fast path (its label caches).
+        protobuf: the :class:`~locust_metrics.protobuf_scrape.ProtobufEncoder` of protobuf scrapes (asked
+            for by a Prometheus with native histograms on, served while the exported recorder keeps native
+            histograms: ``--metrics-native-histograms``).
         pacer: the :class:`LoopPacer` that all of this renderer's work shares (our server's request
             handling too).
     """
 
     def __init__(
-        self, snapshot: Callable[[], Snapshot], registry: CollectorRegistry, recorder: Callable[[], RequestRecorder],
+        self, snapshot: SnapshotTaker, registry: CollectorRegistry, recorder: Callable[[], RequestRecorder],
         max_concurrent_renders: int = DEFAULT_MAX_CONCURRENT_RENDERS,
     ) -> None:
         self.snapshot = snapshot
@@ -369,6 +385,7 @@ class ScrapeRenderer:
         self.recorder = recorder
         self.max_concurrent_renders = max_concurrent_renders
         self.encoder = Encoder()
+        self.protobuf = protobuf_scrape.ProtobufEncoder()
         self.fast_scrapes = 0
         self.library_scrapes = 0
         self.fallbacks = 0
@@ -432,6 +449,8 @@ class ScrapeRenderer:
         if pause is not None:
             self.pacer.wait()  # a burst of scrapes arriving at once: a few per loop turn
         fmt, encoder, content_type = negotiate(accept)
+        if self.recorder().native is not None and protobuf_scrape.wants(accept):  # native histograms on
+            fmt, encoder, content_type = protobuf_scrape.negotiated()
         gzipped = gzip_accepted(accept_encoding)
         key = (fmt, gzipped) if fmt is not None and not names else None
         if key is not None:
@@ -495,16 +514,21 @@ class ScrapeRenderer:
                 if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
                     self.fold(pause)
                     self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
+                protobuf = fmt == protobuf_scrape.PROTOBUF
                 latest = self._snapshot
-                if latest is not None and latest[0] >= started:
+                if latest is not None and latest[0] >= started and (latest[1].natives or not protobuf):
                     render.snapshot_time, snapshot = latest
                 else:
                     render.snapshot_time = time.time()
-                    snapshot = self.snapshot()  # one instant: nothing else runs while it is taken
+                    # one instant: nothing else runs while it is taken
+                    snapshot = self.snapshot(natives=True) if protobuf else self.snapshot()
                     self._snapshot = (render.snapshot_time, snapshot)
                 if pause is not None:
                     pause()
-                body = self.encoder.render_pieces(snapshot, fmt, pause, self.pacer.deadline)
+                if protobuf:
+                    body = self.protobuf.render_pieces(snapshot, pause, self.pacer.deadline)
+                else:
+                    body = self.encoder.render_pieces(snapshot, fmt, pause, self.pacer.deadline)
                 self.fast_scrapes += 1
             except FastPathUnavailable as exc:
                 self._warn_once(f"locust-metrics: scrapes are rendered by prometheus_client ({exc})", False)

@@ -237,6 +237,9 @@ CONF_VALUES: dict[str, tuple[str, str, object, str | None]] = {
     "--metrics-buckets": (".5,1", "buckets_s", (0.5, 1.0), "1,0.5"),
     "--metrics-max-names": ("3", "max_names", 3, "0"),
     "--metrics-max-concurrent-renders": ("2", "max_concurrent_renders", 2, "0"),
+    "--metrics-native-histograms": ("true", "native_histograms", True, "maybe"),
+    "--metrics-native-schema": ("3", "native_schema", 3, "9"),
+    "--metrics-native-max-buckets": ("40", "native_max_buckets", 40, "-1"),
     "--metrics-label": ("[team=perf]", "labels", {"team": "perf"}, "[method=GET]"),
     "--metrics-final-scrape-timeout": ("4", "final_scrape_timeout_s", 4.0, "-1"),
     "--metrics-pushgateway": ("127.0.0.1:9091", "pushgateway", "http://127.0.0.1:9091", "ftp://x"),
@@ -262,7 +265,9 @@ print(repr({"port": s.port, "worker_port": s.worker_port, "host": s.host, "web_c
             "labels": dict(s.labels), "final_scrape_timeout_s": s.final_scrape_timeout_s,
             "pushgateway": s.pushgateway, "push_interval_s": s.push_interval_s, "push_job": s.push_job,
             "push_run": s.push_run, "thresholds": tuple(t.text for t in s.thresholds),
-            "threshold_exit_code": s.threshold_exit_code, "threshold_junit": s.threshold_junit}))
+            "threshold_exit_code": s.threshold_exit_code, "threshold_junit": s.threshold_junit,
+            "native_histograms": s.native_histograms, "native_schema": s.native_schema,
+            "native_max_buckets": s.native_max_buckets}))
 """
 
 
@@ -345,3 +350,33 @@ def test_install_documents_every_keyword_and_messages_name_flags_from_the_table(
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 assert not any(o.flag and o.flag in node.value for o in OPTIONS), (path.name, node.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (True, True), (False, False), ("on", True), ("OFF", False), (" yes ", True), ("no", False), ("1", True), ("0", False),
+])
+def test_native_histograms_switch_takes_the_usual_spellings(value: object, expected: bool) -> None:
+    assert Settings.from_kwargs(native_histograms=value).native_histograms is expected
+
+
+@pytest.mark.parametrize(("keyword", "bad"), [
+    ("native_histograms", "maybe"), ("native_schema", "9"), ("native_schema", "-5"), ("native_schema", "6.5"),
+    ("native_max_buckets", "-1"), ("native_max_buckets", "lots"),
+])
+def test_bad_native_histogram_options_fail_naming_option_and_value(keyword: str, bad: str) -> None:
+    from locust_metrics.errors import OptionError
+    from locust_metrics.options import flag
+
+    with pytest.raises(OptionError) as info:
+        Settings.from_kwargs(**{keyword: bad})
+    assert flag(keyword) in str(info.value) and bad in str(info.value)
+
+
+def test_native_histogram_defaults() -> None:
+    """Off by default (a Prometheus 2.4x that ingests them drops the classic series our dashboards use); schema 6
+    and 160 buckets, the core's defaults."""
+    from locust_metrics import native
+
+    settings = Settings()
+    assert settings.native_histograms is False
+    assert (settings.native_schema, settings.native_max_buckets) == (native.DEFAULT_SCHEMA, native.DEFAULT_MAX_BUCKETS)

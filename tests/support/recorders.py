@@ -10,11 +10,11 @@ from locust_metrics.recorder import RequestRecorder
 
 
 def make_recorder(**options: Any) -> RequestRecorder:
-    """A :class:`~locust_metrics.recorder.RequestRecorder` with the bounds, thresholds and cap of
+    """A :class:`~locust_metrics.recorder.RequestRecorder` with the bounds, thresholds, cap and native histograms of
     ``Settings.from_kwargs(**options)`` (as :class:`~locust_metrics.exporter.MetricsExporter` makes its own)."""
     settings = Settings.from_kwargs(**options)
     return RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, settings.slow_thresholds,
-                           settings.max_names)
+                           settings.max_names, settings.native())
 
 
 class CountingRecorder(RequestRecorder):

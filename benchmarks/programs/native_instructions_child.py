@@ -1,0 +1,44 @@
+"""Child of ``native_histograms.py --instructions``: fires ``n`` realistic request events through one variant's
+``events.request`` (run under callgrind there; runs the same without it).
+
+    python native_instructions_child.py VARIANT N
+
+``VARIANT``: ``empty`` (no listener), ``off`` / ``on`` (locust-metrics' recorder attached as ``install()`` does,
+native histograms off / on, default schema and bucket bound), ``naive`` (``bench.naive_listener``). The events are
+``bench._events(2048, 50)``, each fired once before the loop (first sightings), then ``N`` events in turn; the
+objects made before the loop are frozen (``gc.freeze()``).
+"""
+
+import gc
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_HERE, ".."))  # benchmarks/ (bench)
+sys.path.insert(0, os.path.join(_HERE, "..", ".."))  # the repository (locust_metrics), first
+import bench  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from locust_metrics.dispatch import attach  # noqa: E402
+from locust_metrics.options import Settings  # noqa: E402
+from locust_metrics.recorder import RequestRecorder  # noqa: E402
+
+variant, n = sys.argv[1], int(sys.argv[2])
+env = Environment(user_classes=[bench._BenchUser])
+hook = env.events.request
+if variant in ("off", "on"):
+    settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
+    recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
+                               settings.native())
+    assert attach(hook, recorder.on_request, recorder.record)
+elif variant == "naive":
+    hook.add_listener(bench.naive_listener(CollectorRegistry()))
+events = bench._events(2048, 50)
+fire = hook.fire
+for kwargs in events:  # first sightings: the same in both runs
+    fire(**kwargs)
+gc.collect()
+gc.freeze()
+for i in range(n):
+    fire(**events[i % 2048])

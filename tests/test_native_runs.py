@@ -1,0 +1,131 @@
+"""Native histograms in real runs: a real Prometheus 2.42 with ``--enable-feature=native-histograms`` scrapes a
+real Locust (local, ``--master`` with two real ``--worker`` processes, ``--processes``) run with
+``--metrics-native-histograms``; ``histogram_count`` of every endpoint's native histogram over the run equals
+Locust's own ``--csv`` count exactly. Meanwhile a text scraper gets text and a protobuf one protobuf.
+
+Prometheus is the only periodic scraper of each run: the exporter waits at exit for one more scrape, so a
+second periodic scraper could take the final numbers from it (a Prometheus without the flag, which gets the
+classic series as before, is in tests/test_native_histograms.py and test_native_exposition.py). Each test is
+one bounded run (8 s of load against the session's demo target on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from support import (
+    REPO,
+    PrometheusServer,
+    Samples,
+    csv_stats,
+    free_port,
+    http_request,
+    locust,
+    prometheus_config,
+    wait_for,
+)
+from test_native_histograms import PROMETHEUS_2_42_NATIVE_ACCEPT, WireReader
+
+from locust_metrics import protobuf as pb
+
+EXAMPLE = str(REPO / "examples" / "locustfile.py")
+RUN_S = 8
+
+
+def native_prometheus(workdir: Path, port: int) -> PrometheusServer:
+    """A Prometheus 2.42 with native histograms on, scraping 127.0.0.1:``port`` every second."""
+    config = prometheus_config([f"127.0.0.1:{port}"], scrape_interval="1s")
+    return PrometheusServer(workdir / "prometheus", config, extra_args=["--enable-feature=native-histograms"])
+
+
+def native_counts(prometheus: PrometheusServer, start: float, end: float) -> dict[tuple[str, str], float]:
+    """Per (method, name): the highest ``histogram_count`` of the native histogram over the run (counts only
+    grow, so it is the last one scraped)."""
+    result = prometheus.query_range("histogram_count(locust_request_duration_seconds)", start, end, step=0.5)
+    return {(s["metric"]["method"], s["metric"]["name"]): max(float(v) for _, v in s["values"]) for s in result}
+
+
+def assert_prometheus_is_exact(native: PrometheusServer, stats: dict, start: float) -> None:
+    entries = {key: value["requests"] for key, value in stats.items() if key != ("", "Aggregated")}
+    assert len(entries) >= 8, entries
+    assert native_counts(native, start, time.time()) == entries  # exactly, every endpoint, nothing else
+    # Prometheus 2.42 with the flag ingests a histogram served with native buckets as native only (no
+    # scrape_classic_histograms before 2.45): no classic series; the counters are as ever
+    assert native.query("locust_request_duration_seconds_count") == []
+    total = stats[("", "Aggregated")]["requests"]
+    assert native.query_value("sum(max_over_time(locust_requests_total[5m]))") == total
+
+
+def test_local_run_native_counts_equal_locust_csv_in_prometheus(demo_target: str, workdir: Path) -> None:
+    port = free_port()
+    with native_prometheus(workdir, port) as prometheus:
+        start = time.time()
+        args = ["-f", EXAMPLE, "--headless", "-u", "20", "-r", "20", "-t", f"{RUN_S}s", "-H", demo_target,
+                "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                "--metrics-native-histograms", "true", "--metrics-final-scrape-timeout", "10"]
+        with locust(args, workdir) as process:
+            url = f"http://127.0.0.1:{port}/metrics"
+            # mid-run, one scrape each: a text scraper (no Accept header) gets text, Prometheus's header protobuf
+            text = wait_for(lambda: Samples(http_request(url).body.decode()) if time.time() > start + 4 else None,
+                            timeout=30, what="a text scrape")
+            assert text.sum("locust_request_duration_seconds_count") > 0
+            answer = http_request(url, headers={"Accept": PROMETHEUS_2_42_NATIVE_ACCEPT})
+            assert answer.headers["Content-Type"] == pb.CONTENT_TYPE
+            names = {pb.MetricFamily.FromString(m).name for m in WireReader.delimited(answer.body)}
+            assert {"locust_request_duration_seconds", "locust_requests_total"} <= names
+            assert process.wait(timeout=60) in (0, 1), process.output()[-3000:]
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+
+
+def test_master_with_two_workers_native_counts_equal_locust_csv(demo_target: str, workdir: Path) -> None:
+    """Only the master has the option: the workers adopt it from the master's options on spawn."""
+    port, master_port = free_port(), free_port()
+    common = ["-f", EXAMPLE, "-H", demo_target]
+    with native_prometheus(workdir, port) as prometheus:
+        start = time.time()
+        with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker1"), \
+                locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"), \
+                locust([*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                        "--expect-workers", "2", "--headless", "-u", "20", "-r", "20", "-t", f"{RUN_S}s",
+                        "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                        "--metrics-native-histograms", "true", "--metrics-final-scrape-timeout", "10"],
+                       workdir, name="master") as master:
+            assert master.wait(timeout=90) in (0, 1), master.output()[-3000:]
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+
+
+def test_processes_mode_native_counts_equal_locust_csv(demo_target: str, workdir: Path) -> None:
+    port = free_port()
+    with native_prometheus(workdir, port) as prometheus:
+        start = time.time()
+        args = ["-f", EXAMPLE, "-H", demo_target, "--processes", "2", "--headless", "-u", "20", "-r", "20",
+                "-t", f"{RUN_S}s", "--csv", str(workdir / "run"), "--metrics-port", str(port),
+                "--metrics-host", "127.0.0.1", "--metrics-native-histograms", "true",
+                "--metrics-final-scrape-timeout", "10"]
+        with locust(args, workdir) as process:
+            assert process.wait(timeout=90) in (0, 1), process.output()[-3000:]
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+
+
+def test_a_late_worker_ships_native_histograms_from_its_first_report(demo_target: str, workdir: Path) -> None:
+    """A worker that joins a running test adopts the master's option on its spawn message and ships native deltas
+    from its first report: the counts stay exact."""
+    port, master_port = free_port(), free_port()
+    common = ["-f", EXAMPLE, "-H", demo_target]
+    master_args = [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                   "--expect-workers", "1", "--enable-rebalancing", "--headless", "-u", "10", "-r", "10", "-t", "12s",
+                   "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                   "--metrics-native-histograms", "true", "--metrics-final-scrape-timeout", "10"]
+    with native_prometheus(workdir, port) as prometheus:
+        start = time.time()
+        with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker1"), \
+                locust(master_args, workdir, name="master") as master:
+            wait_for(lambda: (prometheus.query_value("sum(histogram_count(locust_request_duration_seconds))") or 0) > 0,
+                     45, 0.5, what="the first native counts in Prometheus", retry_on=(),
+                     explain=lambda: master.output()[-3000:])
+            with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"):
+                assert master.wait(timeout=90) in (0, 1), master.output()[-3000:]
+        assert prometheus.query("locust_process_cpu_seconds_total[5m]") and prometheus.series(
+            'locust_process_cpu_seconds_total{node="worker-1"}'), "the late worker reported"
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
