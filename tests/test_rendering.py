@@ -460,3 +460,44 @@ def test_the_default_pause_lets_timers_and_io_run_between_slices(monkeypatch) ->
     timer.join(timeout=5)
     assert len(pauses) >= 40
     assert fired and fired[0] <= 3, (fired, len(pauses))  # the timer ran right after a slice, not at the end
+
+
+def _records(snapshot: Snapshot) -> list[tuple]:
+    return [(e.method, e.name, e.failures, e.folded()) for e in snapshot.endpoints]
+
+
+def _fresh(exporter: MetricsExporter) -> Snapshot:
+    """A snapshot that reuses nothing (every entry's kept record dropped first)."""
+    for endpoint in exporter.totals.endpoints.values():
+        endpoint.snapshot = None
+    return exporter.snapshot()
+
+
+def test_a_snapshot_reuses_the_records_of_unchanged_entries_only() -> None:
+    """After each kind of change (requests on the fast path, folded or not; a new status on the careful path; a
+    failure; a worker's report merged on the master), the snapshot equals one that copies every entry, and the
+    entries that did not change keep the very record of the snapshot before."""
+    exporter = make_exporter()
+    fill(exporter, names=4)
+    exporter.renderer.fold()
+    first = exporter.snapshot()
+    assert _records(first) == _records(_fresh(exporter))
+    record = exporter.recorder.on_request
+    changes = [
+        lambda: record("GET", "/api/items/1", 12.0, 5, response=Response(200), exception=None),  # hot record
+        lambda: exporter.renderer.fold(),  # ... folded into the totals
+        lambda: record("GET", "/api/items/2", 3.0, 5, response=Response(418), exception=None),  # careful path
+        lambda: record("GET", "/api/items/2", 3.0, 5, response=Response(200), exception=ValueError("x")),  # failure
+        lambda: exporter.totals.endpoints[("GET", "/api/items/1")].add_failure("HTTP 500", 2),  # a merged failure
+        lambda: exporter.totals.endpoints[("POST", "/api/items/3")].add_totals(
+            [1] * len(exporter.totals.bounds_ms) + [0], 7.0, 0, 3, [(200, len(exporter.totals.bounds_ms))]),  # merge
+    ]
+    for change in changes:
+        exporter.snapshot()
+        before = {(e.method, e.name): e for e in exporter.snapshot().endpoints}
+        change()
+        snapshot = exporter.snapshot()
+        unchanged = [e for e in snapshot.endpoints if e.name == "/api/items/0"]
+        assert unchanged and all(e is before[(e.method, e.name)] for e in unchanged), "an unchanged entry is not copied"
+        assert _records(snapshot) == _records(_fresh(exporter))
+    assert _records(exporter.snapshot()) != _records(first)
