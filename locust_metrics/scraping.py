@@ -40,17 +40,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder
 
-from . import protobuf_scrape
-from .encoders import SLICE_S, Encoder, FastPathUnavailable, compress, gzip_accepted, negotiate
+from .encoders import OPENMETRICS, SLICE_S, TEXT, Encoder, FastPathUnavailable, compress, gzip_accepted, negotiate
 from .options import DEFAULT_MAX_CONCURRENT_RENDERS, flag
 from .recorder import RequestRecorder
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:  # imported on the first protobuf scrape: google.protobuf costs some MB of memory
+    from .protobuf_scrape import ProtobufEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +387,7 @@ class ScrapeRenderer:
         self.recorder = recorder
         self.max_concurrent_renders = max_concurrent_renders
         self.encoder = Encoder()
-        self.protobuf = protobuf_scrape.ProtobufEncoder()
+        self._protobuf: ProtobufEncoder | None = None
         self.fast_scrapes = 0
         self.library_scrapes = 0
         self.fallbacks = 0
@@ -397,6 +399,16 @@ class ScrapeRenderer:
         self._in_flight: dict[tuple[str, bool], _Render] = {}  # (format, gzip) -> the render scrapes share
         self.pacer = LoopPacer()
         self._snapshot: tuple[float, Snapshot] | None = None  # the latest (time, snapshot), while renders run
+
+    @property
+    def protobuf(self) -> ProtobufEncoder:
+        """The encoder of protobuf scrapes, made on the first one (with native histograms off, the protobuf
+        library is never imported)."""
+        if self._protobuf is None:
+            from .protobuf_scrape import ProtobufEncoder
+
+            self._protobuf = ProtobufEncoder()
+        return self._protobuf
 
     def fold(self, pause: Callable[[], None] | None = None) -> None:
         """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
@@ -449,8 +461,11 @@ class ScrapeRenderer:
         if pause is not None:
             self.pacer.wait()  # a burst of scrapes arriving at once: a few per loop turn
         fmt, encoder, content_type = negotiate(accept)
-        if self.recorder().native is not None and protobuf_scrape.wants(accept):  # native histograms on
-            fmt, encoder, content_type = protobuf_scrape.negotiated()
+        if self.recorder().native is not None:  # native histograms on: protobuf to a scraper that asks for it
+            from . import protobuf_scrape
+
+            if protobuf_scrape.wants(accept):
+                fmt, encoder, content_type = protobuf_scrape.negotiated()
         gzipped = gzip_accepted(accept_encoding)
         key = (fmt, gzipped) if fmt is not None and not names else None
         if key is not None:
@@ -514,7 +529,7 @@ class ScrapeRenderer:
                 if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
                     self.fold(pause)
                     self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
-                protobuf = fmt == protobuf_scrape.PROTOBUF
+                protobuf = fmt not in (TEXT, OPENMETRICS)  # protobuf_scrape.PROTOBUF
                 latest = self._snapshot
                 if latest is not None and latest[0] >= started and (latest[1].natives or not protobuf):
                     render.snapshot_time, snapshot = latest

@@ -5,9 +5,11 @@ protobuf library, slices, and the fallback encoder."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 from prometheus_client.parser import text_string_to_metric_families
-from support import Response
+from support import REPO, Response, child_env
 from test_native_histograms import PROMETHEUS_2_42_ACCEPT, PROMETHEUS_2_42_NATIVE_ACCEPT, WireReader, unzigzag
 from test_rendering import make_exporter
 
@@ -217,3 +219,19 @@ def test_a_protobuf_render_does_not_reuse_a_text_snapshot() -> None:
             natives += sum(1 for metric in map(WireReader.fields, family[4])
                            if WireReader.fields(metric[7][0]).get(12))  # field 12: the native positive spans
     assert natives == 10
+
+
+def test_with_native_histograms_off_the_protobuf_library_is_never_imported() -> None:
+    """google.protobuf costs some MB of memory in every Locust process: only native histograms import it, even
+    when a Prometheus asks for protobuf."""
+    program = (
+        "import sys, locust_metrics\n"
+        "from locust.env import Environment\n"
+        "exporter = locust_metrics.install(Environment(), port=0)\n"
+        f"exporter.renderer.respond({PROMETHEUS_2_42_NATIVE_ACCEPT!r}, None, None)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('google.protobuf', 'locust_metrics.protobuf'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                            env=child_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
