@@ -330,5 +330,5 @@ def alert_rules_yaml(thresholds: Iterable[Threshold | str], **options: Any) -> s
         reason = unalertable_reason(threshold)
         if reason:
             header.append(f"# not alertable: {threshold.text!r}: {reason}")
-    body = yaml.safe_dump({"groups": [group]}, sort_keys=False, allow_unicode=True, width=10_000)
+    body: str = yaml.safe_dump({"groups": [group]}, sort_keys=False, allow_unicode=True, width=10_000)
     return "\n".join(header) + "\n" + body

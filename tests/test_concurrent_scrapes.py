@@ -25,7 +25,7 @@ import gevent
 import pytest
 from gevent.event import Event
 from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from support import (
@@ -39,7 +39,7 @@ from support import (
     promtool_check_metrics,
     wait_for_http,
 )
-from test_rendering import PROMETHEUS_ACCEPT, fill, make_exporter
+from test_rendering import PROMETHEUS_ACCEPT, TEXT_0_0_4, fill, make_exporter
 
 from locust_metrics import scraping
 from locust_metrics.scraping import OWN_ENDPOINT, LoopPacer, MetricsServer
@@ -151,7 +151,7 @@ def test_formats_never_mix_and_renders_beyond_the_bound_get_503() -> None:
     text = shared[("text/plain", "identity")].value
     om = shared[(OPENMETRICS_ACCEPT, "gzip")].value
     assert text.shared and om.shared
-    assert dict(text.headers)["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4 and "Content-Encoding" not in dict(text.headers)
+    assert dict(text.headers)["Content-Type"] == TEXT_0_0_4 and "Content-Encoding" not in dict(text.headers)
     assert b"".join(text.body) == b"".join(text_plain.value.body) == generate_latest(exporter.registry)
     assert dict(om.headers)["Content-Encoding"] == "gzip"
     assert body_of(om) == body_of(openmetrics_gzip.value) == generate_openmetrics(exporter.registry)
