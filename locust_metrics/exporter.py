@@ -178,14 +178,23 @@ class MetricsExporter:
         self.attach_web_ui(getattr(self.environment, "web_ui", None))
         return self
 
-    def _push_body(self) -> bytes:
-        """What a push sends: a scrape in text format 0.0.4, rendered in slices that give the loop back.
+    def _push_body(self) -> tuple[str, bytes]:
+        """What a push sends, ``(content_type, body)``: a scrape rendered in slices that give the loop back.
 
-        It shares a text render in flight only if that render reads its numbers after the push began (the
-        final push carries the final numbers), and the bound on concurrent renders never refuses it.
+        Text format 0.0.4; with native histograms on (``--metrics-native-histograms``), delimited protobuf
+        holding the classic and the native buckets in one histogram, as a Prometheus with native histograms
+        gets from a scrape. The Pushgateway (1.5 and later) stores the native buckets as pushed and serves
+        them to a Prometheus that asks for protobuf; a text scrape of the gateway gets the classic buckets.
+        It shares a render of the same format in flight only if that render reads its numbers after the push
+        began (the final push carries the final numbers), and the bound on concurrent renders never refuses it.
         """
-        _headers, body = self.renderer.respond(None, None, fresh=True, bounded=False)
-        return b"".join(body)
+        accept: str | None = None  # text
+        if self.totals.native is not None:
+            from . import protobuf_scrape  # (with the protobuf library: imported when used)
+
+            accept = protobuf_scrape.CONTENT_TYPE
+        headers, body = self.renderer.respond(accept, None, fresh=True, bounded=False)
+        return dict(headers)["Content-Type"], b"".join(body)
 
     def _new_recorder(self) -> RequestRecorder:
         s = self.settings

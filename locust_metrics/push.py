@@ -2,7 +2,8 @@
 
 With ``--metrics-pushgateway URL`` the exporter of a local run or of a master pushes everything it serves
 (prometheus_client's ``push_to_gateway``: HTTP PUT, which replaces the group; the body rendered by the
-scrape's sliced renderer, so a push stalls the load test no more than a scrape does) every
+scrape's sliced renderer, so a push stalls the load test no more than a scrape does: text format 0.0.4, or
+delimited protobuf with the native buckets when native histograms are on) every
 ``--metrics-push-interval`` seconds from the first test start on, when a test stops, and a last time when
 Locust quits (also on SIGTERM or Ctrl-C), so the Pushgateway ends up with the final numbers. Workers never
 push: the master has everything.
@@ -77,9 +78,11 @@ class Pusher:
         interval_s: seconds between pushes (> 0).
         timeout_s: timeout of one push, seconds.
         push_function: for tests; default prometheus_client's ``push_to_gateway``.
-        render: returns the body to push (text format 0.0.4, what ``generate_latest(registry)`` gives), e.g.
-            the exporter's sliced scrape renderer, so a push never holds the gevent loop for a whole
-            rendering (``generate_latest`` at 500 names: about 90 ms); None: prometheus_client renders it.
+        render: returns ``(content_type, body)`` to push, e.g. the exporter's sliced scrape renderer (text
+            format 0.0.4, what ``generate_latest(registry)`` gives, or delimited protobuf with native
+            histograms), so a push never holds the gevent loop for a whole rendering (``generate_latest`` at
+            500 names: about 90 ms); its ``Content-Type`` replaces prometheus_client's. None:
+            prometheus_client renders the registry (text).
 
     Attributes:
         url: the URL without credentials (safe to log).
@@ -96,7 +99,7 @@ class Pusher:
         interval_s: float,
         timeout_s: float = PUSH_TIMEOUT_S,
         push_function: Callable[..., Any] = push_to_gateway,
-        render: Callable[[], bytes] | None = None,
+        render: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
         self.registry = registry
         self._render = render
@@ -175,12 +178,14 @@ class Pusher:
                 registry, handler = self.registry, self._handler
                 if self._render is not None:
                     # prometheus_client still builds the URL, the grouping key's path and the request (and its
-                    # auth); it renders an empty registry, and the handler sends our body in its place
-                    body, send = self._render(), self._handler
+                    # auth); it renders an empty registry, and the handler sends our body and type in its place
+                    (content_type, body), send = self._render(), self._handler
 
                     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                                 data: bytes) -> Callable[[], None]:
-                        return send(url, method, timeout, headers, body)  # type: ignore[no-any-return]
+                        ours = [(k, v) for k, v in headers if k.lower() != "content-type"]
+                        ours.append(("Content-Type", content_type))
+                        return send(url, method, timeout, ours, body)  # type: ignore[no-any-return]
 
                     registry = _NOTHING
                 self._push_function(

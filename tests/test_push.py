@@ -15,7 +15,18 @@ from pathlib import Path
 import gevent
 import pytest
 from prometheus_client import CollectorRegistry, Counter
-from support import LOCUSTFILES, PushgatewayServer, child_env, csv_stats, free_port, locust, make_pki, write_web_config
+from support import (
+    LOCUSTFILES,
+    PrometheusServer,
+    PushgatewayServer,
+    child_env,
+    csv_stats,
+    free_port,
+    locust,
+    make_pki,
+    prometheus_config,
+    write_web_config,
+)
 
 from locust_metrics.options import OptionError, Settings
 from locust_metrics.push import MAX_BACKOFF_S, Pusher, backoff_delay, split_credentials
@@ -114,6 +125,28 @@ def test_periodic_and_final_pushes_reach_a_real_pushgateway_exactly(workdir: Pat
         assert len([v for v in seen if v > 0]) >= 3 and seen == sorted(seen), seen
         assert_gateway_has_the_final_numbers(gateway, workdir, job="ci-load", run="pipeline-42")
         assert "final push to the Pushgateway" in output and not warnings_about_push(output)
+
+
+def test_with_native_histograms_the_push_carries_them_to_prometheus_exactly(workdir: Path) -> None:
+    """Pushed as delimited protobuf (classic and native buckets in one histogram): the Pushgateway keeps the native
+    buckets, a Prometheus 2.42 with native histograms on gets them from it, and its ``histogram_count`` of every
+    endpoint equals Locust's ``--csv``; a text scrape of the gateway still shows the classic histogram, exactly."""
+    with PushgatewayServer(workdir / "pgw") as gateway:
+        args = push_args(gateway.url, workdir, 4, "--metrics-push-run", "native", "--metrics-native-histograms", "true")
+        with locust(args, workdir) as process:
+            code = process.wait(timeout=30)
+            output = process.output()
+        assert code == 0, output[-3000:]
+        assert "final push to the Pushgateway" in output and not warnings_about_push(output)
+        assert_gateway_has_the_final_numbers(gateway, workdir, job="locust", run="native")  # classic, by text
+        stats = {key: value["requests"] for key, value in csv_stats(workdir / "run").items() if key[1] != "Aggregated"}
+        config = prometheus_config([gateway.address], job="pushgateway")
+        config["scrape_configs"][0]["honor_labels"] = True
+        with PrometheusServer(workdir / "prometheus", config, extra_args=["--enable-feature=native-histograms"]) as prom:
+            query = 'histogram_count(locust_request_duration_seconds{job="locust", run="native"})'
+            result = prom.wait_for(lambda: prom.query(query), timeout=30, what="the pushed native histograms")
+            counts = {(s["metric"]["method"], s["metric"]["name"]): float(s["value"][1]) for s in result}
+            assert counts == stats and len(stats) >= 2
 
 
 def test_a_gateway_that_is_down_gives_one_warning_and_gets_the_final_numbers_once_back(workdir: Path) -> None:
