@@ -18,6 +18,13 @@ the scraped series over a sliding ``window`` (default 5 minutes), so:
 * **counts, not interpolation**: ``pNN OP T`` compares the share of requests at most ``T`` (the
   ``le="T"`` bucket over ``_count``) with ``q``, the same count the verdict uses, never
   ``histogram_quantile``. ``max OP T`` counts the requests above the ``le="T"`` bucket.
+* **native histograms**: where Prometheus stores ``locust_request_duration_seconds`` as a native histogram only
+  (2.4x with ``--enable-feature=native-histograms``; 3.x with ``scrape_native_histograms`` and without
+  ``always_scrape_classic_histograms``), each duration figure falls back to it (``classic or native``):
+  ``_count``/``_sum`` to ``histogram_count``/``histogram_sum`` (exact), the ``le="T"`` bucket to
+  ``histogram_fraction(0, T, ...)``, which interpolates within the one native bucket holding ``T``: the
+  rule then decides as for a threshold somewhere in that bucket, within 1.09% of ``T`` at schema 6 (exact
+  when ``T`` is a bucket bound, e.g. a power of two in seconds). Where both are stored, the classic series win.
 * **``<`` at exactly ``T``**: the bound just below ``T`` that makes ``<`` exact is not exported, so the rules
   count a request of exactly ``T`` as meeting ``pNN < T`` / ``max < T`` (they read ``<`` as ``<=``, and
   ``>=`` as ``>``). Response times rarely equal a bound to the last bit; the verdict at the end of the test
@@ -206,23 +213,37 @@ def alert_expr(threshold: Threshold, window: str = "5m") -> str | None:
 
     fails = NEGATED[threshold.op]  # the comparison that holds while the threshold fails
     stat = threshold.stat
-    count = total(rate(f"{_DURATION_FAMILY}_count"))
+    # Each duration figure reads the classic series and, where Prometheus stores the histogram as a native one
+    # only (2.4x with the feature flag; 3.x with scrape_native_histograms and without
+    # always_scrape_classic_histograms), the native histogram: ``classic or native``.
+    native = f"{_DURATION_FAMILY}"
+    count = (f"({total(rate(f'{_DURATION_FAMILY}_count'))} or "
+             f"{total(f'histogram_count({rate(native)})')})")
     if stat in (PERCENTILE, "max"):
-        le = f"le={_string(str(floatToGoString(threshold.value / 1000.0)))}"
+        seconds = threshold.value / 1000.0
+        le = f"le={_string(str(floatToGoString(seconds)))}"
+        # native: the share at most T interpolated within the one bucket holding T (exact when T is a bound)
+        native_at_most = f"histogram_fraction(0, {_number(seconds)}, {total('{}')})"
         if stat == PERCENTILE:
             assert threshold.quantile is not None
-            share = f"{total(rate(f'{_DURATION_FAMILY}_bucket', le), 'le')} / {count}"
+            share = (f"({total(rate(f'{_DURATION_FAMILY}_bucket', le), 'le')} / "
+                     f"{total(rate(f'{_DURATION_FAMILY}_count'))} or {native_at_most.format(rate(native))})")
             # p <= T (or < T, read as <= T) holds while the share at most T is >= q
             compare = "<" if threshold.op in ("<", "<=") else ">="
-            return f"({share}) {compare} {_number(float(threshold.quantile))}"
+            return f"{share} {compare} {_number(float(threshold.quantile))}"
         counted = total(rate(f"{_DURATION_FAMILY}_count", fn="increase"))
         at_most = total(rate(f"{_DURATION_FAMILY}_bucket", le, fn="increase"), "le")
-        above = f"({counted} - {at_most})"
+        increase = rate(native, fn="increase")
+        native_above = (f"{total(f'histogram_count({increase})')} * "
+                        f"(1 - {native_at_most.format(increase)})")
+        above = f"(({counted} - {at_most}) or {native_above})"
         if threshold.op in ("<", "<="):
             return f"{above} > 0"
-        return f"{above} <= 0 and {counted} > 0"
+        native_counted = total(f"histogram_count({increase})")
+        return f"{above} <= 0 and ({counted} or {native_counted}) > 0"
     if stat == "avg":
-        return f"({total(rate(f'{_DURATION_FAMILY}_sum'))} / {count}) {fails} {_number(threshold.value / 1000.0)}"
+        total_s = f"({total(rate(f'{_DURATION_FAMILY}_sum'))} or {total(f'histogram_sum({rate(native)})')})"
+        return f"({total_s} / {count}) {fails} {_number(threshold.value / 1000.0)}"
     requests = total(rate(_REQUESTS), "status_code")
     if stat == "fail_ratio":
         failures = total(rate(_FAILURES), "error")

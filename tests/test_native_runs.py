@@ -12,7 +12,9 @@ one bounded run (8 s of load against the session's demo target on 127.0.0.1).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from support import (
     REPO,
@@ -28,15 +30,24 @@ from support import (
 from test_native_histograms import PROMETHEUS_2_42_NATIVE_ACCEPT, WireReader
 
 from locust_metrics import protobuf as pb
+from locust_metrics.threshold_reports import alert_rules
 
 EXAMPLE = str(REPO / "examples" / "locustfile.py")
 RUN_S = 8
 
 
-def native_prometheus(workdir: Path, port: int) -> PrometheusServer:
-    """A Prometheus 2.42 with native histograms on, scraping 127.0.0.1:``port`` every second."""
+FAILING = ["p50<1ms", "max<1ms", "avg<1ms", "GET /:p90<=1ms"]
+PASSING = ["p99<60s", "max<60s", "avg<60s", "max>=1ms", "each GET /:p95<=60s"]
+"""Thresholds of the alert rules (``python -m locust_metrics alert-rules``) that the local run's Prometheus
+evaluates: the demo target's requests take more than 1 ms and less than 60 s."""
+
+
+def native_prometheus(workdir: Path, port: int, rules: Mapping[str, Any] | None = None) -> PrometheusServer:
+    """A Prometheus 2.42 with native histograms on, scraping 127.0.0.1:``port`` every second, evaluating
+    ``rules`` (``{file name: rule file}``) every second."""
     config = prometheus_config([f"127.0.0.1:{port}"], scrape_interval="1s")
-    return PrometheusServer(workdir / "prometheus", config, extra_args=["--enable-feature=native-histograms"])
+    return PrometheusServer(workdir / "prometheus", config, rules or {},
+                            extra_args=["--enable-feature=native-histograms"])
 
 
 def native_counts(prometheus: PrometheusServer, start: float, end: float) -> dict[tuple[str, str], float]:
@@ -58,8 +69,12 @@ def assert_prometheus_is_exact(native: PrometheusServer, stats: dict, start: flo
 
 
 def test_local_run_native_counts_equal_locust_csv_in_prometheus(demo_target: str, workdir: Path) -> None:
+    """Also: the threshold alert rules work where Prometheus stores the duration histogram as a native one only
+    (they fall back to ``histogram_count``/``histogram_sum``/``histogram_fraction``): the failing thresholds
+    fire, the passing ones never do."""
     port = free_port()
-    with native_prometheus(workdir, port) as prometheus:
+    rules = {"thresholds.rules.yml": {"groups": [alert_rules(FAILING + PASSING, window="1m", for_="0s")]}}
+    with native_prometheus(workdir, port, rules) as prometheus:
         start = time.time()
         args = ["-f", EXAMPLE, "--headless", "-u", "20", "-r", "20", "-t", f"{RUN_S}s", "-H", demo_target,
                 "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
@@ -76,6 +91,9 @@ def test_local_run_native_counts_equal_locust_csv_in_prometheus(demo_target: str
             assert {"locust_request_duration_seconds", "locust_requests_total"} <= names
             assert process.wait(timeout=60) in (0, 1), process.output()[-3000:]
         assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+        fired = {s["metric"]["threshold"] for s in prometheus.query_range('ALERTS{alertstate="firing"}', start,
+                                                                             time.time())}
+        assert fired == set(FAILING)
 
 
 def test_master_with_two_workers_native_counts_equal_locust_csv(demo_target: str, workdir: Path) -> None:

@@ -840,7 +840,8 @@ def test_alert_rule_shapes():
     assert rule == {
         "alert": "A",
         "expr": '(sum without (le, method, name) (rate(locust_request_duration_seconds_bucket{le="0.5"}[2m])) / '
-                "sum without (method, name) (rate(locust_request_duration_seconds_count[2m]))) < 0.95",
+                "sum without (method, name) (rate(locust_request_duration_seconds_count[2m])) or "
+                "histogram_fraction(0, 0.5, sum without (method, name) (rate(locust_request_duration_seconds[2m])))) < 0.95",
         "for": "30s",
         "labels": {"severity": "critical", "threshold": "p95<500ms"},
         "annotations": {
