@@ -48,6 +48,7 @@ def _index_variants(schema: int):
     ix = NativeIndexer(schema)
     classic = list(range(70_000))
     fine_limit_ms, coarse_index, coarse_above = ix.fine_limit_ms, ix.coarse_index, ix.coarse_above
+    mid_limit_ms, mid_scale, mid_index, mid_above = ix.mid_limit_ms, ix.mid_scale, ix.mid_index, ix.mid_above
     fine_scale, fine_index, fine_above = ix.fine_scale, ix.fine_index, ix.fine_above
 
     def empty(values, d):
@@ -67,6 +68,11 @@ def _index_variants(schema: int):
                 k = coarse_index[c]
                 if rt > coarse_above[c]:
                     k += 1
+            elif rt > mid_limit_ms:
+                c = ceil(rt * mid_scale)
+                k = mid_index[c]
+                if rt > mid_above[c]:
+                    k += 1
             else:
                 c = ceil(rt * fine_scale)
                 k = fine_index[c]
@@ -82,6 +88,11 @@ def _index_variants(schema: int):
             if rt > fine_limit_ms:
                 k = coarse_index[c]
                 if rt > coarse_above[c]:
+                    k += 1
+            elif rt > mid_limit_ms:
+                c = ceil(rt * mid_scale)
+                k = mid_index[c]
+                if rt > mid_above[c]:
                     k += 1
             else:
                 c = ceil(rt * fine_scale)

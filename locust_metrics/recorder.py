@@ -699,8 +699,10 @@ class RequestRecorder:
         label_of = error_label
         layout = self._native_layout
         assert layout is not None
-        fine_limit, fine_scale = layout.fine_limit_ms, layout.fine_scale
+        fine_limit, mid_limit = layout.fine_limit_ms, layout.mid_limit_ms
+        mid_scale, fine_scale = layout.mid_scale, layout.fine_scale
         coarse_index, coarse_above = layout.coarse_index, layout.coarse_above
+        mid_index, mid_above = layout.mid_index, layout.mid_above
         fine_index, fine_above = layout.fine_index, layout.fine_above
         finer, position = FINER, layout.position
 
@@ -730,6 +732,11 @@ class RequestRecorder:
                     if response_time > fine_limit:  # NativeIndexer's snippet, on list positions
                         k = coarse_index[cell]  # IndexError above its top: the careful path
                         if response_time > coarse_above[cell]:
+                            k += 1
+                    elif response_time > mid_limit:
+                        cell = ceil(response_time * mid_scale)
+                        k = mid_index[cell]
+                        if response_time > mid_above[cell]:
                             k += 1
                     else:
                         cell = ceil(response_time * fine_scale)

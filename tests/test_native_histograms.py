@@ -217,7 +217,8 @@ def hot_path(ix: NativeIndexer):
     namespace = {
         "ceil": math.ceil, "FINER": FINER, "native_index": native_index, "schema": ix.schema,
         "fine_limit_ms": ix.fine_limit_ms, "coarse_index": ix.coarse_index, "coarse_above": ix.coarse_above,
-        "fine_scale": ix.fine_scale, "fine_index": ix.fine_index, "fine_above": ix.fine_above,
+        "mid_limit_ms": ix.mid_limit_ms, "mid_scale": ix.mid_scale, "mid_index": ix.mid_index,
+        "mid_above": ix.mid_above, "fine_scale": ix.fine_scale, "fine_index": ix.fine_index, "fine_above": ix.fine_above,
     }
     exec(source, namespace)
     return namespace["index"]
@@ -227,8 +228,11 @@ def hot_path(ix: NativeIndexer):
 def test_the_tables_agree_with_native_index_at_every_threshold_and_cell_edge(schema: int) -> None:
     ix = indexer(schema)
     inline = hot_path(ix)
-    values = [0.0, -0.0, 5e-324, 1e-300, 1e-9, ix.fine_limit_ms, math.nextafter(ix.fine_limit_ms, math.inf)]
-    values += [c / ix.fine_scale for c in range(0, int(ix.fine_limit_ms * ix.fine_scale) + 1, 7)]
+    values = [0.0, -0.0, 5e-324, 1e-300, 1e-9]
+    for limit in (ix.fine_limit_ms, ix.mid_limit_ms):
+        values += [limit, math.nextafter(limit, 0.0), math.nextafter(limit, math.inf)]
+    values += [c / ix.mid_scale for c in range(0, int(ix.fine_limit_ms * ix.mid_scale) + 1, 7)]
+    values += [c / ix.fine_scale for c in range(0, int(ix.mid_limit_ms * ix.fine_scale) + 1, 7)]
     values += [float(c) for c in range(0, 65_537, 13)]
     first, last = native_index(1 / ix.fine_scale, schema), native_index(65_535.0, schema)
     for k in range(first, last + 1):
@@ -251,8 +255,10 @@ def test_the_tables_end_where_documented() -> None:
     ix = indexer(6)
     with pytest.raises(IndexError):
         ix.index(65_537.5)
-    assert ix.fine_scale == 512 and 80 < ix.fine_limit_ms < 92
+    assert 80 < ix.fine_limit_ms < 92 and ix.mid_scale == 64 and 1 < ix.mid_limit_ms < 1.5 and ix.fine_scale == 4096
     assert all(k is not FINER for k in ix.coarse_index[int(ix.fine_limit_ms) + 1 :])
+    assert all(k is not FINER for k in ix.mid_index[int(ix.mid_limit_ms * ix.mid_scale) + 1 :])
+    assert max(len(ix.mid_index), len(ix.fine_index)) < 8_192  # small enough to stay in the caches
 
 
 # ----------------------------------------------------------------------------------------------- accumulator
