@@ -125,6 +125,12 @@ def native(by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> st
     return _agg("sum", by, _over("rate", "locust_request_duration_seconds", window, offset))
 
 
+def classic_unless_native(by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> str:
+    """The classic buckets (:func:`buckets`) only where Prometheus has no native histogram (:func:`native`) at
+    that time: where it stores both (3.x with ``always_scrape_classic_histograms``), the native one alone."""
+    return f"{buckets(by, window, offset)} unless on() {native(by, window, offset)}"
+
+
 def quantile(q: float, by: Sequence[str] = ALL, window: str = LIVE, offset: str = NOW) -> str:
     """Response time percentile in seconds, from buckets summed first (never an average of percentiles): from
     the native histogram where Prometheus has it (exact buckets at any percentile), else the classic buckets."""
@@ -376,8 +382,23 @@ def now_vs_baseline(title: str, description: str, unit: str, query: Callable[...
             .override_by_query("B", [DASHED, NO_FILL]))
 
 
-def bucket_heatmap(title: str, description: str, expr: str, *, w: int, h: int) -> heatmap_b.Panel:
-    """A heatmap of histogram buckets as Prometheus returns them (``le`` in seconds; no recalculation)."""
+def bucket_heatmap(title: str, description: str, native_expr: str, classic_expr: str, *, w: int, h: int
+                   ) -> heatmap_b.Panel:
+    """A heatmap of response time buckets as Prometheus returns them (no recalculation), bounds in seconds.
+
+    Query A, ``native_expr``, returns native histogram samples where Prometheus stores them: Grafana's Prometheus
+    datasource turns each into a sparse ``heatmap-cells`` frame (one cell per non-empty bucket, from its lower to
+    its upper bound), which the heatmap draws on a log2 y axis in preference to any other frame of the panel.
+    Query B, ``classic_expr`` (``format: heatmap``, legend ``{{le}}``), returns the classic ``le`` buckets,
+    which Grafana de-accumulates into rows; it must return nothing where A has data (``unless on() ...``), so the
+    panel never holds both.
+    """
+    native_query = (prometheus_b.Dataquery().datasource(DS).editor_mode(prometheus.QueryEditorMode.CODE)
+                    .expr(native_expr).legend_format("native").ref_id("A").range()
+                    .format(prometheus.PromQueryFormat.TIME_SERIES))
+    classic_query = (prometheus_b.Dataquery().datasource(DS).editor_mode(prometheus.QueryEditorMode.CODE)
+                     .expr(classic_expr).legend_format("{{le}}").ref_id("B").range()
+                     .format(prometheus.PromQueryFormat.HEATMAP))
     return (heatmap_b.Panel().title(title).description(description).datasource(DS).span(w).height(h)
             .unit(REQ_PER_S).hide_from(shown())
             .scale_distribution(common_b.ScaleDistributionConfig().type(common.ScaleDistribution.LINEAR))
@@ -388,7 +409,7 @@ def bucket_heatmap(title: str, description: str, expr: str, *, w: int, h: int) -
             .show_legend().rows_frame(heatmap_b.RowsHeatmapOptions().layout("auto"))
             .mode(common.TooltipDisplayMode.SINGLE).show_y_histogram().show_color_scale(False)
             .y_axis(heatmap_b.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).reverse(False).unit(SECONDS))
-            .targets(targets([Q(expr, "{{le}}")], fmt=prometheus.PromQueryFormat.HEATMAP)))
+            .targets([native_query, classic_query]))
 
 
 def state_timeline(title: str, description: str, expr: str, states: dict[str, str], *, w: int, h: int
@@ -616,9 +637,11 @@ def main_dashboard() -> dash_b.Dashboard:
                    "endpoints together: histogram_quantile over the summed buckets (percentiles of different "
                    "endpoints are never averaged).", SECONDS,
                    [Q(quantile(q), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.95, 0.99)], w=12, h=9),
-        bucket_heatmap("Response time heatmap", "Requests per second in each histogram bucket (all selected "
-                       "endpoints). Bucket bounds are the exporter's --metrics-buckets plus every slow threshold.",
-                       buckets(), w=12, h=9),
+        bucket_heatmap("Response time heatmap", "Requests per second in each response time bucket (all selected "
+                       "endpoints). Where Prometheus stores the native histogram (--metrics-native-histograms), its "
+                       "exponential buckets (about 1% wide at the default schema 6) on a logarithmic axis; "
+                       "otherwise the classic buckets: the exporter's --metrics-buckets plus every slow threshold.",
+                       native(), classic_unless_native(), w=12, h=9),
         per_endpoint("p95 by endpoint", "95th percentile response time of each endpoint, from its own buckets.",
                      SECONDS, quantile(0.95, EACH_ENDPOINT), w=12, h=8),
         per_endpoint("p99 by endpoint", "99th percentile response time of each endpoint, from its own buckets.",

@@ -39,9 +39,10 @@ EXPORTED_METRICS = series_names()
 """Every series name the exporter produces (locust_metrics/families.py)."""
 
 ENDPOINT_METRICS = {
-    "locust_request_duration_seconds_bucket", "locust_request_duration_seconds_sum",
-    "locust_request_duration_seconds_count", "locust_requests_total", "locust_request_failures_total",
-    "locust_slow_requests_total", "locust_slow_request_threshold_seconds", "locust_response_size_bytes_total",
+    "locust_request_duration_seconds", "locust_request_duration_seconds_bucket",
+    "locust_request_duration_seconds_sum", "locust_request_duration_seconds_count", "locust_requests_total",
+    "locust_request_failures_total", "locust_slow_requests_total", "locust_slow_request_threshold_seconds",
+    "locust_response_size_bytes_total",
 }
 NODE_METRICS = {"locust_process_cpu_seconds_total", "locust_process_cpu_usage_ratio",
                 "locust_process_resident_memory_bytes"}
@@ -227,7 +228,7 @@ def expected_unit(expr: str) -> set[str] | None:
         return {"Bps", "binBps"} if "rate(" in expr else {"bytes", "decbytes"}
     if "cpu_usage_ratio" in expr:
         return {"percentunit"}
-    if "rate(" in expr and re.search(r"_(total|bucket|count)\b", expr):
+    if "rate(" in expr and re.search(r"_(total|bucket|count)\b|\blocust_request_duration_seconds[{\[]", expr):
         return {"reqps", "ops"}
     if "increase(" in expr and "_total" in expr:
         return {"short", "none"}
@@ -452,7 +453,14 @@ def test_main_dashboard_has_the_promised_panels():
                              "histogram_quantile(0.99,", type_="timeseries")
     assert len(percentiles["targets"]) == 4
     heatmap = panel_with("locust_request_duration_seconds_bucket", type_="heatmap")
-    assert heatmap["targets"][0]["format"] == "heatmap" and heatmap["options"]["calculate"] is False
+    assert heatmap["options"]["calculate"] is False, "buckets as Prometheus returns them"
+    native, classic = heatmap["targets"]
+    # A: the native histogram (Grafana makes a heatmap-cells frame of it, whatever the format); B: the classic
+    # buckets, only where A has nothing, as le rows that Grafana de-accumulates (format heatmap)
+    assert native["expr"].startswith("sum(rate(locust_request_duration_seconds{") and "_bucket" not in native["expr"]
+    assert classic["format"] == "heatmap" and classic["legendFormat"] == "{{le}}"
+    assert re.fullmatch(r"sum by \(le\) \(rate\(locust_request_duration_seconds_bucket\{.*\)\) unless on\(\) "
+                        + re.escape(native["expr"]), classic["expr"]), classic["expr"]
     panel_with("rate(locust_slow_requests_total", type_="timeseries")
     slow_ratio = panel_with("locust_slow_requests_total", "locust_request_duration_seconds_count",
                             "locust_slow_request_threshold_seconds", type_="timeseries")

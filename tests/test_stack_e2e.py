@@ -7,12 +7,20 @@ One module-scoped run (:func:`stack`) starts, from the shipped files:
 * a real Alertmanager with deploy/alertmanager/alertmanager.yml, its webhook pointed at a receiver in the test;
 * a real Prometheus with deploy/prometheus/prometheus.yml (scrape and evaluation interval 1 s, targets pointed
   at the local processes) and the shipped rules, whose ``for:`` durations are shortened in a test copy (the
-  shipped file itself is what ``promtool test rules`` exercises in tests/test_alert_rules.py).
+  shipped file itself is what ``promtool test rules`` exercises in tests/test_alert_rules.py);
+* a second real Prometheus, the same but with native histograms on (2.42's
+  ``--enable-feature=native-histograms``) and no Alertmanager: the master serves it protobuf (the compose command
+  has ``--metrics-native-histograms=true``) and it stores ``locust_request_duration_seconds`` as a native
+  histogram, without the classic ``_bucket/_count/_sum`` series (2.42 keeps no classic series of a histogram it
+  ingests natively), while the first one asks for text and stores the classic series only. Both scrape the same
+  run, so the dashboards are compared on the same requests, at no extra run time.
 
 While the test runs, LocustSlowRequests must fire for the demo's slow endpoint and reach the webhook through
 Alertmanager; then one worker is killed and LocustWorkerMissing must arrive too. After Locust exits, every query
-of every dashboard (panel targets, annotations, variables; Grafana variables substituted) runs against that
-Prometheus: none may fail, nearly all must return data, and the key panels must show what the run did.
+of every dashboard (panel targets, annotations, variables; Grafana variables substituted) runs against each
+Prometheus: none may fail, nearly all must return data, and the key panels must show what the run did; with native
+histograms on, every query that returns data without them returns data too, but for the few that read the classic
+series on purpose (:data:`CLASSIC_ONLY`), and the heatmap shows native buckets.
 """
 
 from __future__ import annotations
@@ -41,12 +49,14 @@ from support import (
     free_port,
     http_get,
     require_binary,
+    sample_points,
     wait_for,
 )
 from test_compose import local_command
 from test_dashboards import Query, dashboard_queries, load_dashboards, substitute
 
 RUN_TIME = 35  # seconds of load; the whole module takes about a minute
+AUTOQUIT = 3  # seconds the master stays up after the test: both Prometheus scrape its final numbers (1 s interval)
 TEST_FOR = 2  # seconds: every alert's `for:` in the test copy of the rules
 MIN_DATA_SHARE = 0.9  # "nearly all" dashboard queries return data
 
@@ -71,20 +81,25 @@ def local_alertmanager_config(webhook_url: str) -> dict[str, Any]:
     return config
 
 
-def local_prometheus_config(locust: str, alertmanager: str, itself: str) -> dict[str, Any]:
-    """The shipped prometheus.yml, scraping and evaluating every second, its targets the local processes."""
+def local_prometheus_config(locust: str, alertmanager: str | None, itself: str) -> dict[str, Any]:
+    """The shipped prometheus.yml, scraping and evaluating every second, its targets the local processes (no
+    Alertmanager when ``alertmanager`` is None)."""
     config, _ = for_prometheus_2(yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text()))
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     targets = {"locust": [locust], "prometheus": [itself]}
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
-    config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    if alertmanager is None:
+        del config["alerting"]
+    else:
+        config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
     return config
 
 
 @dataclass
 class Stack:
-    prometheus: PrometheusServer
+    prometheus: PrometheusServer  # classic: text scrapes, classic series only
+    native: PrometheusServer  # native histograms on: protobuf scrapes, native duration histograms only
     alertmanager: AlertmanagerServer
     webhook: WebhookReceiver
     workdir: Path
@@ -102,15 +117,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_binary(*PROMETHEUS_BINARIES)
     require_binary(*ALERTMANAGER_BINARIES)
     workdir = tmp_path_factory.mktemp("stack")
-    target_port, metrics_port, master_port, web_port, prom_port = (free_port() for _ in range(5))
+    target_port, metrics_port, master_port, web_port, prom_port, native_port = (free_port() for _ in range(6))
     instance = f"127.0.0.1:{metrics_port}"
     processes: list[ChildProcess] = []
     with WebhookReceiver() as webhook, \
             AlertmanagerServer(workdir / "alertmanager", local_alertmanager_config(webhook.url)) as alertmanager, \
             PrometheusServer(workdir / "prometheus",
                              local_prometheus_config(instance, alertmanager.address, f"127.0.0.1:{prom_port}"),
-                             rule_files={"locust.rules.yml": rules_test_copy(TEST_FOR)}, port=prom_port) as prom:
-        result = Stack(prom, alertmanager, webhook, workdir, instance)
+                             rule_files={"locust.rules.yml": rules_test_copy(TEST_FOR)}, port=prom_port) as prom, \
+            PrometheusServer(workdir / "prometheus-native",
+                             local_prometheus_config(instance, None, f"127.0.0.1:{native_port}"),
+                             rule_files={"locust.rules.yml": rules_test_copy(TEST_FOR)}, port=native_port,
+                             extra_args=["--enable-feature=native-histograms"]) as native:
+        result = Stack(prom, native, alertmanager, webhook, workdir, instance)
         try:
             def start(name: str, args: list[str]) -> ChildProcess:
                 processes.append(ChildProcess(args, REPO, name=name, log_dir=workdir))
@@ -125,7 +144,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                  f"--metrics-port={metrics_port}"},
                 ["--metrics-host=127.0.0.1", "--web-host=127.0.0.1", f"--web-port={web_port}",
                  "--master-bind-host=127.0.0.1", f"--master-bind-port={master_port}", f"--run-time={RUN_TIME}s",
-                 "--autoquit=0", "--expect-workers=2"]))
+                 f"--autoquit={AUTOQUIT}", "--expect-workers=2"]))
             workers = [start(f"worker-{i}", local_command(
                 "worker", {"--master-host=locust-master": "--master-host=127.0.0.1"},
                 [f"--master-port={master_port}"])) for i in range(2)]
@@ -138,7 +157,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                                        name="/reports/sales")
             result.missing_alert = webhook.wait_for_alert("LocustWorkerMissing", "firing", timeout=30)
 
-            result.master_exit = master.wait(timeout=RUN_TIME + 60)  # fails the test if it does not stop by itself
+            # fails the test if it does not stop by itself
+            result.master_exit = master.wait(timeout=RUN_TIME + AUTOQUIT + 60)
             result.end = time.time()
             result.master_log = master.output()
             yield result
@@ -151,7 +171,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_master_ran_and_exited_after_the_final_scrape(stack):
     assert stack.master_exit in (0, 1), stack.master_log[-3000:]  # 1: the example's failures
     assert "serving Prometheus metrics" in stack.master_log
-    assert 15 < stack.end - stack.start < RUN_TIME + 60
+    assert 15 < stack.end - stack.start < RUN_TIME + AUTOQUIT + 60
 
 
 def test_slow_request_alert_reaches_the_alertmanager_webhook(stack):
@@ -183,8 +203,9 @@ def test_no_traffic_and_failure_alerts_stay_quiet(stack):
     assert "LocustMetricsNamesDropped" not in received
 
 
-def test_every_rule_evaluates_without_errors(stack):
-    rules = [rule for group in stack.prometheus.rules() for rule in group["rules"]]
+@pytest.mark.parametrize("which", ["prometheus", "native"])
+def test_every_rule_evaluates_without_errors(stack, which):
+    rules = [rule for group in getattr(stack, which).rules() for rule in group["rules"]]
     shipped = yaml.safe_load((REPO / "deploy/prometheus/rules/locust.rules.yml").read_text())["groups"]
     assert len(rules) == sum(len(group["rules"]) for group in shipped)
     bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
@@ -206,14 +227,15 @@ class Outcome:
     values: list[Any] = field(default_factory=list)
 
 
-def run_queries(stack: Stack, variables: dict[str, str]) -> list[Outcome]:
-    """Every query of every dashboard, as Grafana runs it when someone looks right after the test.
+def run_queries(stack: Stack, variables: dict[str, str], prom: PrometheusServer | None = None) -> list[Outcome]:
+    """Every query of every dashboard, as Grafana runs it when someone looks right after the test, against
+    ``prom`` (default: the classic Prometheus).
 
     The time range runs from just before the test to now (Locust has exited: its gauges are stale by now);
     instant queries (tables, some stats) run at now, range queries over the whole range, annotations with their
     own step, variables as ``label_values()`` over the range.
     """
-    prom = stack.prometheus
+    prom = prom or stack.prometheus
     start, now = stack.start - 5, time.time()
     values = {"__rate_interval": "4s", "__interval": "1s", "__range": f"{int(now - start)}s",
               "__range_s": str(int(now - start)), "baseline": "15s", **variables}
@@ -234,7 +256,7 @@ def run_queries(stack: Stack, variables: dict[str, str]) -> list[Outcome]:
                 else:
                     step = 5 if query.kind == "annotation" else 2
                     outcome.values = prom.query_range(expr, start, now, step)
-                    outcome.series = sum(1 for s in outcome.values if s["values"])
+                    outcome.series = sum(1 for s in outcome.values if sample_points(s))
             except PrometheusAPIError as exc:
                 outcome.error = str(exc)
             outcomes.append(outcome)
@@ -244,20 +266,33 @@ def run_queries(stack: Stack, variables: dict[str, str]) -> list[Outcome]:
 ALL = {"job": ".*", "instance": ".*", "method": ".*", "name": ".*", "node": ".*"}
 
 
+def report_outcomes(stack: Stack, outcomes: list[Outcome], label: str) -> None:
+    """Writes every outcome to ``<workdir>/<label>-queries.json`` and prints a summary and the empty ones."""
+    report = [{"where": f"{o.query.dashboard}: {o.query.where}", "kind": o.query.kind, "series": o.series,
+               "error": o.error, "expr": o.expr} for o in outcomes]
+    path = stack.workdir / f"{label}-queries.json"
+    path.write_text(json.dumps(report, indent=2))
+    empty = [o for o in outcomes if not o.series and not o.error]
+    print(f"\n[{label}] {len(outcomes)} queries, {sum(1 for o in outcomes if o.series)} with data, "
+          f"{len(empty)} empty, {sum(1 for o in outcomes if o.error)} errors (details: {path})")
+    for o in empty:
+        print(f"[{label}] empty: {o.query.dashboard}: {o.query.where}: {o.expr}")
+
+
 @pytest.fixture(scope="module")
 def all_outcomes(stack) -> list[Outcome]:
     # Annotations run with a 5 s step (aligned, as Grafana does): give the stop time one step to show up.
     time.sleep(max(0.0, stack.end + 6 - time.time()))
     outcomes = run_queries(stack, ALL)
-    report = [{"where": f"{o.query.dashboard}: {o.query.where}", "kind": o.query.kind, "series": o.series,
-               "error": o.error, "expr": o.expr} for o in outcomes]
-    (stack.workdir / "dashboard-queries.json").write_text(json.dumps(report, indent=2))
-    empty = [o for o in outcomes if not o.series and not o.error]
-    print(f"\n[dashboards] {len(outcomes)} queries, {sum(1 for o in outcomes if o.series)} with data, "
-          f"{len(empty)} empty, {sum(1 for o in outcomes if o.error)} errors "
-          f"(details: {stack.workdir / 'dashboard-queries.json'})")
-    for o in empty:
-        print(f"[dashboards] empty: {o.query.dashboard}: {o.query.where}: {o.expr}")
+    report_outcomes(stack, outcomes, "dashboards")
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def native_outcomes(stack, all_outcomes) -> list[Outcome]:
+    """The same queries against the Prometheus with native histograms on (right after the classic ones)."""
+    outcomes = run_queries(stack, ALL, stack.native)
+    report_outcomes(stack, outcomes, "dashboards, native histograms")
     return outcomes
 
 
@@ -281,10 +316,11 @@ def test_every_dashboard_query_runs_and_nearly_all_return_data(all_outcomes):
 
 
 def series_by(o: Outcome, label: str) -> dict[str, list[float]]:
+    """The float samples of each series of ``o`` by the value of ``label``."""
     out: dict[str, list[float]] = {}
     for s in o.values:
         out.setdefault(s["metric"].get(label, ""), []).extend(
-            float(v) for _, v in s.get("values", [s.get("value")] if s.get("value") else []))
+            float(v) for _, v in sample_points(s) if not isinstance(v, dict))
     return out
 
 
@@ -311,8 +347,9 @@ def test_main_dashboard_shows_the_run(stack, all_outcomes):
     assert max(workers["running"]) == 2 and max(workers["missing"]) == 1, "the killed worker shows as missing"
     states = series_by(outcome(all_outcomes, main, "Runner state"), "instance")[stack.instance]
     assert 3.0 in states, "running (3) appears in the runner state timeline"
-    heatmap = outcome(all_outcomes, main, "Response time heatmap")
+    heatmap = outcome(all_outcomes, main, "Response time heatmap", "B")
     assert len(heatmap.values) >= 10, "one series per bucket (le)"
+    assert not outcome(all_outcomes, main, "Response time heatmap", "A").values, "no native histogram stored"
     endpoints = [o for o in all_outcomes if o.query.dashboard == main and o.query.panel
                  and o.query.panel["title"] == "Endpoints" and o.query.target["refId"] != "C"]
     assert endpoints and all(o.series for o in endpoints), [o.query.where for o in endpoints if not o.series]
@@ -351,3 +388,103 @@ def test_dashboards_filter_on_selected_values(stack):
     assert set(nodes) == {"master", "worker-0"}
     table = outcome(outcomes, "locust-metrics-compare.json", "Endpoints: now vs baseline", "C")
     assert [s["metric"]["name"] for s in table.values] == ["/reports/sales"]
+
+
+# ----------------------------------------------------------------------------------------------- native histograms on
+HEATMAP = "Response time heatmap"
+
+CLASSIC_ONLY = {
+    ("locust-metrics.json", HEATMAP, "B"): "the heatmap's classic buckets, only where Prometheus has no native "
+    "histogram (`unless on()` the native query), so that Grafana never gets both",
+}
+"""Dashboard queries that read classic series on purpose (dashboard, panel title, refId: why): with native
+histograms on, Prometheus 2.42 stores none of them, and they return nothing. Every other query that returns data
+without native histograms must return data with them."""
+
+NATIVE_ONLY = {
+    ("locust-metrics.json", HEATMAP, "A"): "the heatmap's native buckets: nothing where only classic ones are stored",
+}
+"""Dashboard queries that read only the native histogram (dashboard, panel title, refId: why)."""
+
+
+def named(o: Outcome) -> tuple[str, str, str]:
+    """(dashboard, panel title or annotation/variable, refId) of a query, as :data:`CLASSIC_ONLY` names it."""
+    if o.query.panel is None:
+        return o.query.dashboard, o.query.where, ""
+    return o.query.dashboard, o.query.panel["title"], o.query.target["refId"]
+
+
+def test_with_native_histograms_on_the_queries_that_have_data_still_have_data(all_outcomes, native_outcomes):
+    errors = [(o.query.where, o.expr, o.error) for o in native_outcomes if o.error]
+    assert not errors, errors
+    classic = {(o.query.dashboard, o.query.where): o for o in all_outcomes}  # `where` has the panel id
+    native = {(o.query.dashboard, o.query.where): o for o in native_outcomes}
+    assert len(classic) == len(all_outcomes) and classic.keys() == native.keys(), "one key per query"
+    assert set(CLASSIC_ONLY) | set(NATIVE_ONLY) <= {named(o) for o in all_outcomes}, "the exceptions exist"
+    # exactly the listed ones differ: a new classic-only query must be listed (with its reason), a fixed one unlisted
+    lost = {named(classic[k]): classic[k].expr for k in classic if classic[k].series and not native[k].series}
+    gained = {named(native[k]): native[k].expr for k in classic if native[k].series and not classic[k].series}
+    assert lost.keys() == CLASSIC_ONLY.keys(), {k: lost.get(k) for k in lost.keys() ^ CLASSIC_ONLY.keys()}
+    assert gained.keys() == NATIVE_ONLY.keys(), {k: gained.get(k) for k in gained.keys() ^ NATIVE_ONLY.keys()}
+    with_data = sum(1 for o in native_outcomes if o.series)
+    assert with_data / len(native_outcomes) >= MIN_DATA_SHARE
+
+
+def test_with_native_histograms_on_prometheus_stores_the_native_histogram_only(stack):
+    """The premise of the comparison: 2.42 with the flag ingests the duration histogram natively, without its
+    classic series; the one without the flag has the classic series only."""
+    native, classic, start, now = stack.native, stack.prometheus, stack.start - 5, time.time()
+    assert native.series("locust_request_duration_seconds", start, now)
+    assert native.series("locust_request_duration_seconds_bucket", start, now) == []
+    assert native.series("locust_request_duration_seconds_count", start, now) == []
+    assert classic.series("locust_request_duration_seconds", start, now) == []
+    assert classic.series("locust_request_duration_seconds_bucket", start, now)
+
+
+def native_buckets(o: Outcome) -> list[tuple[float, float, float]]:
+    """(lower, upper, requests/s) of every non-empty bucket of every native histogram sample of ``o``."""
+    cells = []
+    for series in o.values:
+        for _, sample in sample_points(series):
+            assert isinstance(sample, dict), f"a float sample, not a native histogram: {sample}"
+            cells += [(float(lower), float(upper), float(count))
+                      for _, lower, upper, count in sample.get("buckets", ())]  # no buckets: no requests
+    return cells
+
+
+def test_with_native_histograms_on_the_heatmap_shows_native_buckets(native_outcomes):
+    main = "locust-metrics.json"
+    heatmap = outcome(native_outcomes, main, HEATMAP, "A")
+    assert len(heatmap.values) == 1 and "histograms" in heatmap.values[0] and "values" not in heatmap.values[0], \
+        "one series of native histogram samples: Grafana makes one heatmap-cells frame of it"
+    cells = native_buckets(heatmap)
+    positive = [(lower, upper) for lower, upper, _ in cells if lower > 0]
+    assert len({bounds for bounds in positive}) >= 20, "many more buckets than the classic ones"
+    # exponential buckets: every bound is the one below times 2^(2^-schema) (schema 6 by default, or lower where
+    # --metrics-native-max-buckets halved the resolution of an endpoint), never the classic --metrics-buckets
+    growth = {round(upper / lower, 9) for lower, upper in positive}
+    assert len(growth) == 1 and growth <= {round(2 ** 2 ** -schema, 9) for schema in (6, 5, 4, 3)}, growth
+    # the demo's sales report takes 1.1-1.5 s: requests in buckets there, each about 1% wide at schema 6
+    assert any(1.1 <= lower and upper <= 1.6 and count > 0 for lower, upper, count in cells)
+    assert not outcome(native_outcomes, main, HEATMAP, "B").values, "the classic query gives way to the native one"
+
+
+def test_with_native_histograms_on_the_main_dashboard_shows_the_run(native_outcomes):
+    main = "locust-metrics.json"
+    p95 = series_by(outcome(native_outcomes, main, "p95 by endpoint"), "name")
+    finite = [v for v in p95["/reports/sales"] if not math.isnan(v)]
+    # every sales report takes at least 1.1 s, and a native bucket is 1.09% wide at schema 6 (2.2% after one
+    # halving): no estimate below 1.1 / 1.022, where the classic (1, 1.5] bucket interpolates down towards 1 s
+    # (at most 1.5 s plus the client's overhead, and a bucket: the lowest of them near or below 1.5 s)
+    assert finite and all(1.1 / 1.022 < v <= 2.0 for v in finite) and min(finite) <= 1.6, finite
+    endpoints = {named(o): o for o in native_outcomes if o.query.dashboard == main and o.query.panel
+                 and o.query.panel["title"] == "Endpoints"}
+    table_p95 = {s["metric"]["name"]: float(s["value"][1]) for s in endpoints[(main, "Endpoints", "F")].values}
+    assert 1.1 / 1.022 < table_p95["/reports/sales"] <= 2.0, table_p95
+    slow = series_by(outcome(native_outcomes, main, "Slow ratio against the threshold"), "name")
+    assert max(v for v in slow["/reports/sales"] if not math.isnan(v)) == 1.0, "histogram_count as the denominator"
+    assert max(v for v in slow["/health"] if not math.isnan(v)) == 0.0
+    recorded = series_by(outcome(native_outcomes, main, "p95, 1m (LocustHighLatencyP95)"), "name")
+    assert all(1.1 / 1.022 < v <= 2.0 for v in recorded["/reports/sales"] if not math.isnan(v))
+    alerts = outcome(native_outcomes, main, "Firing alerts")
+    assert any(s["metric"]["alertname"] == "LocustSlowRequests" for s in alerts.values), "the rules read native"

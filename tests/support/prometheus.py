@@ -101,6 +101,18 @@ def for_prometheus_2(config: Mapping[str, Any]) -> tuple[dict[str, Any], set[str
     return {**config, "scrape_configs": scrape_configs}, removed
 
 
+def sample_points(series: Mapping[str, Any]) -> list[tuple[float, Any]]:
+    """The samples of one series of a query result, float samples and native histogram samples alike:
+    ``[(unix time, value)]``. A float sample (``value`` / ``values`` in the API's answer) gives its value as
+    Prometheus writes it (a string, ``"NaN"`` included); a native histogram sample (``histogram`` /
+    ``histograms``, Prometheus 2.40+ with native histograms) a dict ``{"count", "sum", "buckets"}``, each bucket
+    ``[boundary rule, lower, upper, count]`` with strings for numbers (empty buckets left out)."""
+    points = [series[key] for key in ("value", "histogram") if key in series]
+    for key in ("values", "histograms"):
+        points.extend(series.get(key, ()))
+    return [(float(t), v) for t, v in points]
+
+
 def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_interval: str = "1s",
                         repeat_interval: str = "1h") -> dict[str, Any]:
     """A minimal Alertmanager config dict: every alert, at once, to one webhook (``send_resolved`` on)."""
@@ -271,8 +283,9 @@ class PrometheusServer(_Server):
         return self.api("query", params)
 
     def query(self, expr: str, time: float | None = None) -> list[dict[str, Any]]:
-        """Instant query at ``time`` (unix s; default now): the result list (vector samples; for a scalar or
-        string result a one-element list ``[{"metric": {}, "value": [t, "v"]}]``)."""
+        """Instant query at ``time`` (unix s; default now): the result list (vector samples, ``"histogram"``
+        instead of ``"value"`` for a native histogram sample; for a scalar or string result a one-element list
+        ``[{"metric": {}, "value": [t, "v"]}]``)."""
         data = self.query_data(expr, time)
         if data["resultType"] in ("scalar", "string"):
             return [{"metric": {}, "value": data["result"]}]
@@ -287,7 +300,8 @@ class PrometheusServer(_Server):
         return float(result[0]["value"][1])
 
     def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
-        """Range query: list of ``{"metric": {...}, "values": [[t, "v"], ...]}``."""
+        """Range query: list of ``{"metric": {...}, "values": [[t, "v"], ...]}`` (``"histograms": [[t, {...}],
+        ...]`` instead for native histogram samples: :func:`sample_points` reads both)."""
         data = self.api("query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                         "step": f"{step:g}"})
         return data["result"]
