@@ -504,8 +504,8 @@ def bench_concurrent_scrapes(
     ticker greenlet that sleeps 1 ms in a loop and records every gap with the process's CPU time. A client
     process (pinned to the other core) holds one keep-alive connection per scraper; in each round all
     scrapers send a scrape at the same instant (a thread barrier) with ``formats``' headers
-    (:func:`scrape_formats`; ``native``: native histograms on, Prometheus asking for protobuf), and the round ends when all are answered. Per round: the longest ticker gap
-    overlapping it (ms, includes the 1 ms sleep), the most CPU this process used within one gap (the
+    (:func:`scrape_formats`; ``native``: native histograms on, Prometheus asking for protobuf), and the round
+    ends when all are answered. Per round: the longest ticker gap overlapping it (ms, includes the 1 ms sleep), the most CPU this process used within one gap (the
     same stall without the time other processes took the core: on a shared machine the wall-clock gap
     includes preemption), and the CPU this process spent from the last tick before the round to the
     first tick after it (ms; includes the ticker's own, about 1%). Medians over ``rounds`` rounds,
