@@ -6,6 +6,7 @@ Run from the repository root::
     python benchmarks/bench.py --smoke      # every section once at tiny sizes, for the test suite (~10 s, no figures)
     python benchmarks/bench.py --json out.json --repeats 9 --pairs 5 --e2e-seconds 10
     python benchmarks/bench.py --only concurrent_scrapes,scrape_stall   # some sections only
+    python benchmarks/bench.py --native-histograms   # every section with native histograms on (see below)
 
 Every figure is the median of ``--repeats`` measurements (end to end: of ``--pairs`` paired runs), and
 every comparison is measured side by side in the same run, variants interleaved, so that they see the
@@ -57,11 +58,28 @@ same machine state. Sections:
 The programs run in processes of their own (the locustfile, clients, children, the gevent target) are
 in ``benchmarks/programs/``.
 
+``--native-histograms`` runs every section with native histograms on, as a user has them and as a Prometheus
+with native histograms scrapes them (the budgets to turn them on by default, issue 12): recorders and exporters
+built with ``Settings.from_kwargs(native_histograms=True)`` (default schema and bucket bound), the end-to-end
+Locust processes with ``LOCUST_METRICS_NATIVE_HISTOGRAMS=true``, the memory children with
+``install(native_histograms=True)``; every scrape sends the ``Accept`` header of Prometheus 2.42 with
+``--enable-feature=native-histograms`` (:data:`PROMETHEUS_NATIVE_ACCEPT`), so ours answer protobuf with the
+classic and the native buckets (prometheus_client's app, which has no protobuf, OpenMetrics). What changes:
+the hot path's locust-metrics variants record native histograms too (and the ratio to the naive listener also
+gets the 10% budget of native histograms by default); the scrape CPU section adds our protobuf render (a snapshot
+with the native histograms + encoding) against ``generate_latest`` of the classic series (budget at 500 names:
+<= 50%), and its "what Prometheus asks for" row is protobuf + gzip; the stall and concurrent-scrape sections
+scrape protobuf (the mixed formats: protobuf or text, gzip or not); the merge's worker report carries the native
+deltas, and the time the master's next scrape takes to add them (its fold, in slices: CPU, no stall) is
+reported apart. The same functions run, with the flag passed down. The table's column "native histograms"
+says on or off on every row; ``--json``: ``native_histograms``.
+
 ``--smoke`` runs every section end to end at tiny sizes, once, so that the benchmark cannot rot unnoticed
 (``tests/test_benchmarks.py``): 1 repeat; 10 names for the scrape sections, 20 elsewhere; a bare, a timed
 and a toggled end-to-end run at the same time, each measured over 0.5 s and then stopped; the three memory
 children at the same time; and the processes of those two sections beside the others from the start,
-no process pinned to a core. Its figures mean nothing and get no verdict.
+no process pinned to a core. Its figures mean nothing and get no verdict. The test runs it with native
+histograms off and on.
 
 Exit status 0 whatever the figures (budgets are reported in the table, not asserted); 2 on bad arguments.
 """
@@ -114,6 +132,21 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 """The ``Accept`` header of Prometheus 2.x scrapes (OpenMetrics first)."""
+
+PROMETHEUS_NATIVE_ACCEPT = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+"""The ``Accept`` header of Prometheus 2.42 with ``--enable-feature=native-histograms`` (protobuf first; the
+benchmarks' one copy, ``benchmarks/native_histograms.py`` uses it too; tests/test_native_histograms.py checks its
+own against what a real Prometheus sends)."""
+
+
+def scrape_accept(native: bool) -> str:
+    """The ``Accept`` header of the Prometheus scrapes measured: with ``native`` (``--native-histograms``), a
+    Prometheus with native histograms on (protobuf: classic + native buckets), else OpenMetrics."""
+    return PROMETHEUS_NATIVE_ACCEPT if native else PROMETHEUS_ACCEPT
 
 
 class _BenchUser(User):
@@ -188,15 +221,25 @@ def naive_listener(registry: CollectorRegistry) -> Callable[..., None]:
     return on_request
 
 
-def _environment(variant: str) -> Environment:
+def _settings(native: bool) -> Settings:
+    """The plugin's settings in every section: the defaults, native histograms on or off (``--native-histograms``)."""
+    return Settings.from_kwargs(port=0, native_histograms=native)
+
+
+def _recorder(settings: Settings, max_names: int | None = None) -> RequestRecorder:
+    """A recorder as the exporter builds it from ``settings`` (native histograms included when on)."""
+    return RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (),
+                           settings.max_names if max_names is None else max_names, settings.native())
+
+
+def _environment(variant: str, native: bool = False) -> Environment:
     env = Environment(user_classes=[_BenchUser])
     if variant == "empty":
         return env
     if variant in ("bare", "both"):
         env.create_local_runner()  # registers Locust's own statistics listener
     if variant in ("plugin", "both", "listener"):
-        settings = Settings.from_kwargs(port=0)
-        recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names)
+        recorder = _recorder(_settings(native))
         if variant == "listener":  # the fallback for an EventHook we do not know: an ordinary listener
             env.events.request.add_listener(recorder.on_request)
         else:  # as install() does it
@@ -206,8 +249,9 @@ def _environment(variant: str) -> Environment:
     return env
 
 
-def bench_hot_path(chunk: int, names: int, rounds: int) -> dict[str, float]:
-    """Nanoseconds per ``request`` event for each variant (see module docstring), in paired rounds.
+def bench_hot_path(chunk: int, names: int, rounds: int, native: bool = False) -> dict[str, float]:
+    """Nanoseconds per ``request`` event for each variant (see module docstring), in paired rounds; locust-metrics
+    with native histograms when ``native``.
 
     Every round fires the same ``chunk`` events (over ``names`` entries) through each variant, in an
     order that rotates from round to round. A variant's added cost is the median over rounds of its time
@@ -219,7 +263,7 @@ def bench_hot_path(chunk: int, names: int, rounds: int) -> dict[str, float]:
     # so a huge list of pre-made events would measure memory traffic instead of listeners
     events = _events(chunk, names)
     variants = ("empty", "bare", "plugin", "naive", "both", "listener")
-    environments = {variant: _environment(variant) for variant in variants}
+    environments = {variant: _environment(variant, native) for variant in variants}
     for env in environments.values():  # warm up: first sightings of every name and status
         fire = env.events.request.fire
         for kwargs in events:
@@ -244,32 +288,50 @@ def bench_hot_path(chunk: int, names: int, rounds: int) -> dict[str, float]:
     return result
 
 
-def bench_merge(names: int, repeats: int) -> dict[str, float]:
-    """Master merge time (median ms) and msgpack bytes of one worker report holding ``names`` names."""
-    settings = Settings.from_kwargs(port=0)
-    worker = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), max(names, 1))
+def bench_merge(names: int, repeats: int, native: bool = False) -> dict[str, float]:
+    """Master merge time (median ms) and msgpack bytes of one worker report holding ``names`` names (20 requests
+    each). With ``native``, worker and master record native histograms: the report carries each entry's native
+    delta, which the merge checks and keeps, and the master's next scrape adds, in slices
+    (:meth:`~locust_metrics.recorder.EndpointStats.add_native_wire`); that fold is timed apart
+    (``native_fold_ms``, after each merge, as a scrape between two reports does it: no stall, CPU only)."""
+    settings = _settings(native)
+    worker = _recorder(settings, max(names, 1))
     for kwargs in _events(names * 20, names):
         worker.on_request(**kwargs)
     payload = take_payload(worker, "worker-0", None)
+    assert ("native" in payload) == native
     wire = msgpack.packb(payload)
     received = msgpack.unpackb(wire, raw=False)
-    master = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names)
+    master = _recorder(settings)
     merger = PayloadMerger(master)
+
+    def fold() -> None:  # what the master's next scrape does first (renderer.fold, sliced there)
+        for endpoint in master.endpoints.values():
+            endpoint.fold()
+
     merger.merge(received)  # first sightings
-    times = []
+    fold()
+    times, folds = [], []
     for _ in range(repeats):
         start = time.perf_counter_ns()
         merger.merge(received)
         times.append((time.perf_counter_ns() - start) / 1e6)
-    return {"names": names, "merge_ms": statistics.median(times), "payload_bytes": len(wire)}
+        start = time.perf_counter_ns()
+        fold()
+        folds.append((time.perf_counter_ns() - start) / 1e6)
+    result = {"names": names, "merge_ms": statistics.median(times), "payload_bytes": len(wire)}
+    if native:
+        result["native_fold_ms"] = statistics.median(folds)
+    return result
 
 
 
 # ---------------------------------------------------------------------------------------------- scrape
-def _filled_exporter(names: int, port: int = 0) -> MetricsExporter:
-    """An exporter (not started: no listeners, no server) whose recorder holds ``names`` endpoints."""
+def _filled_exporter(names: int, native: bool = False) -> MetricsExporter:
+    """An exporter (not started: no listeners, no server) whose recorder holds ``names`` endpoints, with native
+    histograms when ``native``."""
     env = Environment(user_classes=[_BenchUser])
-    exporter = MetricsExporter(env, Settings.from_kwargs(port=port))
+    exporter = MetricsExporter(env, _settings(native))
     for kwargs in _events(names * 40, names):
         exporter.recorder.on_request(**kwargs)
     return exporter
@@ -282,25 +344,38 @@ def _thread_ms(function: Callable[[], Any]) -> float:
     return (time.thread_time_ns() - start) / 1e6
 
 
-def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
+def bench_render_cpu(names: int, repeats: int, native: bool = False) -> dict[str, float]:
     """Median CPU milliseconds of one scrape's rendering: ours vs prometheus_client, for ``names`` names.
 
     ``ours_text_ms``: snapshot + render, text 0.0.4, no pauses; ``library_text_ms``: ``generate_latest``
     of the exporter's registry (the same series). ``ours_prometheus_ms`` / ``library_prometheus_ms``:
     what a Prometheus scrape costs: OpenMetrics + gzip (ours: level 1 in slices; prometheus_client's WSGI
     app: ``gzip.compress``, level 9).
+
+    With ``native`` (native histograms on; Prometheus asks for protobuf, :data:`PROMETHEUS_NATIVE_ACCEPT`):
+    ``ours_protobuf_ms``: a snapshot with the native histograms + the protobuf render (classic and native
+    buckets), against ``library_text_ms``, ``generate_latest`` of the classic series (the budget's reference);
+    ``ours_prometheus_ms``: the same + gzip, against prometheus_client's app, which answers that ``Accept``
+    with OpenMetrics (it has no protobuf) + gzip.
     """
-    exporter = _filled_exporter(names)
+    exporter = _filled_exporter(names, native)
     renderer, registry = exporter.renderer, exporter.registry
-    om_encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    library_encoder, _ = choose_encoder(scrape_accept(native))
     import gzip
+
+    def ours_prometheus() -> bytes:  # the format Prometheus' Accept header gets from us, not compressed
+        if native:
+            return renderer.protobuf.render(exporter.snapshot(natives=True))
+        return renderer.encoder.render(exporter.snapshot(), OPENMETRICS)
 
     variants: dict[str, Callable[[], Any]] = {
         "ours_text_ms": lambda: renderer.encoder.render(exporter.snapshot(), TEXT),
         "library_text_ms": lambda: generate_latest(registry),
-        "ours_prometheus_ms": lambda: compress(renderer.encoder.render(exporter.snapshot(), OPENMETRICS)),
-        "library_prometheus_ms": lambda: gzip.compress(om_encoder(registry)),
+        "ours_prometheus_ms": lambda: compress(ours_prometheus()),
+        "library_prometheus_ms": lambda: gzip.compress(library_encoder(registry)),
     }
+    if native:
+        variants["ours_protobuf_ms"] = ours_prometheus
     for function in variants.values():  # warm up (label caches, first-time imports)
         function()
     samples: dict[str, list[float]] = {key: [] for key in variants}
@@ -312,6 +387,9 @@ def bench_render_cpu(names: int, repeats: int) -> dict[str, float]:
     result.update({key: statistics.median(values) for key, values in samples.items()})
     result["text_ratio"] = result["ours_text_ms"] / result["library_text_ms"]
     result["prometheus_ratio"] = result["ours_prometheus_ms"] / result["library_prometheus_ms"]
+    if native:
+        result["protobuf_ratio"] = result["ours_protobuf_ms"] / result["library_text_ms"]
+        result["protobuf_bytes"] = len(ours_prometheus())
     return result
 
 
@@ -321,10 +399,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
-    """Serve ``scrapes`` scrapes of ``url`` to a client process while a 1 ms ticker greenlet runs.
+def _ticker_stalls(url: str, scrapes: int, accept: str = PROMETHEUS_ACCEPT) -> tuple[list[float], list[float], set[str]]:
+    """Serve ``scrapes`` scrapes of ``url`` (``Accept: accept``, gzip) to a client process while a 1 ms ticker
+    greenlet runs.
 
-    Returns (longest ticker gap overlapping each scrape, scrape wall times), milliseconds. Gaps include
+    Returns (longest ticker gap overlapping each scrape, scrape wall times), milliseconds, and the
+    ``Content-Type`` headers of the answers. Gaps include
     the ticker's own 1 ms sleep. CLOCK_MONOTONIC is shared by all processes, so the client's timestamps
     and the ticker's compare directly. With two cores or more, this process is pinned to one core and
     the client to another while they run.
@@ -348,8 +428,7 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
     greenlet = gevent.spawn(ticker)
     try:
         result = subprocess.run(
-            [*client_pin, sys.executable, os.path.join(PROGRAMS, "scrape_client.py"), url, str(scrapes),
-             PROMETHEUS_ACCEPT],
+            [*client_pin, sys.executable, os.path.join(PROGRAMS, "scrape_client.py"), url, str(scrapes), accept],
             capture_output=True, text=True, timeout=120, check=True,
         )
     finally:
@@ -359,22 +438,24 @@ def _ticker_stalls(url: str, scrapes: int) -> tuple[list[float], list[float]]:
             os.sched_setaffinity(0, affinity)
     spans = json.loads(result.stdout)
     stalls, walls = [], []
-    for start, end, _size in spans:
+    for start, end, _size, _content_type in spans:
         overlapping = [gap for gap_end, gap in gaps if gap_end >= start and gap_end - gap <= end]
         stalls.append(max(overlapping, default=0.0) * 1000)
         walls.append((end - start) * 1000)
-    return stalls, walls
+    return stalls, walls, {span[3] for span in spans}
 
 
-def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, float]:
-    """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app.
+def bench_scrape_stall(names: int, scrapes: int, turns: int = 2, native: bool = False) -> dict[str, float]:
+    """Longest event-loop stall per HTTP scrape (median over ``scrapes``), ours vs prometheus_client's app, with
+    Prometheus' headers (:func:`scrape_accept`: with ``native``, native histograms on and protobuf scrapes;
+    prometheus_client's app answers OpenMetrics).
 
     Both servers are the real :class:`~locust_metrics.scraping.MetricsServer` on 127.0.0.1, over the
     same exporter: one with the exporter's renderer (our fast path), one without (prometheus_client's
     ``make_wsgi_app``), in ``turns`` turns each, interleaved (one client process per turn). Also
     measures the ticker's idle gaps (no scrape) for reference.
     """
-    exporter = _filled_exporter(names)
+    exporter = _filled_exporter(names, native)
     ours = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port(), exporter.renderer)
     library = MetricsServer(exporter.registry, ScrapeTracker(), "127.0.0.1", _free_port())
     ours.start()
@@ -389,9 +470,11 @@ def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, fl
         result: dict[str, float] = {"names": names, "idle_gap_ms": statistics.median(idle)}
         for _ in range(turns):  # interleaved: ours, library, ours, library
             for key, server in (("ours", ours), ("library", library)):
-                stalls, walls = _ticker_stalls(f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // turns))
+                stalls, walls, content_types = _ticker_stalls(
+                    f"http://127.0.0.1:{server.port}/metrics", max(1, scrapes // turns), scrape_accept(native))
                 result.setdefault(f"{key}_stalls", []).extend(stalls)  # type: ignore[attr-defined]
                 result.setdefault(f"{key}_walls", []).extend(walls)  # type: ignore[attr-defined]
+                result[f"{key}_content_types"] = sorted(content_types | set(result.get(f"{key}_content_types", ())))
         for key in ("ours", "library"):
             result[f"{key}_stall_ms"] = statistics.median(result[f"{key}_stalls"])  # type: ignore[arg-type]
             result[f"{key}_stall_max_ms"] = max(result[f"{key}_stalls"])  # type: ignore[arg-type]
@@ -403,15 +486,17 @@ def bench_scrape_stall(names: int, scrapes: int, turns: int = 2) -> dict[str, fl
         library.stop()
 
 
-SCRAPE_FORMATS = {
-    "prometheus": [(PROMETHEUS_ACCEPT, "gzip")],
-    "mixed": [(PROMETHEUS_ACCEPT, "gzip"), ("", ""), (PROMETHEUS_ACCEPT, ""), ("", "gzip")],
-}
-"""What concurrent scrapers ask for: all Prometheus' headers, or the four formats in turn (OpenMetrics or
-text, gzip or not: the most renders that may run at once by default)."""
+def scrape_formats(formats: str, native: bool = False) -> list[tuple[str, str]]:
+    """What concurrent scrapers ask for, as ``(Accept, Accept-Encoding)`` pairs: ``prometheus``, all Prometheus'
+    headers; ``mixed``, the four formats in turn (Prometheus' format, OpenMetrics or with ``native`` protobuf, or
+    text; gzip or not: the most renders that may run at once by default)."""
+    accept = scrape_accept(native)
+    return {"prometheus": [(accept, "gzip")], "mixed": [(accept, "gzip"), ("", ""), (accept, ""), ("", "gzip")]}[formats]
 
 
-def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int, formats: str = "prometheus") -> dict[str, Any]:
+def bench_concurrent_scrapes(
+    names: int, scrapers: tuple[int, ...], rounds: int, formats: str = "prometheus", native: bool = False,
+) -> dict[str, Any]:
     """N scrapers at once against one Locust-like process: its longest loop stall and its CPU per round.
 
     This process plays the Locust process: an exporter with ``names`` endpoints served by the real
@@ -419,15 +504,15 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
     ticker greenlet that sleeps 1 ms in a loop and records every gap with the process's CPU time. A client
     process (pinned to the other core) holds one keep-alive connection per scraper; in each round all
     scrapers send a scrape at the same instant (a thread barrier) with ``formats``' headers
-    (:data:`SCRAPE_FORMATS`), and the round ends when all are answered. Per round: the longest ticker gap
-    overlapping it (ms, includes the 1 ms sleep), the most CPU this process used within one gap (the
+    (:func:`scrape_formats`; ``native``: native histograms on, Prometheus asking for protobuf), and the round
+    ends when all are answered. Per round: the longest ticker gap overlapping it (ms, includes the 1 ms sleep), the most CPU this process used within one gap (the
     same stall without the time other processes took the core: on a shared machine the wall-clock gap
     includes preemption), and the CPU this process spent from the last tick before the round to the
     first tick after it (ms; includes the ticker's own, about 1%). Medians over ``rounds`` rounds,
     after one warm-up round (connections, label caches). Also the HTTP statuses seen (503 = refused by the
     bound) and, when the renderer has them, how many renders the scrapes took.
     """
-    exporter = _filled_exporter(names)
+    exporter = _filled_exporter(names, native)
     tracker = ScrapeTracker()
     server = MetricsServer(exporter.registry, tracker, "127.0.0.1", _free_port(), exporter.renderer)
     server.start()
@@ -457,14 +542,15 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
             del ticks[:]
             completed = subprocess.run(
                 [*client_pin, sys.executable, os.path.join(PROGRAMS, "concurrent_client.py"), str(server.port),
-                 str(count), str(rounds + 1), json.dumps(SCRAPE_FORMATS[formats])],
+                 str(count), str(rounds + 1), json.dumps(scrape_formats(formats, native))],
                 capture_output=True, text=True, timeout=600, check=True,
             )
-            stalls, cpu_stalls, cpus, statuses = [], [], [], {}
+            stalls, cpu_stalls, cpus, statuses, content_types = [], [], [], {}, set()
             for spans in json.loads(completed.stdout)[1:]:  # the first round warms up
                 start, end = min(span[0] for span in spans), max(span[1] for span in spans)
                 for span in spans:
                     statuses[str(span[2])] = statuses.get(str(span[2]), 0) + 1
+                    content_types.add(span[4])
                 overlapping = [tick for tick in ticks if tick[0] >= start and tick[0] - tick[1] <= end]
                 stalls.append(max((tick[1] for tick in overlapping), default=0.0) * 1000)
                 cpu_stalls.append(max((tick[3] for tick in overlapping), default=0.0) * 1000)
@@ -475,6 +561,7 @@ def bench_concurrent_scrapes(names: int, scrapers: tuple[int, ...], rounds: int,
             result["by_scrapers"].append({
                 "scrapers": count, "stall_ms": _median(stalls), "stall_max_ms": max(stalls, default=math.nan),
                 "stall_cpu_ms": _median(cpu_stalls), "cpu_ms": _median(cpus), "statuses": statuses,
+                "content_types": sorted(content_types),
                 "renders": None if renders_before is None else _renders(exporter.renderer) - renders_before,
                 "scrapes": count * (rounds + 1), "counted_scrapes": tracker.count - scrapes_before,
                 "stalls": stalls, "cpu_stalls": cpu_stalls, "cpus": cpus,
@@ -500,8 +587,9 @@ def _renders(renderer: Any) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- memory
-def bench_memory(names: int, repeats: int, at_once: bool = False) -> dict[str, float]:
-    """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes).
+def bench_memory(names: int, repeats: int, at_once: bool = False, native: bool = False) -> dict[str, float]:
+    """Memory the plugin adds to a fresh Locust process at ``names`` names (median of ``repeats`` processes);
+    with ``native``, native histograms on (and the Prometheus scrape a protobuf one, :func:`scrape_accept`).
 
     Typical data: 3 status codes and 5 error labels per endpoint. ``worst_rss_added_bytes``: every
     endpoint also at the cap of 20 error labels, each 120+ characters. Each figure comes from a process of
@@ -509,7 +597,8 @@ def bench_memory(names: int, repeats: int, at_once: bool = False) -> dict[str, f
     processes of a repeat at the same time (each measures only itself, but they compete for the CPU).
     """
     children = [
-        (data, [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), PROMETHEUS_ACCEPT, data])
+        (data, [sys.executable, os.path.join(PROGRAMS, "memory_child.py"), mode, str(names), scrape_accept(native), data,
+                "on" if native else "off"])
         for mode, data in (("rss", "typical"), ("traced", "typical"), ("rss", "worst"))
     ]
     samples: dict[str, list[float]] = {}
@@ -622,14 +711,19 @@ class _LocustRun:
     ``window``: (start, length) of the measurement in seconds from the test's start instead, and the run
     is stopped (SIGTERM, Locust's graceful shutdown) as soon as its figures are written (``--smoke``: a
     short window early in the run; Locust may stop well before ``seconds`` when its event loop's clock is
-    stale at the start, as it is while processes start side by side).
+    stale at the start, as it is while processes start side by side). ``native``: the plugin with native
+    histograms on (``LOCUST_METRICS_NATIVE_HISTOGRAMS=true``), scraped as a Prometheus with native histograms
+    scrapes (protobuf); the toggled run's own scrapes too (``BENCH_ACCEPT``).
     """
 
     def __init__(
         self, workdir: str, target: _Target, plugin: bool, seconds: float, users: int, pin: list[str],
         toggle_s: float = 0.0, time_listener: bool = False, window: tuple[float, float] | None = None,
+        native: bool = False,
     ) -> None:
         self.plugin = plugin
+        self.accept = scrape_accept(native)
+        self.content_types: set[str] = set()  # of the scrapes' answers
         self.scraped = plugin and not toggle_s  # a toggled run renders its scrapes itself, in its "on" phases
         tag = f"{'plugin' if plugin else 'bare'}-{time.monotonic_ns()}"
         self.result_path = os.path.join(workdir, f"{tag}.json")
@@ -639,11 +733,13 @@ class _LocustRun:
         env["BENCH_RESULT"] = self.result_path
         warmup, length = window or (min(1.0, seconds / 5), seconds - 2 * min(1.0, seconds / 5))
         env["BENCH_WARMUP"], env["BENCH_WINDOW"] = str(warmup), str(length)
+        env["BENCH_ACCEPT"] = self.accept
         self.metrics_url = f"http://127.0.0.1:{_free_port()}/metrics"
         if plugin:
             env.update(
                 BENCH_WITH_PLUGIN="1", LOCUST_METRICS_PORT=self.metrics_url.split(":")[2].split("/")[0],
                 LOCUST_METRICS_HOST="127.0.0.1", LOCUST_METRICS_FINAL_SCRAPE_TIMEOUT="0",
+                LOCUST_METRICS_NATIVE_HISTOGRAMS="true" if native else "false",
             )
         if toggle_s:
             env["BENCH_TOGGLE"] = str(toggle_s)
@@ -667,13 +763,16 @@ class _LocustRun:
         return self.process.poll() is None and time.monotonic() < self.deadline
 
     def scrape(self) -> None:
-        """Scrape the plugin's endpoint once with Prometheus' headers (nothing without the plugin)."""
+        """Scrape the plugin's endpoint once with Prometheus' headers (:func:`scrape_accept`; nothing without the
+        plugin)."""
         import urllib.request
 
         if self.scraped and self.process.poll() is None:
-            headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
+            headers = {"Accept": self.accept, "Accept-Encoding": "gzip"}
             try:
-                urllib.request.urlopen(urllib.request.Request(self.metrics_url, headers=headers), timeout=5).read()
+                with urllib.request.urlopen(urllib.request.Request(self.metrics_url, headers=headers), timeout=5) as answer:
+                    answer.read()
+                    self.content_types.add(answer.headers.get("Content-Type", ""))
             except OSError:
                 pass
 
@@ -690,6 +789,7 @@ class _LocustRun:
             for part in (figures["on"], figures["off"]) if "on" in figures else (figures,):
                 if part["requests"] <= 0 or part["wall_s"] <= 0 or part["cpu_s"] <= 0:
                     raise ValueError(f"an empty measurement window: {figures}")
+            figures["content_types"] = sorted(self.content_types)
             return figures
         except (OSError, ValueError, KeyError) as exc:
             with open(self.log_path, errors="replace") as handle:
@@ -711,9 +811,10 @@ def _run_together(runs: list[_LocustRun]) -> list[dict[str, float]]:
 
 def bench_end_to_end(
     pairs: int, seconds: float, users: int, use_nginx: bool, shared_pairs: int | None = None, toggle_s: float = 1.0,
-    at_once: bool = False,
+    at_once: bool = False, native: bool = False,
 ) -> dict[str, Any]:
-    """Bare Locust vs Locust + locust-metrics (scraped every second), in paired measurements.
+    """Bare Locust vs Locust + locust-metrics (scraped every second), in paired measurements; with ``native``,
+    locust-metrics with native histograms on, scraped as a Prometheus with native histograms scrapes (protobuf).
 
     Three designs, each reported as the median of its per-pair ratios (Locust pinned to one core and
     the target to the other, when there are two):
@@ -748,13 +849,16 @@ def bench_end_to_end(
         target = _Target(workdir, use_nginx, target_pin)
         try:
             shared_pairs = pairs + 3 if shared_pairs is None else shared_pairs
+
+            def locust_run(plugin: bool, **details: Any) -> _LocustRun:
+                return _LocustRun(workdir, target, plugin, seconds, users, locust_pin, native=native, **details)
+
             if at_once:
                 pairs = shared_pairs = 1
                 window = (0.1, 4 * toggle_s)
-                runs = [_LocustRun(workdir, target, False, seconds, users, locust_pin, window=window),
-                        _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True,
-                                   window=window),
-                        _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s, window=window)]
+                runs = [locust_run(False, window=window),
+                        locust_run(True, time_listener=True, window=window),
+                        locust_run(True, toggle_s=toggle_s, window=window)]
                 bare, plugin, toggle = _run_together(runs)
                 for paired_runs in (sequential, concurrent):
                     paired_runs[False].append(bare)
@@ -764,23 +868,27 @@ def bench_end_to_end(
             for pair in range(0 if at_once else max(pairs, shared_pairs)):
                 if pair < pairs:
                     for with_plugin in (False, True) if pair % 2 == 0 else (True, False):
-                        run = _LocustRun(workdir, target, with_plugin, seconds, users, locust_pin)
+                        run = locust_run(with_plugin)
                         sequential[with_plugin].append(_run_together([run])[0])
                 if pair < pairs:
-                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, toggle_s=toggle_s)
+                    run = locust_run(True, toggle_s=toggle_s)
                     toggled.append(_run_together([run])[0])
                 if pair < min(pairs, 3):
-                    run = _LocustRun(workdir, target, True, seconds, users, locust_pin, time_listener=True)
+                    run = locust_run(True, time_listener=True)
                     timed.append(_run_together([run])[0])
                 if pair < shared_pairs:  # who starts first alternates too
                     order = (False, True) if pair % 2 == 0 else (True, False)
-                    together = [_LocustRun(workdir, target, p, seconds, users, locust_pin) for p in order]
+                    together = [locust_run(p) for p in order]
                     for run, figures in zip(together, _run_together(together)):
                         concurrent[run.plugin].append(figures)
         finally:
             target.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    wrong = [run for run in [*sequential[True], *concurrent[True], *toggled, *timed]
+             if run.get("native_histograms") is not native]
+    if wrong:  # LOCUST_METRICS_NATIVE_HISTOGRAMS not taken: the figures would be of the other mode
+        raise RuntimeError(f"end to end: a plugin run without native histograms {'on' if native else 'off'}: {wrong[0]}")
 
     def rps(run: dict[str, float]) -> float:
         return run["requests"] / run["wall_s"]
@@ -832,9 +940,10 @@ def _spread(values: list[float]) -> str:
 
 def _rows(results: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
+    native = results.get("native_histograms", False)
     hot = results.get("hot_path")
     if hot:
-        rows += _hot_path_rows(hot, smoke)
+        rows += _hot_path_rows(hot, smoke, native)
     e2e = results.get("end_to_end")
     if e2e:
         rows += _end_to_end_rows(e2e, smoke)
@@ -843,12 +952,19 @@ def _rows(results: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
         rows.append((f"scrape CPU, {n} names ({cpu['series_lines']:,} lines), text: ours vs generate_latest",
                      f"{cpu['ours_text_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
                      f"{cpu['text_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['text_ratio'], 0.5, smoke)}" if n >= 500 else "")))
-        rows.append((f"scrape CPU, {n} names, OpenMetrics+gzip: ours vs prometheus_client app",
+        if native:  # Prometheus asks for protobuf: the budget compares its render with generate_latest
+            rows.append((f"scrape CPU, {n} names, protobuf (classic+native, {cpu['protobuf_bytes']:,} bytes): "
+                         "ours vs generate_latest (text, classic)",
+                         f"{cpu['ours_protobuf_ms']:.2f} vs {cpu['library_text_ms']:.1f} ms",
+                         f"{cpu['protobuf_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['protobuf_ratio'], 0.5, smoke)}" if n >= 500 else "")))
+        rows.append((f"scrape CPU, {n} names, " + ("protobuf+gzip: ours vs prometheus_client app (OpenMetrics+gzip)"
+                                                   if native else "OpenMetrics+gzip: ours vs prometheus_client app"),
                      f"{cpu['ours_prometheus_ms']:.2f} vs {cpu['library_prometheus_ms']:.1f} ms",
                      f"{cpu['prometheus_ratio']:.0%}" + (f"; <= 50%: {_ok(cpu['prometheus_ratio'], 0.5, smoke)}" if n >= 500 else "")))
     for stall in results.get("scrape_stall", []):
         n = stall["names"]
-        rows.append((f"loop stall per HTTP scrape, {n} names: ours vs prometheus_client app",
+        formats = "protobuf: ours vs prometheus_client app (OpenMetrics)" if native else "ours vs prometheus_client app"
+        rows.append((f"loop stall per HTTP scrape, {n} names, {formats}",
                      f"{stall['ours_stall_ms']:.2f} vs {stall['library_stall_ms']:.1f} ms",
                      (f"<= 5 ms: {_ok(stall['ours_stall_ms'], 5.0, smoke)}; " if n >= 500 else "")
                      + f"worst {stall['ours_stall_max_ms']:.1f} vs {stall['library_stall_max_ms']:.1f}; idle gap {stall['idle_gap_ms']:.2f}"))
@@ -859,8 +975,12 @@ def _rows(results: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
         rows += [
             (f"master merge of one report, {merge['names']} names", f"{merge['merge_ms']:.3f} ms",
              f"<= 5 ms: {_ok(merge['merge_ms'], 5.0, smoke)}"),
-            (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes", "msgpack"),
+            (f"worker report payload, {merge['names']} names", f"{merge['payload_bytes']:,} bytes",
+             "msgpack" + (", with native deltas" if native else "")),
         ]
+        if "native_fold_ms" in merge:
+            rows.append((f"master: adding one report's native deltas, {merge['names']} names",
+                         f"{merge['native_fold_ms']:.3f} ms", "in the next scrape's fold, in slices (CPU, no stall)"))
     if memory:
         rows += [
             (f"memory added at {memory['names']} names: RSS (imports + data + scrapes)",
@@ -904,7 +1024,9 @@ def _concurrent_rows(concurrent: dict[str, Any], smoke: bool) -> list[tuple[str,
     return rows
 
 
-def _hot_path_rows(hot: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
+def _hot_path_rows(hot: dict[str, Any], smoke: bool, native: bool = False) -> list[tuple[str, str, str]]:
+    # native histograms on by default (issue 12) needs <= 10% of the naive listener's added cost
+    native_budget = f"; native by default: <= 10%: {_ok(hot['plugin_vs_naive'], 0.10, smoke)}" if native else ""
     return [
         ("hot path: request event with no listener (dispatch only)", f"{hot['empty_ns'] / 1000:.3f} µs", ""),
         ("hot path: added by Locust's own statistics (bare Locust)", f"{hot['locust_added_ns'] / 1000:.3f} µs", ""),
@@ -915,7 +1037,7 @@ def _hot_path_rows(hot: dict[str, Any], smoke: bool) -> list[tuple[str, str, str
         ("hot path: added by locust-metrics as an ordinary listener", f"{hot['listener_added_ns'] / 1000:.3f} µs",
          "the fallback for an EventHook we do not know"),
         ("hot path: locust-metrics / naive (added cost)", f"{hot['plugin_vs_naive']:.0%}",
-         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, smoke)}"),
+         f"<= 25%: {_ok(hot['plugin_vs_naive'], 0.25, smoke)}" + native_budget),
     ]
 
 
@@ -962,6 +1084,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=10, help="end-to-end users (default 10)")
     parser.add_argument("--no-nginx", action="store_true", help="end to end against a gevent server, not nginx")
     parser.add_argument("--skip-e2e", action="store_true", help="leave the end-to-end runs out")
+    parser.add_argument("--native-histograms", action="store_true",
+                        help="every section with native histograms on, as a user has them "
+                        "(--metrics-native-histograms true) and scraped as a Prometheus with native histograms "
+                        "scrapes (protobuf); default: off")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--only", metavar="SECTION,...", default=None,
                         help=f"run only these sections ({', '.join(SECTIONS)}); default: all")
@@ -971,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}; known: {', '.join(SECTIONS)}")
     if args.skip_e2e:
         only.discard("end_to_end")
-    smoke = args.smoke
+    smoke, native = args.smoke, args.native_histograms
     global PIN_CORES
     PIN_CORES = not smoke
     repeats = args.repeats or (1 if smoke else 9)
@@ -980,21 +1106,23 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (10,) if smoke else (10, 100, 500)
     started = time.monotonic()
 
-    results: dict[str, Any] = {"smoke": smoke, "repeats": repeats, "cpus": os.cpu_count(), "section_seconds": {}}
+    results: dict[str, Any] = {"smoke": smoke, "native_histograms": native, "repeats": repeats, "cpus": os.cpu_count(),
+                               "section_seconds": {}}
     names, counts = (20, (1, 2)) if smoke else (500, (1, 2, 10, 50))
     sections: dict[str, Callable[[], Any]] = {
-        "hot_path": lambda: bench_hot_path(256 if smoke else 2048, 20 if smoke else 50, 2 if smoke else 25 * repeats),
-        "scrape_cpu": lambda: [bench_render_cpu(n, repeats) for n in sizes],
-        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats, turns=1 if smoke else 2) for n in sizes],
+        "hot_path": lambda: bench_hot_path(256 if smoke else 2048, 20 if smoke else 50, 2 if smoke else 25 * repeats,
+                                           native),
+        "scrape_cpu": lambda: [bench_render_cpu(n, repeats, native) for n in sizes],
+        "scrape_stall": lambda: [bench_scrape_stall(n, 2 * repeats, 1 if smoke else 2, native) for n in sizes],
         "concurrent_scrapes": lambda: [
-            bench_concurrent_scrapes(names, counts, repeats),
-            bench_concurrent_scrapes(names, (4,) if smoke else (4, 12), repeats, formats="mixed"),
+            bench_concurrent_scrapes(names, counts, repeats, native=native),
+            bench_concurrent_scrapes(names, (4,) if smoke else (4, 12), repeats, formats="mixed", native=native),
         ],
-        "merge": lambda: bench_merge(20 if smoke else 500, repeats),
-        "memory": lambda: bench_memory(20 if smoke else 500, 1 if smoke else 3, at_once=smoke),
+        "merge": lambda: bench_merge(20 if smoke else 500, repeats, native),
+        "memory": lambda: bench_memory(20 if smoke else 500, 1 if smoke else 3, at_once=smoke, native=native),
         "end_to_end": lambda: bench_end_to_end(
             pairs, seconds, args.users, use_nginx=not (smoke or args.no_nginx), shared_pairs=1 if smoke else None,
-            toggle_s=0.125 if smoke else 1.0, at_once=smoke,
+            toggle_s=0.125 if smoke else 1.0, at_once=smoke, native=native,
         ),
     }
     # --smoke: the sections of other processes run beside the rest from the start (greenlets: they wait)
@@ -1014,9 +1142,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = _rows(results, smoke)
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)
-    print(f"{'measurement'.ljust(width)}  {'median'.rjust(value_width)}  budget / note")
+    native_column = "native histograms"  # of locust-metrics in this run, on every row
+    mode = ("on" if native else "off").ljust(len(native_column))
+    print(f"{'measurement'.ljust(width)}  {native_column}  {'median'.rjust(value_width)}  budget / note")
     for label, value, note in rows:
-        print(f"{label.ljust(width)}  {value.rjust(value_width)}  {note}")
+        print(f"{label.ljust(width)}  {mode}  {value.rjust(value_width)}  {note}")
     print(f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, Locust {locust.__version__}; "
           f"{repeats} repeats; {results['seconds']:.0f} s)")
     if args.json:

@@ -321,20 +321,13 @@ def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: 
     return result
 
 
-NATIVE_ACCEPT = (
-    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
-    "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,"
-    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
-"""The ``Accept`` header of Prometheus 2.42 with ``--enable-feature=native-histograms``."""
-
-
 def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: int = 1) -> dict[str, float]:
     """A scrape of ``names`` endpoints with native histograms on (each ``per_name`` requests, ``bench.py``'s
     lognormal times): the thread CPU of a protobuf scrape (fold, snapshot, sliced render) and of an
     OpenMetrics one, against ``generate_latest`` of the same registry (text, classic only); and the longest
     stretch between two pauses of the protobuf scrape (what it holds the event loop). Medians of ``repeats``;
     traffic is added between repeats so that every scrape folds. Prints them."""
+    from bench import PROMETHEUS_NATIVE_ACCEPT as NATIVE_ACCEPT  # Prometheus 2.42 with native histograms on
     from locust import User, task
     from locust.env import Environment
 

@@ -214,12 +214,15 @@ class EndpointStats:
             zero (``snapshot.EndpointSnapshot``), or None; every change of the totals or failures drops it, so
             the next snapshot reuses it only when nothing changed (no copy: the snapshot's cost stays with the
             entries that changed).
+        native_snapshot: the same for a snapshot with the native histogram (a protobuf scrape's: the record
+            holds :meth:`copy_native`'s copy); dropped by the same changes and by every change of the native
+            histogram or of the worker deltas not added yet (:meth:`writable_native`, :meth:`add_native_wire`).
     """
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
         "failures", "hot", "native", "native_hot", "native_layout", "native_pending", "native_shared",
-        "snapshot",
+        "snapshot", "native_snapshot",
     )
 
     def __init__(
@@ -249,6 +252,7 @@ class EndpointStats:
         self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
         self.native_shared = False  # a snapshot holds self.native: copy it before changing it
         self.snapshot: Any = None
+        self.native_snapshot: Any = None
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -266,7 +270,7 @@ class EndpointStats:
         """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
         dirty = [(status, record) for status, record in self.hot.items() if any(record)]
         if dirty:
-            self.snapshot = None
+            self.snapshot = self.native_snapshot = None
             added = fold_records(dirty, self.buckets, self.statuses, self.slow_index)
             self.buckets = list(added.buckets)
             self.sum_ms += added.sum_ms
@@ -303,6 +307,7 @@ class EndpointStats:
         shares it instead of copying: a snapshot of 500 entries then takes no dict copy)."""
         native = self.native
         assert native is not None
+        self.native_snapshot = None  # the kept record shows the histogram as it was
         if self.native_shared:
             native = self.native = native.copy()
             self.native_shared = False
@@ -333,6 +338,7 @@ class EndpointStats:
         if len(self.native_pending) >= MAX_PENDING_NATIVE:  # nobody scrapes: bounded memory, the merge pays
             self.fold_pending()
         self.native_pending.append((schema, zero_count, flat))
+        self.native_snapshot = None
 
     def fold_pending(self) -> None:
         """Add the worker deltas taken by :meth:`add_native_wire` to the native histogram (exact, see
@@ -368,7 +374,7 @@ class EndpointStats:
         ``bucket_map[i]`` is where bucket ``i`` of ``buckets`` goes in ours (None: the same bounds).
         """
         self.fold_hot()  # not the native deltas taken before: a scrape adds those, in slices
-        self.snapshot = None
+        self.snapshot = self.native_snapshot = None
         requests = 0
         own = self.statuses
         for status, n in statuses:
@@ -389,7 +395,7 @@ class EndpointStats:
         """Count one request in the totals (the careful path): ``index`` is the bucket of ``time_ms``
         (milliseconds), both None for a request without a response time."""
         self.fold()
-        self.snapshot = None
+        self.snapshot = self.native_snapshot = None
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.response_bytes += length
         if index is not None and time_ms is not None:
@@ -410,7 +416,7 @@ class EndpointStats:
 
     def add_failure(self, label: str, n: int = 1) -> None:
         """Count ``n`` failures under ``label``, folding into :data:`OVERFLOW` past the per-endpoint cap."""
-        self.snapshot = None
+        self.snapshot = self.native_snapshot = None
         failures = self.failures
         if label in failures:
             failures[label] += n

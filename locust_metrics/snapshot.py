@@ -188,29 +188,29 @@ def exported_les(bounds_ms: Sequence[float], hidden: frozenset[float] = frozense
 
 def take_snapshot(source: Source, natives: bool = False) -> Snapshot:
     """Copy what a scrape shows from ``source``, at one instant (no yielding): about 1 µs per endpoint that
-    changed since the last snapshot, a fraction of that for the others (a text snapshot reuses their last
-    record, :attr:`~locust_metrics.recorder.EndpointStats.snapshot`). With ``natives`` (a protobuf scrape),
-    each endpoint's native histogram too (:attr:`EndpointSnapshot.native`: shared copy on write, a few µs more
-    per endpoint; None where native histograms are off)."""
+    changed since the last snapshot, a fraction of that for the others (their last record is reused:
+    :attr:`~locust_metrics.recorder.EndpointStats.snapshot`). With ``natives`` (a protobuf scrape), each
+    endpoint's native histogram too (:attr:`EndpointSnapshot.native`: shared copy on write, a few µs more per
+    endpoint that changed; None where native histograms are off), and the records reused are those of the last
+    snapshot with ``natives`` (:attr:`~locust_metrics.recorder.EndpointStats.native_snapshot`)."""
     recorder = source.totals
     new = tuple.__new__  # a NamedTuple without its Python-level __new__: as cheap as a plain tuple
-    if natives:
-        endpoints = tuple([
-            new(EndpointSnapshot, (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()),
-                                   *e.copy_unfolded(), e.copy_native()))
-            for e in list(recorder.endpoints.values())
-        ])
-    else:  # text and OpenMetrics scrapes: the native histograms are not read (nor shared)
-        records = []
-        for e in list(recorder.endpoints.values()):
-            record = e.snapshot  # the record of an entry that has not changed since
-            if record is None or any(map(any, e.hot.values())):
-                unfolded = e.copy_unfolded()
-                record = new(EndpointSnapshot, (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()),
-                                                *unfolded, None))
-                e.snapshot = None if unfolded.hot else record
-            records.append(record)
-        endpoints = tuple(records)
+    records = []
+    for e in list(recorder.endpoints.values()):
+        # the record of an entry that has not changed since (text and OpenMetrics scrapes neither read nor
+        # share the native histograms: their records have none)
+        record = e.native_snapshot if natives else e.snapshot
+        if record is None or any(map(any, e.hot.values())):
+            unfolded = e.copy_unfolded()
+            record = new(EndpointSnapshot, (e.method, e.name, e.slow_ms, e.slow_index, tuple(e.failures.items()),
+                                            *unfolded, e.copy_native() if natives else None))
+            kept = None if unfolded.hot else record
+            if natives:
+                e.native_snapshot = kept
+            else:
+                e.snapshot = kept
+        records.append(record)
+    endpoints = tuple(records)
     les, keep = exported_les(recorder.bounds_ms, source.settings.hidden_bounds_ms())
     labels = tuple((str(k), str(v)) for k, v in source.settings.labels.items())
     runner, nodes = _part(source, "runner", _runner), _part(source, "nodes", _nodes)

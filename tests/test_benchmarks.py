@@ -1,4 +1,5 @@
-"""The benchmarks still run: ``python benchmarks/bench.py --smoke`` (every section once, tiny sizes, no figures)."""
+"""The benchmarks still run: ``python benchmarks/bench.py --smoke`` (every section once, tiny sizes, no figures), with
+native histograms off and on (``--native-histograms``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import REPO, child_env
 
+PROTOBUF = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+"""The ``Content-Type`` of the answers to Prometheus' scrapes, with native histograms on and off."""
 
-def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("native", [False, True], ids=["native off", "native on"])
+def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path, native: bool) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--smoke", "--json", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--smoke", "--json", str(out),
+         *(["--native-histograms"] if native else [])],
         capture_output=True, text=True, timeout=180, env=child_env(), cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout
-    rows = [re.split(r" {2,}", line)[0] for line in table.splitlines()[1:-1]]  # each row's label
-    expected = (
+    lines = table.splitlines()[1:-1]
+    rows = [re.split(r" {2,}", line)[0] for line in lines]  # each row's label
+    assert all(re.split(r" {2,}", line)[1] == ("on" if native else "off") for line in lines)  # the native column
+    expected = [
         "hot path: request event with no listener", "hot path: added by Locust's own statistics",
         "hot path: added by locust-metrics", "hot path: added by a naive prometheus_client listener",
         "hot path: added by Locust's statistics + locust-metrics", "hot path: added by locust-metrics as an ordinary",
@@ -29,24 +39,36 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path)
         "end to end: with / bare, requests/s, sequential pairs", "end to end: with / bare, requests per Locust CPU",
         "end to end: locust-metrics' listener timed in place", "end to end: on / off, requests/s, one process toggled",
         "end to end: with / bare, requests/s, 1 concurrent pairs on one core",
-        "scrape CPU, 10 names (", "scrape CPU, 10 names, OpenMetrics+gzip", "loop stall per HTTP scrape, 10 names",
+        "scrape CPU, 10 names (",
+        *(["scrape CPU, 10 names, protobuf (classic+native", "scrape CPU, 10 names, protobuf+gzip"] if native
+          else ["scrape CPU, 10 names, OpenMetrics+gzip"]),
+        "loop stall per HTTP scrape, 10 names, " + ("protobuf: " if native else "ours vs"),
         "concurrent scrapes, 20 names, 1 scrapers at once", "concurrent scrapes, 20 names, 2 scrapers at once",
         "concurrent scrapes, 20 names, 4 scrapers at once, 4 formats in turn",
         "master merge of one report, 20 names", "worker report payload, 20 names",
+        *(["master: adding one report's native deltas, 20 names"] if native else []),
         "memory added at 20 names: RSS", "memory added at 20 names, worst case", "memory at 20 names: recorded data",
-    )
+    ]
     assert len(rows) == len(expected), table
     for row, label in zip(expected, rows):  # every row, in order
         assert label.startswith(row), f"{row!r} expected, {label!r} found:\n{table}"
     assert "NOT MET" not in table and ": met" not in table  # no verdicts from a smoke run
     results = json.loads(out.read_text())
-    assert results["smoke"] is True and results["repeats"] == 1
+    assert results["smoke"] is True and results["repeats"] == 1 and results["native_histograms"] is native
     assert {"hot_path", "scrape_cpu", "scrape_stall", "concurrent_scrapes", "merge", "memory", "end_to_end"} <= set(results)
     assert all(stall["fast_scrapes"] > 0 for stall in results["scrape_stall"])  # the fast path was measured
+    # what Prometheus' headers got: protobuf from us with native histograms on (OpenMetrics from prometheus_client)
+    prometheus_format = PROTOBUF if native else OPENMETRICS
+    assert all(stall["ours_content_types"] == [prometheus_format] for stall in results["scrape_stall"]), results
+    assert all(stall["library_content_types"] == [OPENMETRICS] for stall in results["scrape_stall"]), results
     for concurrent in results["concurrent_scrapes"]:  # every scrape answered, and counted once sent
         for row in concurrent["by_scrapers"]:
             assert row["statuses"] == {"200": row["scrapers"] * concurrent["rounds"]}, row
             assert row["counted_scrapes"] == row["scrapes"] and 0 < row["renders"] <= row["scrapes"], row
+            assert prometheus_format in row["content_types"], row
+    if native:
+        assert all(cpu["protobuf_bytes"] > 0 and cpu["ours_protobuf_ms"] > 0 for cpu in results["scrape_cpu"])
+        assert results["merge"]["native_fold_ms"] > 0
     memory = results["memory"]
     assert memory["rss_added_bytes"] > 0 and memory["worst_rss_added_bytes"] > 0 and memory["data_bytes"] > 0
     end_to_end = results["end_to_end"]
@@ -54,6 +76,9 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path)
     assert all(run["requests"] > 0 for runs in end_to_end["sequential_runs"].values() for run in runs)
     assert all(run[phase]["requests"] > 0 for run in end_to_end["toggled_runs"] for phase in ("on", "off"))
     assert end_to_end["listener_in_place_ns"] > 0 and 0 < end_to_end["listener_share"] < 1
+    plugin_runs = [*end_to_end["sequential_runs"]["true"], *end_to_end["toggled_runs"]]  # (JSON: keys are text)
+    assert plugin_runs and all(run["native_histograms"] is native for run in plugin_runs)  # as the option says
+    assert all(run["content_types"] == [prometheus_format] for run in end_to_end["sequential_runs"]["true"])
 
 
 def test_instruction_count_children_run() -> None:

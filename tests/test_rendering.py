@@ -466,11 +466,16 @@ def _records(snapshot: Snapshot) -> list[tuple]:
     return [(e.method, e.name, e.failures, e.folded()) for e in snapshot.endpoints]
 
 
-def _fresh(exporter: MetricsExporter) -> Snapshot:
-    """A snapshot that reuses nothing (every entry's kept record dropped first)."""
+def _fresh(exporter: MetricsExporter, natives: bool = False) -> Snapshot:
+    """A snapshot that reuses nothing (every entry's kept records dropped first)."""
     for endpoint in exporter.totals.endpoints.values():
-        endpoint.snapshot = None
-    return exporter.snapshot()
+        endpoint.snapshot = endpoint.native_snapshot = None
+    return exporter.snapshot(natives)
+
+
+def _native_records(snapshot: Snapshot) -> list[tuple]:
+    """:func:`_records` with each entry's native histogram as the snapshot shows it (all added)."""
+    return [(*record, e.native.total()) for record, e in zip(_records(snapshot), snapshot.endpoints)]
 
 
 def test_a_snapshot_reuses_the_records_of_unchanged_entries_only() -> None:
@@ -501,3 +506,61 @@ def test_a_snapshot_reuses_the_records_of_unchanged_entries_only() -> None:
         assert unchanged and all(e is before[(e.method, e.name)] for e in unchanged), "an unchanged entry is not copied"
         assert _records(snapshot) == _records(_fresh(exporter))
     assert _records(exporter.snapshot()) != _records(first)
+
+
+def test_a_protobuf_snapshot_reuses_the_records_of_unchanged_entries_only() -> None:
+    """The same with native histograms (a protobuf scrape's snapshot, which holds each entry's native histogram):
+    after each kind of change, also those that change the native histogram alone (a worker's native delta merged
+    on the master, then added by a scrape's fold; an observation added to it, one that reduces its schema), the
+    snapshot equals one that copies every entry, and unchanged entries keep their record. Text snapshots taken
+    in between keep records of their own (without the native histogram), and a change of the native histogram
+    alone does not drop those."""
+    exporter = make_exporter(native_histograms=True, native_max_buckets=30)
+    fill(exporter, names=4)
+    exporter.renderer.fold()
+    first = exporter.snapshot(natives=True)
+    assert all(e.native is not None for e in first.endpoints)
+    assert _native_records(first) == _native_records(_fresh(exporter, natives=True))
+    record = exporter.recorder.on_request
+    entries = exporter.totals.endpoints
+    schema = entries[("GET", "/api/items/1")].native.schema
+
+    def reduce_schema() -> None:  # more populated buckets than --metrics-native-max-buckets: a coarser schema
+        for k in range(40):
+            entries[("GET", "/api/items/1")].add_native(1.0 * 1.05 ** k)
+        assert entries[("GET", "/api/items/1")].native.schema < schema
+
+    bounds = len(exporter.totals.bounds_ms)
+    native_only = [  # changes of the native histogram alone: a text snapshot's record stays
+        lambda: entries[("GET", "/api/items/1")].add_native_wire((6, 1, [10, 2, 400, 1])),  # a merged native delta
+        lambda: exporter.renderer.fold(),  # ... added by a scrape's fold
+        lambda: entries[("GET", "/api/items/2")].add_native(33.0),  # an observation
+        reduce_schema,
+    ]
+    changes = [
+        lambda: record("GET", "/api/items/1", 12.0, 5, response=Response(200), exception=None),  # hot record
+        lambda: exporter.renderer.fold(),  # ... folded into the totals
+        lambda: (record("GET", "/api/items/1", None, 5, response=Response(200), exception=None),  # no time: no native
+                 exporter.renderer.fold()),  # ... folded before any snapshot: a change of the totals alone
+        lambda: record("GET", "/api/items/2", 3.0, 5, response=Response(418), exception=None),  # careful path
+        lambda: record("GET", "/api/items/2", None, 5, response=Response(419), exception=None),  # ... without a time
+        lambda: record("GET", "/api/items/2", 3.0, 5, response=Response(200), exception=ValueError("x")),  # failure
+        lambda: entries[("GET", "/api/items/1")].add_failure("HTTP 500", 2),  # a merged failure
+        lambda: entries[("POST", "/api/items/3")].add_totals([1] * bounds + [0], 7.0, 0, 3, [(200, bounds)]),  # merge
+        *native_only,
+    ]
+    for change in changes:
+        exporter.snapshot(natives=True)
+        before = {(e.method, e.name): e for e in exporter.snapshot(natives=True).endpoints}
+        text_before = {(e.method, e.name): e for e in exporter.snapshot().endpoints}
+        change()
+        text = exporter.snapshot()
+        snapshot = exporter.snapshot(natives=True)
+        unchanged = [e for e in snapshot.endpoints if e.name == "/api/items/0"]
+        assert unchanged and all(e is before[(e.method, e.name)] for e in unchanged), "an unchanged entry is not copied"
+        assert all(e.native is None for e in text.endpoints)  # a text snapshot neither reads nor shares them
+        assert _native_records(snapshot) == _native_records(_fresh(exporter, natives=True))
+        if change in native_only:
+            kept = [e for e in text.endpoints if not text_before[(e.method, e.name)].hot]  # (records with hot ones are not)
+            assert kept and all(e is text_before[(e.method, e.name)] for e in kept), "a text record dropped"
+    assert _native_records(exporter.snapshot(natives=True)) != _native_records(first)

@@ -4,7 +4,7 @@ scrape at the same instant, ``rounds`` times.
     python concurrent_client.py PORT SCRAPERS ROUNDS FORMATS_JSON
 
 ``FORMATS_JSON``: a JSON list of ``[accept, accept_encoding]`` pairs, scraper ``i`` using pair
-``i % len``. Prints, as JSON, per round and scraper ``[start, end, HTTP status, body bytes]``
+``i % len``. Prints, as JSON, per round and scraper ``[start, end, HTTP status, body bytes, Content-Type]``
 (``time.monotonic()`` seconds, which all processes share).
 """
 
@@ -31,7 +31,8 @@ def scraper(index):
         connection.request("GET", "/metrics", headers=headers)
         response = connection.getresponse()
         body = response.read()
-        spans[round_][index] = [start, time.monotonic(), response.status, len(body)]
+        spans[round_][index] = [start, time.monotonic(), response.status, len(body),
+                                response.getheader("Content-Type", "")]
         if response.getheader("Connection", "").lower() == "close":
             connection.close()
         barrier.wait()

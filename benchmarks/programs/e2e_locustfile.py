@@ -5,7 +5,9 @@ Environment (set by ``bench.py``'s ``_LocustRun``):
 
 * ``BENCH_RESULT``: where to write the figures; ``BENCH_WARMUP`` / ``BENCH_WINDOW``: seconds after the start
   when the measurement starts, and its length;
-* ``BENCH_WITH_PLUGIN=1``: ``import locust_metrics`` (else bare Locust);
+* ``BENCH_WITH_PLUGIN=1``: ``import locust_metrics`` (else bare Locust; its options, e.g. native histograms, come
+  from ``LOCUST_METRICS_*`` variables);
+* ``BENCH_ACCEPT``: the ``Accept`` header of the toggled run's scrapes (Prometheus', as ``bench.py`` scrapes);
 * ``BENCH_TOGGLE=seconds``: switch the plugin's listener and a scrape per second on and off in phases of that
   length (ABBA), and write ``{"on": ..., "off": ..., "phases": ...}``; ``BENCH_TOGGLE_PARTS`` (diagnosis):
   which of ``listener,scrape`` to switch on;
@@ -72,6 +74,12 @@ def _time_listener(environment, **_kwargs):
         hook.add_listener(timed)
 
 
+def _native(environment):
+    # whether the plugin records native histograms (None without the plugin)
+    exporter = getattr(environment, "_locust_metrics_exporter", None)
+    return None if exporter is None else exporter.recorder.native is not None
+
+
 def _measure(environment, warmup, window):
     # steady state only: from `warmup` seconds after the start, for `window` seconds (or until the stop)
     stats = environment.stats.total
@@ -86,6 +94,7 @@ def _measure(environment, warmup, window):
         "cpu_s": time.process_time() - cpu,
         "listener_ns": _timed["ns"] - timed_ns,
         "listener_calls": _timed["calls"] - timed_calls,
+        "native_histograms": _native(environment),
     }
     with open(os.environ["BENCH_RESULT"], "w") as handle:
         json.dump(figures, handle)
@@ -94,13 +103,14 @@ def _measure(environment, warmup, window):
 def _toggle(environment, warmup, window, phase):
     # one process, the plugin's work switched on and off in phases of `phase` seconds (ABBA order, so
     # that a linear drift cancels): on = the request listener attached and one scrape rendered (as the
-    # endpoint serves it: OpenMetrics + gzip) per second; off = the listener detached, no scrape
+    # endpoint serves it to Prometheus: OpenMetrics or, native histograms on, protobuf; + gzip) per second;
+    # off = the listener detached, no scrape
     from locust_metrics.dispatch import attach, detach
 
     exporter = environment._locust_metrics_exporter
     hook, listener = environment.events.request, exporter.recorder.on_request
     parts = os.environ.get("BENCH_TOGGLE_PARTS", "listener,scrape").split(",")  # for diagnosis
-    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    accept = os.environ["BENCH_ACCEPT"]  # Prometheus' (bench.py's scrape_accept)
     stats = environment.stats.total
     _stopped.wait(warmup)
     totals = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
@@ -129,6 +139,7 @@ def _toggle(environment, warmup, window, phase):
         ("on" if on else "off"): {"requests": r, "wall_s": w, "cpu_s": c} for on, (r, w, c) in totals.items()
     }
     figures["phases"] = per_phase
+    figures["native_histograms"] = _native(environment)
     with open(os.environ["BENCH_RESULT"], "w") as handle:
         json.dump(figures, handle)
 

@@ -1,12 +1,13 @@
 """Child of ``bench.py``'s memory section: what ``import locust_metrics`` + ``install()`` + ``names`` endpoints'
 data + a scrape of each format add to a fresh Locust process.
 
-    python memory_child.py MODE NAMES ACCEPT DATA
+    python memory_child.py MODE NAMES ACCEPT DATA [NATIVE]
 
 ``MODE``: ``rss`` (prints ``{"rss_added_bytes": ...}``, the resident memory gained since Locust's own
 imports) or ``traced`` (prints tracemalloc's ``data_bytes``, ``retained_bytes`` after the scrapes and
 ``scrape_peak_bytes``). ``ACCEPT``: the scrape's ``Accept`` header. ``DATA``: ``typical`` (3 status codes
-and 5 error labels per endpoint) or ``worst`` (also 20 error labels of 120+ characters per endpoint).
+and 5 error labels per endpoint) or ``worst`` (also 20 error labels of 120+ characters per endpoint). ``NATIVE``:
+``on`` for native histograms (``install(native_histograms=True)``), ``off`` (the default).
 """
 
 import gc
@@ -35,6 +36,7 @@ class Response:
 
 mode, names = sys.argv[1], int(sys.argv[2])
 accept, worst = sys.argv[3], sys.argv[4] == "worst"
+native = sys.argv[5:6] == ["on"]
 env = Environment(user_classes=[U])
 process = psutil.Process()
 gc.collect()
@@ -42,13 +44,13 @@ before = process.memory_info().rss
 if mode == "traced":
     import locust_metrics
 
-    exporter = locust_metrics.install(env, port=0)
+    exporter = locust_metrics.install(env, port=0, native_histograms=native)
     gc.collect()
     tracemalloc.start()
 else:
     import locust_metrics
 
-    exporter = locust_metrics.install(env, port=0)
+    exporter = locust_metrics.install(env, port=0, native_histograms=native)
 responses = [(Response(200), None), (Response(404), "HTTP 404"), (Response(500), "HTTP 500"),
              (Response(200), "ConnectionResetError"), (Response(200), "check failed: missing field"),
              (Response(200), "check failed: slow")]

@@ -3,7 +3,7 @@
     python scrape_client.py URL COUNT ACCEPT
 
 Sends Prometheus' ``Accept`` header (``ACCEPT``) and ``Accept-Encoding: gzip``; prints, as JSON, one
-``[start, end, body bytes]`` per scrape (``time.monotonic()`` seconds, which all processes share).
+``[start, end, body bytes, Content-Type]`` per scrape (``time.monotonic()`` seconds, which all processes share).
 """
 
 import json
@@ -19,5 +19,6 @@ for _ in range(count):
     start = time.monotonic()
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
         size = len(response.read())
-    spans.append([start, time.monotonic(), size])
+        content_type = response.headers.get("Content-Type", "")
+    spans.append([start, time.monotonic(), size, content_type])
 print(json.dumps(spans))

@@ -71,12 +71,13 @@ class EventUser(User):
 
 def owned_memory(exporter):
     """(bytes, objects) reachable from ``exporter`` without passing through Locust's objects or our server, nor
-    the records the snapshot keeps of unchanged entries (``EndpointStats.snapshot``: at most one per entry, so
-    bounded by the entries; they fill up when requests stop, which is no growth of the recorded data)."""
+    the records the snapshot keeps of unchanged entries (``EndpointStats.snapshot`` and ``native_snapshot``: at most
+    two per entry, so bounded by the entries; they fill up when requests stop, which is no growth of the recorded data)."""
     env = exporter.environment
     stop = {id(env), id(env.runner), id(env.events), id(getattr(env, "stats", None)), id(exporter.server),
             id(getattr(env, "web_ui", None)), id(env.parsed_options)}
-    stop |= {id(e.snapshot) for e in list(exporter.totals.endpoints.values()) if e.snapshot is not None}
+    stop |= {id(record) for e in list(exporter.totals.endpoints.values()) for record in (e.snapshot, e.native_snapshot)
+             if record is not None}
     seen, stack, total = set(stop), [exporter, _recorder_module._HTTP_LABELS], 0
     while stack:
         obj = stack.pop()
