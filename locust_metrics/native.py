@@ -33,6 +33,7 @@ Design notes and measurements: ``docs/native-histograms.md``.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from itertools import compress, repeat
@@ -369,8 +370,12 @@ class NativeHotLayout:
         size: the list's length (every position the tables give, and one above).
         zeros: ``size`` zeros (what a fold copies into a hot list).
 
-    Memory: the position tables (about 1 MB at schema 6, once per process and schema) and ``size`` list
-    entries per endpoint (8 bytes each: 1,664 at schema 6, about 13 KB; 5,640 at schema 8).
+    A hot list is an ``array('I')`` (:meth:`new_hot`): 4 bytes per position instead of a list's 8, the
+    counts unsigned and below ``2**32`` (a count past that raises ``OverflowError`` before any change: the
+    request listener increments it first, and the careful path records the request instead).
+
+    Memory: the position tables (about 1.2 MB at schema 6, once per process and schema) and ``size``
+    counts per endpoint (4 bytes each: 1,665 at schema 6, about 6.7 KB; 6,650 at schema 8).
     """
 
     __slots__ = ("schema", "fine_limit_ms", "mid_limit_ms", "mid_scale", "fine_scale", "coarse_index",
@@ -386,7 +391,7 @@ class NativeHotLayout:
         low = min(low, _positive_index(floor_ms, self.schema))
         self.offset = low - 1
         self.size = high - low + 3  # the zero bucket, low..high, and high + 1 (a cell's upper part: k + 1)
-        self.zeros = [0] * self.size  # a hot list's content after a fold (copied in: never changed)
+        self.zeros = array("I", [0]) * self.size  # a hot list's content after a fold (copied in: never changed)
         positions = {k: k - self.offset for k in range(low, high + 1)}  # one int object per position
 
         def converted(table: list[Any]) -> list[Any]:
@@ -394,6 +399,10 @@ class NativeHotLayout:
 
         self.coarse_index, self.mid_index = converted(indexer.coarse_index), converted(indexer.mid_index)
         self.fine_index = converted(indexer.fine_index)
+
+    def new_hot(self) -> array[int]:
+        """A hot list: :attr:`size` zero counts, ``array('I')``."""
+        return array("I", self.zeros)
 
     def position(self, ms: float) -> int:
         """The list position of a response time of ``ms`` milliseconds (``>= 0``; :func:`native_index`);
@@ -406,7 +415,7 @@ class NativeHotLayout:
             raise IndexError(f"{ms!r} ms: native bucket {index} below the hot list's first, {self.offset + 1}")
         return position
 
-    def counts(self, hot: list[int]) -> list[tuple[int | None, int]]:
+    def counts(self, hot: array[int]) -> list[tuple[int | None, int]]:
         """The non-zero counts of a hot list as ``(bucket index, n)`` pairs (None: the zero bucket), for
         :meth:`NativeHistogram.add_counts` at :attr:`schema`."""
         offset = self.offset

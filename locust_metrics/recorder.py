@@ -23,6 +23,7 @@ import logging
 import math
 import numbers
 import re
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from math import ceil
@@ -206,7 +207,7 @@ class EndpointStats:
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
         native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
             histograms are off), holding the same observations as :attr:`buckets` once folded.
-        native_hot: what the request listener counted since the last fold: a list of counts, one per
+        native_hot: what the request listener counted since the last fold: an ``array('I')`` of counts, one per
             position of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`: the zero bucket
             and every bucket of the recorder's schema up to 65.5 s); None when native histograms are off.
         native_layout: that layout (shared by the recorder's entries), or None.
@@ -242,12 +243,12 @@ class EndpointStats:
         self.hot: dict[int, list[Any]] = {}
         # native histograms (``native``: (hot layout, max buckets), or None when off)
         self.native: NativeHistogram | None = None
-        self.native_hot: list[int] | None = None
+        self.native_hot: array[int] | None = None
         self.native_layout: NativeHotLayout | None = None
         if native is not None:
             layout, max_buckets = native
             self.native = NativeHistogram(layout.schema, max_buckets)
-            self.native_hot = [0] * layout.size
+            self.native_hot = layout.new_hot()
             self.native_layout = layout
         self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
         self.native_shared = False  # a snapshot holds self.native: copy it before changing it
@@ -752,11 +753,12 @@ class RequestRecorder:
                         elif k is finer:
                             k = position(response_time)  # IndexError below the list: the careful path
                     sum_ms = counts[0] + response_time  # 0: HOT_SUM
-                    # nothing below raises (k is a position of the list)
+                    # an array('I') (native histograms are on): OverflowError past 2**32 - 1, before any change
+                    endpoint.native_hot[k] += 1  # type: ignore[index]
+                    # nothing below raises (index is a position of the record)
                     counts[index] += 1
                     counts[0] = sum_ms
                     counts[1] = response_bytes
-                    endpoint.native_hot[k] += 1  # type: ignore[index]  # a list: native histograms are on
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
                 return
