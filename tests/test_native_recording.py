@@ -90,6 +90,27 @@ def test_the_fast_path_takes_known_buckets() -> None:
     assert recorder.endpoints[("GET", "/a")].native.count == 4 * len(times)
 
 
+def test_a_hot_count_at_its_limit_sends_the_request_to_the_careful_path_counted_once() -> None:
+    """Hot lists are array('I'): a count past 2**32 - 1 raises before anything of the request is counted, and
+    the careful path records it (classic and native) exactly once."""
+    settings = Settings.from_kwargs(native_histograms=True)
+    recorder = CountingRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), 500, settings.native())
+    recorder.record("GET", "/a", 40.0, 1, Response(200), None)
+    endpoint = recorder.endpoints[("GET", "/a")]
+    endpoint.fold()
+    hot = endpoint.native_hot
+    recorder.record("GET", "/a", 40.0, 1, Response(200), None)
+    (position,) = [p for p, n in enumerate(hot) if n]
+    fake = 2**32 - 2
+    hot[position] += fake  # as if 4,294,967,294 more requests had landed there since the last fold
+    careful = recorder.careful_calls
+    recorder.record("GET", "/a", 40.0, 1, Response(200), None)  # 2**32: too many for the hot count
+    assert recorder.careful_calls == careful + 1
+    endpoint.fold()
+    assert endpoint.count == 3 and endpoint.native.count - fake == 3  # the request counted once, in both
+    assert endpoint.native.buckets == {native_index(40.0, 6): 3 + fake}
+
+
 def test_off_keeps_the_classic_listener_and_records_no_native() -> None:
     off = make_recorder()
     on = make_recorder(native_histograms=True)
