@@ -419,7 +419,10 @@ class NativeHotLayout:
         """The non-zero counts of a hot list as ``(bucket index, n)`` pairs (None: the zero bucket), for
         :meth:`NativeHistogram.add_counts` at :attr:`schema`."""
         offset = self.offset
-        return [(None if p == 0 else p + offset, hot[p]) for p in compress(range(len(hot)), hot)]
+        raw = hot.tobytes()  # C speed: only the span from the first to the last non-zero count is scanned
+        low = (len(raw) - len(raw.lstrip(b"\0"))) // hot.itemsize
+        high = -(-len(raw.rstrip(b"\0")) // hot.itemsize)
+        return [(None if p == 0 else p + offset, hot[p]) for p in compress(range(low, high), hot[low:high])]
 
 
 def _positive_index(ms: float, schema: int) -> int:

@@ -128,24 +128,27 @@ class NativeCopy(NamedTuple):
 
     Attributes:
         histogram: the native histogram as it was (shared with the entry until the entry changes it: read only).
-        hot: ``(index, n)`` pairs the listener counted since the last fold, at ``hot_schema``.
-        hot_schema: the schema of ``hot``.
-        pending: worker deltas ``(schema, zero count, [index, n, ...])`` not added yet.
+        hot: a copy of the entry's hot list (what the listener counted since the last fold, by position of
+            ``layout``), or None when it counted nothing. Copying the array is one C-level copy (about 1 µs);
+            finding its non-zero counts (tens of µs) is left to :meth:`total`, out of the snapshot's instant.
+        layout: the hot list's :class:`~locust_metrics.native.NativeHotLayout` (its schema and positions).
+        pending: worker deltas ``(schema, zero count, [index, count, ...])`` not added yet.
     """
 
     histogram: NativeHistogram
-    hot: Sequence[tuple[int | None, int]]
-    hot_schema: int
+    hot: array[int] | None
+    layout: NativeHotLayout
     pending: Sequence[tuple[int, int, list[int]]]
 
     def total(self) -> NativeHistogram:
         """:attr:`histogram` with everything else added: a new histogram when there is anything to add."""
         histogram = self.histogram
-        if not self.hot and not self.pending:
+        counts = self.layout.counts(self.hot) if self.hot is not None else ()
+        if not counts and not self.pending:
             return histogram
         histogram = histogram.copy()
-        if self.hot:
-            histogram.add_counts(self.hot, self.hot_schema)
+        if counts:
+            histogram.add_counts(counts, self.layout.schema)
         for delta in self.pending:
             add_delta(histogram, delta)
         return histogram
@@ -300,7 +303,7 @@ class EndpointStats:
         hot = self.native_hot
         dirty = hot is not None and any(map(any, self.hot.values()))  # see fold_hot()
         self.native_shared = True  # copy on write: the next change copies it first (writable_native)
-        return NativeCopy(native, layout.counts(hot) if dirty else (), layout.schema,  # type: ignore[arg-type]
+        return NativeCopy(native, array("I", hot) if dirty else None, layout,  # type: ignore[arg-type]
                           tuple(self.native_pending))
 
     def writable_native(self) -> NativeHistogram:
