@@ -216,30 +216,32 @@ def alert_expr(threshold: Threshold, window: str = "5m") -> str | None:
     # Each duration figure reads the classic series and, where Prometheus stores the histogram as a native one
     # only (2.4x with the feature flag; 3.x with scrape_native_histograms and without
     # always_scrape_classic_histograms), the native histogram: ``classic or native``.
-    native = f"{_DURATION_FAMILY}"
+    native = _DURATION_FAMILY
     count = (f"({total(rate(f'{_DURATION_FAMILY}_count'))} or "
              f"{total(f'histogram_count({rate(native)})')})")
     if stat in (PERCENTILE, "max"):
         seconds = threshold.value / 1000.0
         le = f"le={_string(str(floatToGoString(seconds)))}"
-        # native: the share at most T interpolated within the one bucket holding T (exact when T is a bound)
-        native_at_most = f"histogram_fraction(0, {_number(seconds)}, {total('{}')})"
+
+        def native_at_most(expr: str) -> str:
+            """The share of ``expr``'s native histograms at most T, interpolated within the one bucket holding T
+            (exact when T is a bound)."""
+            return f"histogram_fraction(0, {_number(seconds)}, {total(expr)})"
+
         if stat == PERCENTILE:
             assert threshold.quantile is not None
             share = (f"({total(rate(f'{_DURATION_FAMILY}_bucket', le), 'le')} / "
-                     f"{total(rate(f'{_DURATION_FAMILY}_count'))} or {native_at_most.format(rate(native))})")
+                     f"{total(rate(f'{_DURATION_FAMILY}_count'))} or {native_at_most(rate(native))})")
             # p <= T (or < T, read as <= T) holds while the share at most T is >= q
             compare = "<" if threshold.op in ("<", "<=") else ">="
             return f"{share} {compare} {_number(float(threshold.quantile))}"
         counted = total(rate(f"{_DURATION_FAMILY}_count", fn="increase"))
         at_most = total(rate(f"{_DURATION_FAMILY}_bucket", le, fn="increase"), "le")
         increase = rate(native, fn="increase")
-        native_above = (f"{total(f'histogram_count({increase})')} * "
-                        f"(1 - {native_at_most.format(increase)})")
-        above = f"(({counted} - {at_most}) or {native_above})"
+        native_counted = total(f"histogram_count({increase})")
+        above = f"(({counted} - {at_most}) or {native_counted} * (1 - {native_at_most(increase)}))"
         if threshold.op in ("<", "<="):
             return f"{above} > 0"
-        native_counted = total(f"histogram_count({increase})")
         return f"{above} <= 0 and ({counted} or {native_counted}) > 0"
     if stat == "avg":
         total_s = f"({total(rate(f'{_DURATION_FAMILY}_sum'))} or {total(f'histogram_sum({rate(native)})')})"
