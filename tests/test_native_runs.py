@@ -36,10 +36,11 @@ EXAMPLE = str(REPO / "examples" / "locustfile.py")
 RUN_S = 8
 
 
-FAILING = ["p50<1ms", "max<1ms", "avg<1ms", "GET /:p90<=1ms"]
+FAILING = ["p50<1ms", "max<1ms", "avg<1ms", "GET /search:p90<=1ms"]
 PASSING = ["p99<60s", "max<60s", "avg<60s", "max>=1ms", "each GET /:p95<=60s"]
 """Thresholds of the alert rules (``python -m locust_metrics alert-rules``) that the local run's Prometheus
-evaluates: the demo target's requests take more than 1 ms and less than 60 s."""
+evaluates: the demo target's requests take less than 60 s, its searches (70-190 ms) and the median request more than
+1 ms (its `/` may answer within 1 ms: no endpoint-specific threshold on it may be meant to fail)."""
 
 
 def native_prometheus(workdir: Path, port: int, rules: Mapping[str, Any] | None = None) -> PrometheusServer:
