@@ -526,8 +526,9 @@ class ScrapeRenderer:
         body: list[bytes] | None = None
         if fmt is not None and not names:
             try:
-                if pause is not None:  # fold in slices first, so that the snapshot has few hot records to copy
-                    self.fold(pause)
+                # fold first (in slices, with pause), so that the snapshot has few hot records to copy
+                self.fold(pause)
+                if pause is not None:
                     self.pacer.fresh_turn(pause)  # the snapshot cannot be split: a turn of its own
                 protobuf = fmt not in (TEXT, OPENMETRICS)  # protobuf_scrape.PROTOBUF
                 latest = self._snapshot
