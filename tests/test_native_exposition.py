@@ -177,8 +177,9 @@ def test_framed_families_are_the_library_framing() -> None:
     from locust_metrics.protobuf_scrape import _frame, _framed_family
 
     metrics = [pb.counter_metric((("a", "x" * n),), float(n)) for n in (0, 1, 200, 20_000)]
-    assert _framed_family("f_total", "F.", pb.COUNTER, [_frame(m) for m in metrics]) == pb.family(
-        "f_total", "F.", pb.COUNTER, metrics)
+    pieces = _framed_family("f_total", "F.", pb.COUNTER, b"".join(_frame(m) for m in metrics))
+    assert all(type(piece) is bytes for piece in pieces)
+    assert b"".join(pieces) == pb.family("f_total", "F.", pb.COUNTER, metrics)
 
 
 def test_only_a_protobuf_scrape_snapshot_holds_the_native_histograms() -> None:
