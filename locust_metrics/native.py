@@ -33,7 +33,6 @@ Design notes and measurements: ``docs/native-histograms.md``.
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from itertools import compress, repeat
@@ -351,35 +350,48 @@ class NativeIndexer:
         return 2 * (len(self.coarse_index) + len(self.mid_index) + len(self.fine_index))
 
 
+WINDOW_STEP = 64
+"""A hot window (:class:`NativeHotLayout`) starts and ends on multiples of this many positions (one power of
+two at schema 6), so that a few widenings cover an endpoint's response times."""
+
+
 class NativeHotLayout:
-    """Where the request listener counts native buckets: a flat list of counts per endpoint, one position per
-    bucket that :class:`NativeIndexer`'s tables can give, instead of a dict (a list subscript is about half a
-    dict update's cost, and no bucket ever needs a first sighting on the careful path).
+    """Where the request listener counts native buckets: per endpoint, a plain list of counts over a window of
+    positions, one position per bucket that :class:`NativeIndexer`'s tables can give.
 
     Position 0 is the zero bucket; position ``p >= 1`` is bucket ``p + offset`` at :attr:`schema`. The tables
     here are the indexer's with every bucket index replaced by its position (None by 0; :data:`FINER` kept),
     so the indexer's snippet gives positions as it stands. For a cell marked :data:`FINER` call
-    :meth:`position` instead of :func:`native_index`: it raises ``IndexError`` for a bucket below the list
-    (response times below ``floor_ms``, 1 µs by default; the careful path records those).
+    :meth:`position` instead of :func:`native_index`: it raises ``IndexError`` for a bucket below the first
+    position (response times below ``floor_ms``, 1 µs by default; the careful path records those).
+
+    **Hot windows.** An endpoint's hot list covers only the positions ``base .. base + len(hot) - 1`` its
+    response times needed so far (:meth:`window`; empty at first), so the listener does
+    ``i = p - base``, sends ``i < 0`` to the careful path, and counts ``hot[i] += 1`` (``IndexError`` past the
+    end: the careful path too). The careful path records the request and widens the window to the
+    :data:`WINDOW_STEP`-aligned span holding ``p``, so that the next ones take the fast path: a handful of
+    widenings per endpoint (at most one per power of two at schema 6). The zero bucket (response time
+    ``0.0``) is never in a window: those take the careful path each time.
+
+    Why a window of a plain list: measured in place in real runs (``bench.py``'s timed listener, 2026-12-02),
+    the listener with a full ``array('I')`` of all 1,665 positions cost 1.13-1.22% of Locust's CPU per request,
+    a full list 0.94-1.02% (an array's items are converted on every access; a list's are objects already), a
+    dict 1.28-1.33%. A full list is 13 KB per endpoint, a window of an endpoint whose response times span
+    five powers of two 2.5 KB.
 
     Attributes:
         schema, fine_limit_ms, mid_limit_ms, mid_scale, fine_scale: the indexer's.
         coarse_index, coarse_above, mid_index, mid_above, fine_index, fine_above: its tables, indices as
             positions.
         offset: position ``p >= 1`` holds bucket ``p + offset``.
-        size: the list's length (every position the tables give, and one above).
-        zeros: ``size`` zeros (what a fold copies into a hot list).
+        size: positions ``0 .. size - 1`` (every position the tables give, and one above).
 
-    A hot list is an ``array('I')`` (:meth:`new_hot`): 4 bytes per position instead of a list's 8, the
-    counts unsigned and below ``2**32`` (a count past that raises ``OverflowError`` before any change: the
-    request listener increments it first, and the careful path records the request instead).
-
-    Memory: the position tables (about 1.2 MB at schema 6, once per process and schema) and ``size``
-    counts per endpoint (4 bytes each: 1,665 at schema 6, about 6.7 KB; 6,650 at schema 8).
+    Memory: the position tables (about 1.2 MB at schema 6, once per process and schema) and per endpoint 8
+    bytes per position of its window.
     """
 
     __slots__ = ("schema", "fine_limit_ms", "mid_limit_ms", "mid_scale", "fine_scale", "coarse_index",
-                 "coarse_above", "mid_index", "mid_above", "fine_index", "fine_above", "offset", "size", "zeros")
+                 "coarse_above", "mid_index", "mid_above", "fine_index", "fine_above", "offset", "size")
 
     def __init__(self, indexer: NativeIndexer, floor_ms: float = 0.001) -> None:
         self.schema = indexer.schema
@@ -391,7 +403,6 @@ class NativeHotLayout:
         low = min(low, _positive_index(floor_ms, self.schema))
         self.offset = low - 1
         self.size = high - low + 3  # the zero bucket, low..high, and high + 1 (a cell's upper part: k + 1)
-        self.zeros = array("I", [0]) * self.size  # a hot list's content after a fold (copied in: never changed)
         positions = {k: k - self.offset for k in range(low, high + 1)}  # one int object per position
 
         def converted(table: list[Any]) -> list[Any]:
@@ -400,9 +411,16 @@ class NativeHotLayout:
         self.coarse_index, self.mid_index = converted(indexer.coarse_index), converted(indexer.mid_index)
         self.fine_index = converted(indexer.fine_index)
 
-    def new_hot(self) -> array[int]:
-        """A hot list: :attr:`size` zero counts, ``array('I')``."""
-        return array("I", self.zeros)
+    def window(self, base: int, length: int, position: int) -> tuple[int, int]:
+        """The hot window ``(base, length)`` that covers the window ``base .. base + length - 1`` (none when
+        ``length`` is 0) and ``position``, its ends on multiples of :data:`WINDOW_STEP`, within
+        ``1 .. size - 1``. ``position`` 0 (the zero bucket) is not put in windows: ``ValueError``."""
+        if not 1 <= position < self.size:
+            raise ValueError(f"position {position} is not one a hot window holds (1 .. {self.size - 1})")
+        low, high = (min(base, position), max(base + length, position + 1)) if length else (position, position + 1)
+        low = max(1, low - low % WINDOW_STEP)
+        high = min(self.size, -(-high // WINDOW_STEP) * WINDOW_STEP)
+        return low, high - low
 
     def position(self, ms: float) -> int:
         """The list position of a response time of ``ms`` milliseconds (``>= 0``; :func:`native_index`);
@@ -415,14 +433,10 @@ class NativeHotLayout:
             raise IndexError(f"{ms!r} ms: native bucket {index} below the hot list's first, {self.offset + 1}")
         return position
 
-    def counts(self, hot: array[int]) -> list[tuple[int | None, int]]:
-        """The non-zero counts of a hot list as ``(bucket index, n)`` pairs (None: the zero bucket), for
+    def counts(self, hot: list[int], base: int) -> list[tuple[int | None, int]]:
+        """The non-zero counts of a hot window (positions ``base ..``) as ``(bucket index, n)`` pairs, for
         :meth:`NativeHistogram.add_counts` at :attr:`schema`."""
-        offset = self.offset
-        raw = hot.tobytes()  # C speed: only the span from the first to the last non-zero count is scanned
-        low = (len(raw) - len(raw.lstrip(b"\0"))) // hot.itemsize
-        high = -(-len(raw.rstrip(b"\0")) // hot.itemsize)
-        return [(None if p == 0 else p + offset, hot[p]) for p in compress(range(low, high), hot[low:high])]
+        return list(zip(compress(range(base + self.offset, base + self.offset + len(hot)), hot), filter(None, hot)))
 
 
 def _positive_index(ms: float, schema: int) -> int:

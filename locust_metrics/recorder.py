@@ -23,7 +23,6 @@ import logging
 import math
 import numbers
 import re
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from math import ceil
@@ -128,22 +127,24 @@ class NativeCopy(NamedTuple):
 
     Attributes:
         histogram: the native histogram as it was (shared with the entry until the entry changes it: read only).
-        hot: a copy of the entry's hot list (what the listener counted since the last fold, by position of
-            ``layout``), or None when it counted nothing. Copying the array is one C-level copy (about 1 µs);
-            finding its non-zero counts (tens of µs) is left to :meth:`total`, out of the snapshot's instant.
-        layout: the hot list's :class:`~locust_metrics.native.NativeHotLayout` (its schema and positions).
+        hot: a copy of the entry's hot window (what the listener counted since the last fold, by position of
+            ``layout`` from ``base``), or None when it counted nothing. Copying the list is one C-level copy
+            (about 1 µs); finding its non-zero counts is left to :meth:`total`, out of the snapshot's instant.
+        base: the position of ``hot[0]``.
+        layout: the hot window's :class:`~locust_metrics.native.NativeHotLayout` (its schema and positions).
         pending: worker deltas ``(schema, zero count, [index, count, ...])`` not added yet.
     """
 
     histogram: NativeHistogram
-    hot: array[int] | None
+    hot: list[int] | None
+    base: int
     layout: NativeHotLayout
     pending: Sequence[tuple[int, int, list[int]]]
 
     def total(self) -> NativeHistogram:
         """:attr:`histogram` with everything else added: a new histogram when there is anything to add."""
         histogram = self.histogram
-        counts = self.layout.counts(self.hot) if self.hot is not None else ()
+        counts = self.layout.counts(self.hot, self.base) if self.hot is not None else ()
         if not counts and not self.pending:
             return histogram
         histogram = histogram.copy()
@@ -210,9 +211,11 @@ class EndpointStats:
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
         native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
             histograms are off), holding the same observations as :attr:`buckets` once folded.
-        native_hot: what the request listener counted since the last fold: an ``array('I')`` of counts, one per
-            position of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`: the zero bucket
-            and every bucket of the recorder's schema up to 65.5 s); None when native histograms are off.
+        native_hot: what the request listener counted since the last fold: a list of counts, one per position
+            of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`) in the endpoint's hot
+            window, from :attr:`native_base` on (empty at first; the careful path widens it); None when native
+            histograms are off.
+        native_base: the layout position of ``native_hot[0]``.
         native_layout: that layout (shared by the recorder's entries), or None.
         snapshot: the immutable record a scrape's snapshot last made of this entry while its hot records were
             zero (``snapshot.EndpointSnapshot``), or None; every change of the totals or failures drops it, so
@@ -225,7 +228,7 @@ class EndpointStats:
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot", "native", "native_hot", "native_layout", "native_pending", "native_shared",
+        "failures", "hot", "native", "native_hot", "native_base", "native_layout", "native_pending", "native_shared",
         "snapshot", "native_snapshot",
     )
 
@@ -246,12 +249,13 @@ class EndpointStats:
         self.hot: dict[int, list[Any]] = {}
         # native histograms (``native``: (hot layout, max buckets), or None when off)
         self.native: NativeHistogram | None = None
-        self.native_hot: array[int] | None = None
+        self.native_hot: list[int] | None = None
+        self.native_base = 1
         self.native_layout: NativeHotLayout | None = None
         if native is not None:
             layout, max_buckets = native
             self.native = NativeHistogram(layout.schema, max_buckets)
-            self.native_hot = layout.new_hot()
+            self.native_hot = []
             self.native_layout = layout
         self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
         self.native_shared = False  # a snapshot holds self.native: copy it before changing it
@@ -283,14 +287,13 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
-            # the listener counts a native bucket only with a classic one: clean hot records, clean hot list
-            # (no scan of the list's 1,665 entries when nothing was recorded)
+            # the listener counts a native bucket only with a classic one: clean hot records, clean hot window
             hot, layout = self.native_hot, self.native_layout
             if hot is not None and layout is not None:
-                counts = layout.counts(hot)
+                counts = layout.counts(hot, self.native_base)
                 if counts:
                     self.writable_native().add_counts(counts, layout.schema)
-                    hot[:] = layout.zeros  # one C-level copy (no second scan of the positions)
+                    self.native_hot = [0] * len(hot)  # the listener reads the attribute per request
 
     def copy_native(self) -> NativeCopy | None:
         """A copy of the native histogram, of what the listener counted since the last fold and of the worker
@@ -303,7 +306,7 @@ class EndpointStats:
         hot = self.native_hot
         dirty = hot is not None and any(map(any, self.hot.values()))  # see fold_hot()
         self.native_shared = True  # copy on write: the next change copies it first (writable_native)
-        return NativeCopy(native, array("I", hot) if dirty else None, layout,  # type: ignore[arg-type]
+        return NativeCopy(native, hot[:] if hot is not None and dirty else None, self.native_base, layout,
                           tuple(self.native_pending))
 
     def writable_native(self) -> NativeHistogram:
@@ -319,10 +322,20 @@ class EndpointStats:
 
     def add_native(self, time_ms: float) -> None:
         """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
-        histogram. Nothing when native histograms are off."""
-        if self.native is not None:
-            self.fold()
+        histogram, and widen the hot window to hold its position (so the next ones take the fast path; not for
+        the zero bucket, nor below the layout's first position). Nothing when native histograms are off."""
+        if self.native is not None and self.native_layout is not None:
+            self.fold()  # the hot window is all zeros now: a new one needs no copy
             self.writable_native().observe(time_ms)
+            layout, hot = self.native_layout, self.native_hot
+            try:
+                position = layout.position(time_ms)
+            except IndexError:
+                return
+            if (0 < position < layout.size and hot is not None
+                    and not self.native_base <= position < self.native_base + len(hot)):
+                self.native_base, length = layout.window(self.native_base, len(hot), position)
+                self.native_hot = [0] * length
 
     def add_native_wire(self, wire: Any) -> None:
         """Take a worker's native delta (:meth:`NativeHistogram.to_wire` form), to be added at the next
@@ -698,8 +711,9 @@ class RequestRecorder:
         time at the recorder's schema from :class:`~locust_metrics.native.NativeIndexer`'s tables (its
         docstring's snippet, inlined, on :class:`~locust_metrics.native.NativeHotLayout`'s tables of list
         positions; ``ceil(response_time)`` shared with the classic table) and one count in the endpoint's
-        :attr:`EndpointStats.native_hot` list. Times beyond the tables (65.5 s) and below the list's first
-        bucket (a few µs) raise ``IndexError`` before any change: the careful path records them."""
+        :attr:`EndpointStats.native_hot` window. Times beyond the tables (65.5 s), below the first position
+        (1 µs), in the zero bucket or outside the endpoint's hot window raise ``IndexError`` before any change:
+        the careful path records them (and widens the window)."""
         by_name = self._by_name
         bounds = self._bounds
         table = self._table
@@ -755,9 +769,11 @@ class RequestRecorder:
                             k += 1
                         elif k is finer:
                             k = position(response_time)  # IndexError below the list: the careful path
+                    k -= endpoint.native_base  # the endpoint's hot window (NativeHotLayout)
+                    if k < 0:  # below the window (or the zero bucket): the careful path
+                        raise IndexError
                     sum_ms = counts[0] + response_time  # 0: HOT_SUM
-                    # an array('I') (native histograms are on): OverflowError past 2**32 - 1, before any change
-                    endpoint.native_hot[k] += 1  # type: ignore[index]
+                    endpoint.native_hot[k] += 1  # type: ignore[index]  # IndexError above the window: careful path
                     # nothing below raises (index is a position of the record)
                     counts[index] += 1
                     counts[0] = sum_ms

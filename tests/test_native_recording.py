@@ -10,7 +10,7 @@ import pytest
 from support import CountingRecorder, Response, make_recorder
 
 from locust_metrics.distributed import PayloadMerger, take_payload
-from locust_metrics.native import NativeHistogram, native_index, upper_bound
+from locust_metrics.native import WINDOW_STEP, NativeHistogram, native_index, upper_bound
 from locust_metrics.options import Settings
 from locust_metrics.recorder import MAX_RESPONSE_TIME_MS, RequestRecorder
 
@@ -74,41 +74,56 @@ def test_hostile_values_land_where_the_classic_histogram_puts_them() -> None:
     assert native.buckets[capped] == 3  # 1e12 and, capped to it, 2e12 and 1e15
 
 
-def test_the_fast_path_takes_known_buckets() -> None:
+def test_the_fast_path_takes_buckets_in_the_hot_window_and_the_careful_path_widens_it() -> None:
+    """A response time outside the endpoint's hot window (empty at first) is recorded once by the careful path,
+    which widens the window to hold it; later ones take the fast path, across folds. The zero bucket is never
+    in a window: a response time of 0 takes the careful path every time."""
     settings = Settings.from_kwargs(native_histograms=True)
     recorder = CountingRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), 500, settings.native())
-    times = [0.0, 0.05, 0.5, 3.0, 40.0, 333.3, 5000.0, 60_000.0]
+    times = [0.0, 0.05, 0.5, 3.0, 40.0, 333.3, 5000.0, 60_000.0]  # each in a power of two of its own
     for ms in times:
         recorder.record("GET", "/a", ms, 1, Response(200), None)
-    first = recorder.careful_calls
-    assert first == 1  # a new endpoint; every bucket has its place in the hot list
+    assert recorder.careful_calls == len(times)  # a new endpoint (with 0.0), then one widening each
+    endpoint = recorder.endpoints[("GET", "/a")]
+    layout = endpoint.native_layout
+    base, length = endpoint.native_base, len(endpoint.native_hot)
+    assert base == layout.position(0.05) // WINDOW_STEP * WINDOW_STEP and base % WINDOW_STEP == 0
+    assert base + length - 1 >= layout.position(60_000.0) and length % WINDOW_STEP == 0
     for _ in range(3):
         for ms in times:
             recorder.record("GET", "/a", ms, 1, Response(200), None)
-        recorder.endpoints[("GET", "/a")].fold()  # keys survive the fold
-    assert recorder.careful_calls == first
-    assert recorder.endpoints[("GET", "/a")].native.count == 4 * len(times)
+        endpoint.fold()  # the window survives the fold
+    assert recorder.careful_calls == len(times) + 3  # only the three zeros
+    assert (endpoint.native_base, len(endpoint.native_hot)) == (base, length)
+    assert endpoint.native == reference(times * 4, 6, 160) and endpoint.native.count == endpoint.count == 32
 
 
-def test_a_hot_count_at_its_limit_sends_the_request_to_the_careful_path_counted_once() -> None:
-    """Hot lists are array('I'): a count past 2**32 - 1 raises before anything of the request is counted, and
-    the careful path records it (classic and native) exactly once."""
+def test_a_typical_endpoint_needs_a_few_widenings_and_a_small_window() -> None:
+    """Lognormal response times (median 120 ms, p99 about 500 ms): nearly every request takes the fast path,
+    and the window spans a few powers of two, not the layout's 1,665 positions."""
     settings = Settings.from_kwargs(native_histograms=True)
     recorder = CountingRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), 500, settings.native())
-    recorder.record("GET", "/a", 40.0, 1, Response(200), None)
+    times = [120.0 * math.exp(0.6 * z) for z in (i / 1000 - 3 for i in range(6001))]  # z from -3 to 3
+    for ms in times:
+        recorder.record("GET", "/a", ms, 1, Response(200), None)
     endpoint = recorder.endpoints[("GET", "/a")]
-    endpoint.fold()
-    hot = endpoint.native_hot
-    recorder.record("GET", "/a", 40.0, 1, Response(200), None)
-    (position,) = [p for p, n in enumerate(hot) if n]
-    fake = 2**32 - 2
-    hot[position] += fake  # as if 4,294,967,294 more requests had landed there since the last fold
-    careful = recorder.careful_calls
-    recorder.record("GET", "/a", 40.0, 1, Response(200), None)  # 2**32: too many for the hot count
-    assert recorder.careful_calls == careful + 1
-    endpoint.fold()
-    assert endpoint.count == 3 and endpoint.native.count - fake == 3  # the request counted once, in both
-    assert endpoint.native.buckets == {native_index(40.0, 6): 3 + fake}
+    assert recorder.careful_calls <= 1 + 6  # a new endpoint, then at most one widening per power of two
+    assert len(endpoint.native_hot) <= 7 * WINDOW_STEP < endpoint.native_layout.size // 3
+    assert endpoint.copy_native().total() == reference(times, 6, 160)
+
+
+def test_hot_windows_are_aligned_and_bounded() -> None:
+    layout = make_recorder(native_histograms=True)._native_layout
+    assert layout.window(1, 0, 100) == (64, 64)  # an empty window: the step holding the position
+    assert layout.window(64, 64, 300) == (64, 256)  # grown up to the step holding 300
+    assert layout.window(256, 64, 70) == (64, 256)  # grown down
+    assert layout.window(256, 64, 1) == (1, 319)  # clipped at position 1
+    top = layout.size - 1
+    low, length = layout.window(1, 0, top)
+    assert low + length == layout.size  # clipped at the top
+    for bad in (0, -1, layout.size):
+        with pytest.raises(ValueError, match=f"position {bad}"):
+            layout.window(64, 64, bad)
 
 
 def test_off_keeps_the_classic_listener_and_records_no_native() -> None:
