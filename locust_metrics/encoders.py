@@ -95,7 +95,7 @@ _ROLES = ("duration", "requests", "failures", "slow", "threshold", "size")
 _ENDPOINT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     family.name: (role, family.labels) for role, family in zip(_ROLES, F.ENDPOINT_FAMILIES)
 }
-_FLUSH_EVERY = 64  # endpoints
+_FLUSH_EVERY = 16  # endpoints: pieces below glibc's 128 KB mmap threshold even with 20 long error labels each
 
 
 class FastPathUnavailable(Exception):

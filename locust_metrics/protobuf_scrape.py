@@ -180,20 +180,30 @@ class ProtobufEncoder:
 
     def _endpoint_metrics(
         self, snapshot: Snapshot, pause: Callable[[], None] | None, next_deadline: Callable[[], float] | None,
-    ) -> dict[str, bytearray]:
+    ) -> dict[str, list[bytes]]:
         """Per role, the endpoints' ``Metric`` messages, each framed as field 4 of a ``MetricFamily`` (tag,
-        length, message: :func:`_frame`) and appended to the role's buffer as it is made (no list of thousands
-        of small ``bytes`` alive at once: at 500 names with 20 error labels each, those were 3 MB at the scrape's
-        peak)."""
+        length, message: :func:`_frame`), in pieces of about :data:`PIECE_BYTES`: each message is appended to
+        its role's buffer as it is made, and the buffers become pieces when they hold that much. Neither
+        thousands of small ``bytes`` nor one of megabytes are alive at once (at 500 names with 20 error labels
+        each, the small ones were 3 MB at the scrape's peak, and blocks of megabytes leave the allocator's
+        heap large after the scrape)."""
         key = snapshot.labels
         if key != self._labels_key or len(self._labels) > 2 * len(snapshot.endpoints) + 64:
             self._labels, self._labels_key = {}, key
         cache = self._labels
         keep = snapshot.le_keep
         bounds_s = [float(le) for le in snapshot.les[:-1]]
-        out: dict[str, bytearray] = {role: bytearray() for role, _, _ in _ROLES.values()}
-        duration, requests, failures = out["duration"], out["requests"], out["failures"]
-        slow_metrics, thresholds, sizes = out["slow"], out["threshold"], out["size"]
+        buffers: dict[str, bytearray] = {role: bytearray() for role, _, _ in _ROLES.values()}
+        out: dict[str, list[bytes]] = {role: [] for role in buffers}
+        duration, requests, failures = buffers["duration"], buffers["requests"], buffers["failures"]
+        slow_metrics, thresholds, sizes = buffers["slow"], buffers["threshold"], buffers["size"]
+
+        def flush() -> None:
+            for role, buffer in buffers.items():
+                if buffer:
+                    out[role].append(bytes(buffer))
+                    buffer.clear()
+
         histogram, labels_of = pb.histogram_metric, pb.metric_labels
 
         counter, gauge = pb.counter_metric, pb.gauge_metric
@@ -226,11 +236,17 @@ class ProtobufEncoder:
             slow_metrics += _frame(counter(base, totals.slow))
             thresholds += _frame(gauge(base, endpoint.slow_ms / 1000.0))
             sizes += _frame(counter(base, totals.response_bytes))
+            if len(duration) + len(requests) + len(failures) >= PIECE_BYTES:
+                flush()
             if pause is not None and clock() >= deadline:
                 pause()
                 deadline = next_deadline()
+        flush()
         return out
 
+
+PIECE_BYTES = 1 << 16
+"""About how many bytes of framed metrics a piece of a per-endpoint family holds (:class:`ProtobufEncoder`)."""
 
 _VARINTS = [pb.varint(n) for n in range(1 << 14)]  # lengths of up to 16 KB: one lookup
 
@@ -241,12 +257,12 @@ def _frame(metric: bytes) -> bytes:
     return b"\x22" + (_VARINTS[size] if size < 16384 else pb.varint(size)) + metric
 
 
-def _framed_family(name: str, help: str, kind: int, framed: bytes | bytearray) -> list[bytes]:
-    """One delimited ``MetricFamily`` from metrics already framed by :func:`_frame`, as consecutive pieces: their
-    join is the same bytes as :func:`locust_metrics.protobuf.family` of the unframed metrics (the metrics are
-    not copied into one ``bytes`` with the family's head: a family can be megabytes)."""
+def _framed_family(name: str, help: str, kind: int, framed: list[bytes]) -> list[bytes]:
+    """One delimited ``MetricFamily`` from pieces of metrics already framed by :func:`_frame`, as consecutive
+    pieces: their join is the same bytes as :func:`locust_metrics.protobuf.family` of the unframed metrics
+    (the metrics are not copied into one ``bytes`` with the family's head: a family can be megabytes)."""
     head: bytes = pb.MetricFamily(name=name, help=help, type=kind).SerializeToString()
-    return [pb.varint(len(head) + len(framed)), head, bytes(framed)]
+    return [pb.varint(len(head) + sum(map(len, framed))), head, *framed]
 
 
 _ROLES: dict[str, tuple[str, str, int]] = {

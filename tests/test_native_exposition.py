@@ -177,7 +177,8 @@ def test_framed_families_are_the_library_framing() -> None:
     from locust_metrics.protobuf_scrape import _frame, _framed_family
 
     metrics = [pb.counter_metric((("a", "x" * n),), float(n)) for n in (0, 1, 200, 20_000)]
-    pieces = _framed_family("f_total", "F.", pb.COUNTER, b"".join(_frame(m) for m in metrics))
+    pieces = _framed_family("f_total", "F.", pb.COUNTER, [b"".join(_frame(m) for m in metrics[:2]),
+                                                          b"".join(_frame(m) for m in metrics[2:])])
     assert all(type(piece) is bytes for piece in pieces)
     assert b"".join(pieces) == pb.family("f_total", "F.", pb.COUNTER, metrics)
 
