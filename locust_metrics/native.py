@@ -705,6 +705,7 @@ __all__ = [
     "FRACTIONS",
     "SCHEMA_MAX",
     "SCHEMA_MIN",
+    "WINDOW_STEP",
     "ZERO_THRESHOLD",
     "NativeHistogram",
     "NativeHotLayout",
