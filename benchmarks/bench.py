@@ -798,13 +798,17 @@ class _LocustRun:
 
 
 def _run_together(runs: list[_LocustRun]) -> list[dict[str, float]]:
-    """Scrape the runs' endpoints once a second until they end (noticed within 0.1 s); their figures, in order."""
-    next_scrape = time.monotonic()
+    """Scrape the runs' endpoints once a second until they end (noticed within 0.1 s); their figures, in order.
+
+    Until a run's endpoint first answers (a new Locust process opens it a moment after it starts), it is
+    tried again every 0.1 s instead: a short run (``--smoke``) could otherwise end before its second try."""
+    due = [time.monotonic()] * len(runs)
     while any(run.running() for run in runs):
-        if time.monotonic() >= next_scrape:
-            for run in runs:
+        for i, run in enumerate(runs):
+            now = time.monotonic()
+            if now >= due[i]:
                 run.scrape()
-            next_scrape = time.monotonic() + 1.0
+                due[i] = now + (0.1 if run.scraped and not run.content_types else 1.0)
         gevent.sleep(0.1)
     return [run.figures() for run in runs]
 

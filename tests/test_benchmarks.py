@@ -78,7 +78,8 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path,
     assert end_to_end["listener_in_place_ns"] > 0 and 0 < end_to_end["listener_share"] < 1
     plugin_runs = [*end_to_end["sequential_runs"]["true"], *end_to_end["toggled_runs"]]  # (JSON: keys are text)
     assert plugin_runs and all(run["native_histograms"] is native for run in plugin_runs)  # as the option says
-    assert all(run["content_types"] == [prometheus_format] for run in end_to_end["sequential_runs"]["true"])
+    assert all(run["content_types"] == [prometheus_format] for run in end_to_end["sequential_runs"]["true"]), \
+        end_to_end["sequential_runs"]["true"]
 
 
 def test_instruction_count_children_run() -> None:
