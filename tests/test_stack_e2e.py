@@ -469,7 +469,18 @@ def test_with_native_histograms_on_the_heatmap_shows_native_buckets(native_outco
     assert not outcome(native_outcomes, main, HEATMAP, "B").values, "the classic query gives way to the native one"
 
 
-def test_with_native_histograms_on_the_main_dashboard_shows_the_run(native_outcomes):
+RATE_INTERVAL = 4.0  # seconds: what run_queries substitutes for $__rate_interval
+SERIES_START_RATIO = (2 / 3, 1.4)
+"""The bounds of slow ratio = rate(slow counter) / histogram_count(rate(native histogram)) in a rate window that
+holds the first sample of both series. Prometheus 2.42 extrapolates the two differently there: the float counter
+towards its zero point, up to 1.1 sampling intervals before its first sample, the native histogram by half an
+interval (its code's "TODO(beorn7): Do this for histograms, too"; newer versions treat both alike). With at
+least two samples in the window, the numerators differ by a factor from (S + e) / (S + 0.5 a + e) >= 2/3 to
+(S + 1.1 a + e) / (S + 0.5 a + e) <= 1.4 (S: sampled interval >= a, the mean interval; e: extrapolation to the
+end, the same for both). Later windows give the counter no more than the histogram: the ratio is at most 1."""
+
+
+def test_with_native_histograms_on_the_main_dashboard_shows_the_run(stack, native_outcomes):
     main = "locust-metrics.json"
     p95 = series_by(outcome(native_outcomes, main, "p95 by endpoint"), "name")
     finite = [v for v in p95["/reports/sales"] if not math.isnan(v)]
@@ -482,7 +493,17 @@ def test_with_native_histograms_on_the_main_dashboard_shows_the_run(native_outco
     table_p95 = {s["metric"]["name"]: float(s["value"][1]) for s in endpoints[(main, "Endpoints", "F")].values}
     assert 1.1 / 1.022 < table_p95["/reports/sales"] <= 2.0, table_p95
     slow = series_by(outcome(native_outcomes, main, "Slow ratio against the threshold"), "name")
-    assert max(v for v in slow["/reports/sales"] if not math.isnan(v)) == 1.0, "histogram_count as the denominator"
+    # every sales report is slow: 1.0 wherever both series are sampled over the whole rate window (exactly: the
+    # same requests, scraped together), within SERIES_START_RATIO where the window holds their first sample
+    ratio = outcome(native_outcomes, main, "Slow ratio against the threshold")
+    points = [(t, float(v)) for series in ratio.values if series["metric"].get("name") == "/reports/sales"
+              for t, v in sample_points(series) if not math.isnan(float(v))]
+    first = min(t for series in stack.native.query('locust_slow_requests_total{name="/reports/sales"}[10m]',
+                                                   time.time()) for t, _ in sample_points(series))
+    settled = [v for t, v in points if t - RATE_INTERVAL > first]
+    low, high = SERIES_START_RATIO
+    assert settled and max(settled) == 1.0 and all(low <= v <= high for _, v in points), \
+        ("histogram_count as the denominator", first, points)
     assert max(v for v in slow["/health"] if not math.isnan(v)) == 0.0
     recorded = series_by(outcome(native_outcomes, main, "p95, 1m (LocustHighLatencyP95)"), "name")
     assert all(1.1 / 1.022 < v <= 2.0 for v in recorded["/reports/sales"] if not math.isnan(v))
