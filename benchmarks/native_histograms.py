@@ -6,13 +6,13 @@ Run from the repository root (about a minute)::
 
 Prints, as medians (and minima) of interleaved repeats on this machine:
 
-* nanoseconds per response time of the bucket index: the classic table lookup of the hot path
-  (``table[ceil(ms)]``), the native lookup of :class:`~locust_metrics.native.NativeIndexer` inlined as its
-  docstring shows, the same plus the hot dict's ``d[k] += 1``, and the exact :func:`native_index`;
-  response times drawn as ``benchmarks/bench.py`` draws them (lognormal, median 33 ms) and as on a
-  local network (median 1 ms);
-* nanoseconds added per ``request`` event by the whole listener with native histograms off and on, against a
-  naive prometheus_client listener, in interleaved rounds as ``benchmarks/bench.py`` measures its hot path
+* nanoseconds per response time to bucket it, classic and native, in batches of 10 to 5,000 (what a fold
+  does with the response times the listener kept: :class:`~locust_metrics.bucketing.BatchBucketer`), against
+  the exact :func:`native_index` and a ``bisect`` one by one; response times drawn as ``benchmarks/bench.py``
+  draws them (lognormal, median 33 ms) and as on a local network (median 1 ms);
+* nanoseconds added per ``request`` event by the whole listener with native histograms off and on (each round
+  followed by a fold, whose cost counts), against a naive prometheus_client listener, in interleaved rounds as
+  ``benchmarks/bench.py`` measures its hot path
   (``--hot-path``: this section only; ``--instructions``: the same in instructions, counted by callgrind);
 * a protobuf scrape of 500 endpoints through the exporter (fold, snapshot, sliced render: CPU and longest
   slice) against ``generate_latest`` (``--scrape``: this section only);
@@ -30,7 +30,6 @@ import random
 import statistics
 import sys
 import time
-from math import ceil
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,97 +38,52 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily  # noqa: E402
 
 from locust_metrics import protobuf as pb  # noqa: E402
-from locust_metrics.native import FINER, NativeHistogram, NativeIndexer, native_index  # noqa: E402
+from locust_metrics.native import NativeHistogram, native_index  # noqa: E402
 
 BOUNDS_S = (.005, .01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 30, 60)
 
 
-def _index_variants(schema: int):
-    ix = NativeIndexer(schema)
-    classic = list(range(70_000))
-    fine_limit_ms, coarse_index, coarse_above = ix.fine_limit_ms, ix.coarse_index, ix.coarse_above
-    mid_limit_ms, mid_scale, mid_index, mid_above = ix.mid_limit_ms, ix.mid_scale, ix.mid_index, ix.mid_above
-    fine_scale, fine_index, fine_above = ix.fine_scale, ix.fine_index, ix.fine_above
+def bucketing_costs(schema: int = 6, repeats: int = 15) -> dict[str, dict[int, float]]:
+    """Nanoseconds per response time to bucket it, classic and native: :class:`~locust_metrics.bucketing.
+    BatchBucketer` (what a fold does with the response times the listener kept) by batch size, against the
+    exact :func:`~locust_metrics.native.native_index` one by one plus the classic ``bisect`` (what the careful
+    path does). Response times as ``bench.py`` draws them (lognormal, median 33 ms) and as on a local network
+    (median 1 ms). Medians of ``repeats``; prints them, returns ``{distribution: {batch size: ns}}``."""
+    from bisect import bisect_left
 
-    def empty(values, d):
-        for _rt in values:
-            pass
+    from locust_metrics.bucketing import BatchBucketer
+    from locust_metrics.options import Settings
 
-    def classic_only(values, d):
-        for rt in values:
-            c = ceil(rt)
-            i = classic[c]  # noqa: F841
-
-    def classic_native(values, d):
-        for rt in values:
-            c = ceil(rt)
-            i = classic[c]  # noqa: F841
-            if rt > fine_limit_ms:
-                k = coarse_index[c]
-                if rt > coarse_above[c]:
-                    k += 1
-            elif rt > mid_limit_ms:
-                c = ceil(rt * mid_scale)
-                k = mid_index[c]
-                if rt > mid_above[c]:
-                    k += 1
-            else:
-                c = ceil(rt * fine_scale)
-                k = fine_index[c]
-                if rt > fine_above[c]:
-                    k += 1
-                elif k is FINER:
-                    k = native_index(rt, schema)
-
-    def classic_native_dict(values, d):
-        for rt in values:
-            c = ceil(rt)
-            i = classic[c]  # noqa: F841
-            if rt > fine_limit_ms:
-                k = coarse_index[c]
-                if rt > coarse_above[c]:
-                    k += 1
-            elif rt > mid_limit_ms:
-                c = ceil(rt * mid_scale)
-                k = mid_index[c]
-                if rt > mid_above[c]:
-                    k += 1
-            else:
-                c = ceil(rt * fine_scale)
-                k = fine_index[c]
-                if rt > fine_above[c]:
-                    k += 1
-                elif k is FINER:
-                    k = native_index(rt, schema)
-            d[k] += 1
-
-    def exact(values, d):
-        for rt in values:
-            native_index(rt, schema)
-
-    return ix, {"empty": empty, "classic lookup": classic_only, "classic + native lookup": classic_native,
-                "classic + native + dict +=": classic_native_dict, "exact native_index": exact}
-
-
-def index_costs(schema: int, repeats: int = 15) -> None:
+    bounds = Settings.from_kwargs().bounds_ms()
+    bucketer = BatchBucketer(bounds, schema)
     rng = random.Random(1)
-    for label, values in (
-        ("bench.py's (median 33 ms)", [rng.lognormvariate(3.5, 0.8) % 1500 for _ in range(4000)]),
-        ("local (median 1 ms)", [rng.lognormvariate(0, 0.5) for _ in range(4000)]),
-    ):
-        ix, variants = _index_variants(schema)
-        d = dict.fromkeys({ix.index(v) for v in values}, 0)
-        times: dict[str, list[float]] = {name: [] for name in variants}
+    result: dict[str, dict[int, float]] = {}
+    for label, draw in (("bench.py's (median 33 ms)", lambda: rng.lognormvariate(3.5, 0.8) % 1500),
+                        ("local (median 1 ms)", lambda: rng.lognormvariate(0, 0.5))):
+        values = [draw() for _ in range(5000)]
+        per_size: dict[int, float] = {}
+        for size in (10, 41, 100, 1000, 5000):
+            batches = [values[i:i + size] for i in range(0, len(values), size)]
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter_ns()
+                for batch in batches:
+                    bucketer.count(batch, NativeHistogram(schema, 0))
+                runs.append((time.perf_counter_ns() - start) / len(values))
+            per_size[size] = statistics.median(runs)
+        runs = []
         for _ in range(repeats):
-            for name, run in variants.items():
-                start = time.perf_counter()
-                run(values, d)
-                times[name].append((time.perf_counter() - start) / len(values))
-        base = statistics.median(times["empty"])
-        print(f"bucket index, schema {schema}, response times {label}: ns per value added to an empty loop")
-        for name, ts in times.items():
-            if name != "empty":
-                print(f"  {name:32s} median {1e9 * (statistics.median(ts) - base):7.1f}  min {1e9 * (min(ts) - min(times['empty'])):7.1f}")
+            start = time.perf_counter_ns()
+            for v in values:
+                native_index(v, schema)
+                bisect_left(bounds, v)
+            runs.append((time.perf_counter_ns() - start) / len(values))
+        one_by_one = statistics.median(runs)
+        result[label] = per_size
+        print(f"bucketing, schema {schema}, response times {label}: ns per response time")
+        print("  " + ", ".join(f"batches of {size}: {ns:.0f}" for size, ns in per_size.items())
+              + f"; one by one (native_index + bisect): {one_by_one:.0f}")
+    return result
 
 
 def _endpoint_data(n: int, schema: int):
@@ -225,7 +179,8 @@ def _fast_response(status_code: int):
 def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: int = 1) -> dict[str, float]:
     """Nanoseconds added per ``request`` event by the recorder with native histograms off and on (schema 6, 160
     buckets), and by a naive prometheus_client listener, each alone on a Locust ``Environment`` (attached as
-    ``install()`` does it), in interleaved rounds of ``chunk`` events; each added cost is the median over
+    ``install()`` does it), in interleaved rounds of ``chunk`` events, ours each followed by a fold of every
+    entry (its cost counts: with native histograms on, the bucketing of the kept response times); each added cost is the median over
     rounds of the variant's time minus the no-listener time of the same round (``benchmarks/bench.py``'s
     method). Events as ``bench.py`` draws them: lognormal(3.5, 0.8) mod 1500 ms, 2% failures, ``names``
     entries. Returns the medians and the ratios; prints them."""
@@ -279,8 +234,9 @@ def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: 
 
         return on_request
 
-    def environment(variant: str) -> Environment:
+    def environment(variant: str) -> tuple[Environment, RequestRecorder | None]:
         env = Environment(user_classes=[_User])
+        recorder = None
         if variant in ("off", "on"):
             settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
             recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
@@ -288,22 +244,26 @@ def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: 
             assert attach(env.events.request, recorder.on_request, recorder.record)
         elif variant == "naive":
             env.events.request.add_listener(naive(CollectorRegistry()))
-        return env
+        return env, recorder
 
     variants = ("empty", "off", "on", "naive")
     fires = []
     for variant in variants:
-        fire = environment(variant).events.request.fire
+        env, recorder = environment(variant)
+        fire = env.events.request.fire
         for kwargs in events:  # warm up: first sightings of every name, status and bucket
             fire(**kwargs)
-        fires.append((variant, fire))
+        folds = [] if recorder is None else [e.fold for e in recorder.endpoints.values()]
+        fires.append((variant, fire, folds))
     times: dict[str, list[float]] = {variant: [] for variant in variants}
     for index in range(rounds):
         order = fires[index % len(fires):] + fires[: index % len(fires)]
-        for variant, fire in order if index % 2 == 0 else reversed(order):
+        for variant, fire, folds in order if index % 2 == 0 else reversed(order):
             start = time.perf_counter_ns()
             for kwargs in events:
                 fire(**kwargs)
+            for fold in folds:  # what a scrape does first: the deferred work counts
+                fold()
             times[variant].append((time.perf_counter_ns() - start) / chunk)
     added = {v: [t - e for t, e in zip(times[v], times["empty"])] for v in variants[1:]}
     result = {f"{v}_added_ns": statistics.median(added[v]) for v in variants[1:]}
@@ -333,7 +293,7 @@ def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: 
 
     from locust_metrics.exporter import MetricsExporter
     from locust_metrics.options import Settings
-    from locust_metrics.scraping import _gevent_pause as gevent_pause
+    from locust_metrics.scraping import gevent_pause as gevent_pause
 
     class _User(User):
         @task
@@ -441,7 +401,7 @@ if __name__ == "__main__":
         sys.exit(0)
     print(f"protobuf {pb.__name__}: {__import__('google.protobuf').protobuf.__version__}, "
           f"implementation {__import__('google.protobuf.internal.api_implementation', fromlist=['Type']).Type()}")
-    index_costs(6)
+    bucketing_costs()
     encode_costs()
     hot_path_costs()
     scrape_costs()

@@ -38,7 +38,15 @@ from .options import Settings, flag, where
 from .push import PUSH_TIMEOUT_S, Pusher
 from .recorder import RequestRecorder
 from .resources import ProcessResources
-from .scraping import OWN_ENDPOINT, WEB_UI_ENDPOINT, MetricsServer, ScrapeRenderer, ScrapeTracker, add_web_ui_route
+from .scraping import (
+    OWN_ENDPOINT,
+    WEB_UI_ENDPOINT,
+    MetricsServer,
+    ScrapeRenderer,
+    ScrapeTracker,
+    add_web_ui_route,
+    gevent_pause,
+)
 from .security import web_ui_guard
 from .snapshot import Snapshot, take_snapshot
 from .threshold_checks import ThresholdChecks, locust_exit_code
@@ -307,7 +315,12 @@ class MetricsExporter:
 
     @_guarded
     def _on_usage_monitor(self, environment: Any = None, cpu_usage: float = 0.0, **kwargs: Any) -> None:
+        """Locust's periodic ``usage_monitor`` (every few seconds, on every runner): our CPU figure, and with
+        native histograms on a fold of the response times the listener kept (sliced: see
+        :meth:`ScrapeRenderer.fold`), so that they are counted and freed even when nobody scrapes."""
         self.resources.on_usage_monitor(cpu_usage=cpu_usage)
+        if self.recorder.native is not None:
+            self.renderer.fold(gevent_pause, self.recorder)
 
     @_guarded
     def _on_quitting(self, environment: Any = None, **_kwargs: Any) -> None:

@@ -19,8 +19,8 @@ What is here:
 
 * :func:`index_of` (seconds) and :func:`native_index` (milliseconds): the exact bucket of one observation,
   about 1 µs; the reference for everything else.
-* :class:`NativeIndexer`: the same function from lookup tables, for the request listener's hot path
-  (tens of nanoseconds; see its docstring for the lines to inline).
+* :func:`threshold_ms`: where a bucket ends in milliseconds, exactly (the batch bucketer's table,
+  ``bucketing.py``, is made of them).
 * :class:`NativeHistogram`: the accumulator (schema, zero bucket, ``{index: count}``), bounded by a maximum
   bucket count with client_golang's strategy (halve the resolution), exact merges across schemas, the
   spans and deltas of the protobuf exposition, a wire form for worker reports, and the quantile
@@ -36,7 +36,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from itertools import compress, repeat
-from math import ceil, frexp, inf, ldexp
+from math import frexp, inf, ldexp
 from operator import ne, sub
 from typing import Any
 
@@ -200,257 +200,20 @@ def max_relative_error(schema: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ hot path
-FINER = type("Finer", (), {"__repr__": lambda self: "FINER", "__slots__": ()})()
-"""Marker in :class:`NativeIndexer`'s tables: this cell holds several bucket bounds; look closer."""
-
-
-class NativeIndexer:
-    """:func:`native_index` for one schema from lookup tables: the request listener's version.
-
-    Three grids of cells cover response times: ``c = ceil(ms)`` (1 ms cells, shared with the classic
-    bucket table) above :attr:`fine_limit_ms`; ``c = ceil(ms * mid_scale)`` between :attr:`mid_limit_ms` and
-    :attr:`fine_limit_ms`; ``c = ceil(ms * fine_scale)`` below :attr:`mid_limit_ms` (the scales powers of
-    two, so the products are exact). Each cell ``(lo, hi]`` has its bucket index (``*_index[c]``, the bucket
-    of the values just above ``lo``) and the largest value still in that bucket (``*_above[c]``, ``inf``
-    when the cell lies in one bucket): a value above it is in the next bucket. Each grid starts where the
-    coarser one's cells hold more than one bound: bucket widths grow with the value, so above
-    :attr:`fine_limit_ms` every 1 ms cell holds at most one bound, and so on down. A fine cell holding more
-    than one (response times below about ``mid_limit_ms * mid_scale / fine_scale`` ms) is marked
-    :data:`FINER` and left to :func:`native_index`. Cell 0 (only ``0.0``) is the zero bucket (None).
-    The thresholds are found with :func:`native_index` itself, so the tables agree with it everywhere.
-    Three small grids instead of one fine grid down from :attr:`fine_limit_ms` keep the tables the hot path
-    reads in the processor's caches (a few thousand cells each instead of 42,000 at schema 6: a third less
-    time for the native part with ``bench.py``'s response times).
-
-    The hot path, inlined (``rt`` a response time already checked to be ``>= 0``; locals bound once)::
-
-        c = ceil(rt)                         # also the classic table's index
-        if rt > fine_limit_ms:
-            k = coarse_index[c]              # IndexError above coarse_top_ms: take the careful path
-            if rt > coarse_above[c]:
-                k += 1
-        elif rt > mid_limit_ms:
-            c = ceil(rt * mid_scale)
-            k = mid_index[c]
-            if rt > mid_above[c]:
-                k += 1
-        else:
-            c = ceil(rt * fine_scale)
-            k = fine_index[c]
-            if rt > fine_above[c]:
-                k += 1
-            elif k is FINER:
-                k = native_index(rt, schema)  # below ~0.02 ms at schema 6: rare
-
-    :meth:`index` is the same as a method (for the careful path and tests). Measured costs:
-    ``docs/native-histograms.md``.
-
-    Args:
-        schema: the resolution (``SCHEMA_MIN..SCHEMA_MAX``).
-        coarse_top_ms: the 1 ms grid covers ``0 < ms <= coarse_top_ms``; longer times raise ``IndexError``.
-        fine_cells: about how many cells each of the two finer grids may have (memory: 16 bytes each); it
-            sets ``mid_scale``, the largest power of two with ``fine_limit_ms * mid_scale <= fine_cells``, and
-            ``fine_scale`` the same way from ``mid_limit_ms``. At schema 6 with the default: 64 and 4,096.
-
-    Memory: 16 bytes per cell (two lists of shared objects): ``coarse_top_ms + 1`` coarse cells and at most
-    ``fine_cells`` in each finer grid; with the defaults about 1.2 MB, once per process and schema (the
-    coarse tables above the longest response time seen are never read).
-    """
-
-    __slots__ = ("schema", "coarse_top_ms", "coarse_index", "coarse_above", "fine_limit_ms", "mid_scale",
-                 "mid_index", "mid_above", "mid_limit_ms", "fine_scale", "fine_index", "fine_above")
-
-    def __init__(self, schema: int, coarse_top_ms: int = 65_536, fine_cells: int = 8_192) -> None:
-        self.schema = check_schema(schema)
-        self.coarse_top_ms = int(coarse_top_ms)
-        self.coarse_index, self.coarse_above = self._grid(1.0, self.coarse_top_ms + 1)
-        self.fine_limit_ms = self._finer_below(self.coarse_index, 1.0)
-        self.mid_scale = self._scale(self.fine_limit_ms, fine_cells)
-        self.mid_index, self.mid_above = self._grid(1.0 / self.mid_scale, int(self.fine_limit_ms * self.mid_scale) + 1)
-        self.mid_limit_ms = self._finer_below(self.mid_index, 1.0 / self.mid_scale)
-        self.fine_scale = self._scale(self.mid_limit_ms, fine_cells)
-        self.fine_index, self.fine_above = self._grid(1.0 / self.fine_scale, int(self.mid_limit_ms * self.fine_scale) + 1)
-
-    @staticmethod
-    def _finer_below(index: list[Any], width: float) -> float:
-        """The upper edge (ms) of a grid's last cell marked :data:`FINER` (0.0 when there is none): above it,
-        every cell holds at most one bound."""
-        finer = [c for c, k in enumerate(index) if k is FINER]
-        return finer[-1] * width if finer else 0.0
-
-    @staticmethod
-    def _scale(limit_ms: float, cells: int) -> float:
-        """The largest power of two ``scale`` with ``limit_ms * scale <= cells`` (at least 1)."""
-        scale = 1
-        while limit_ms * scale * 2 <= cells:
-            scale *= 2
-        return float(scale)
-
-    def _grid(self, width: float, cells: int) -> tuple[list[Any], list[float]]:
-        """Tables of the cells ``((c - 1) * width, c * width]``, ``c = 0 .. cells - 1`` (``width`` a power of
-        two, so that ``t / width`` is exact)."""
-        schema = self.schema
-        index: list[Any] = [None] * cells
-        above: list[float] = [inf] * cells
-        if cells < 2:
-            return index, above
-        # thresholds[j]: the largest value (ms) of bucket first + j, from the bucket of the second cell's
-        # lower edge to the bucket of the top; native_index(v) = first + (thresholds below v)
-        first = _positive_index(width, schema)
-        thresholds = [_threshold_ms(k, schema) for k in range(first, _positive_index((cells - 1) * width, schema) + 1)]
-        start = 1
-        for j, t in enumerate(thresholds):  # the cells whose upper edge is in (thresholds[j-1], t]: bucket first + j
-            end = min(cells, math.floor(t / width) + 1)
-            if end > start:
-                index[start:end] = [first + j] * (end - start)
-                start = end
-        inside: dict[int, int] = {}
-        for t in thresholds:  # a threshold strictly inside a cell splits it: below it one bucket lower
-            q = t / width
-            c = ceil(q)
-            if c != q and 1 <= c < cells:
-                inside[c] = inside.get(c, 0) + 1
-                if inside[c] == 1:
-                    index[c] -= 1
-                    above[c] = t
-        for c, n in inside.items():
-            if n > 1:
-                index[c], above[c] = FINER, inf
-        index[1], above[1] = FINER, inf  # the first cell reaches down to 0: infinitely many buckets
-        return index, above
-
-    def index(self, ms: float) -> int | None:
-        """:func:`native_index` of ``ms`` (milliseconds, ``>= 0``) through the tables: the hot path's code as a
-        method. Values above :attr:`coarse_top_ms` and NaN raise (``IndexError``, ``ValueError``)."""
-        k: int | None  # the tables' entries are ints, None (cell 0) or FINER, which the fine branch replaces
-        if ms > self.fine_limit_ms:
-            c = ceil(ms)
-            k = self.coarse_index[c]
-            if ms > self.coarse_above[c]:
-                k += 1
-            return k
-        if not ms >= 0.0:
-            raise ValueError(f"not a response time for the fast path: {ms!r}")
-        if ms > self.mid_limit_ms:
-            c = ceil(ms * self.mid_scale)
-            k = self.mid_index[c]
-            if ms > self.mid_above[c]:
-                k += 1
-            return k
-        c = ceil(ms * self.fine_scale)
-        k = self.fine_index[c]
-        if ms > self.fine_above[c]:
-            k += 1
-        elif k is FINER:
-            k = native_index(ms, self.schema)
-        return k
-
-    def memory_cells(self) -> int:
-        """Entries in the six tables (8 bytes each, plus one float per bound)."""
-        return 2 * (len(self.coarse_index) + len(self.mid_index) + len(self.fine_index))
-
-
-WINDOW_STEP = 64
-"""A hot window (:class:`NativeHotLayout`) starts and ends on multiples of this many positions (one power of
-two at schema 6), so that a few widenings cover an endpoint's response times."""
-
-
-class NativeHotLayout:
-    """Where the request listener counts native buckets: per endpoint, a plain list of counts over a window of
-    positions, one position per bucket that :class:`NativeIndexer`'s tables can give.
-
-    Position 0 is the zero bucket; position ``p >= 1`` is bucket ``p + offset`` at :attr:`schema`. The tables
-    here are the indexer's with every bucket index replaced by its position (None by 0; :data:`FINER` kept),
-    so the indexer's snippet gives positions as it stands. For a cell marked :data:`FINER` call
-    :meth:`position` instead of :func:`native_index`: it raises ``IndexError`` for a bucket below the first
-    position (response times below ``floor_ms``, 1 µs by default; the careful path records those).
-
-    **Hot windows.** An endpoint's hot list covers only the positions ``base .. base + len(hot) - 1`` its
-    response times needed so far (:meth:`window`; empty at first), so the listener does
-    ``i = p - base``, sends ``i < 0`` to the careful path, and counts ``hot[i] += 1`` (``IndexError`` past the
-    end: the careful path too). The careful path records the request and widens the window to the
-    :data:`WINDOW_STEP`-aligned span holding ``p``, so that the next ones take the fast path: a handful of
-    widenings per endpoint (at most one per power of two at schema 6). The zero bucket (response time
-    ``0.0``) is never in a window: those take the careful path each time.
-
-    Why a window of a plain list: measured in place in real runs (``bench.py``'s timed listener, 2026-12-02),
-    the listener with a full ``array('I')`` of all 1,665 positions cost 1.13-1.22% of Locust's CPU per request,
-    a full list 0.94-1.02% (an array's items are converted on every access; a list's are objects already), a
-    dict 1.28-1.33%. A full list is 13 KB per endpoint, a window of an endpoint whose response times span
-    five powers of two 2.5 KB.
-
-    Attributes:
-        schema, fine_limit_ms, mid_limit_ms, mid_scale, fine_scale: the indexer's.
-        coarse_index, coarse_above, mid_index, mid_above, fine_index, fine_above: its tables, indices as
-            positions.
-        offset: position ``p >= 1`` holds bucket ``p + offset``.
-        size: positions ``0 .. size - 1`` (every position the tables give, and one above).
-
-    Memory: the position tables (about 1.2 MB at schema 6, once per process and schema) and per endpoint 8
-    bytes per position of its window.
-    """
-
-    __slots__ = ("schema", "fine_limit_ms", "mid_limit_ms", "mid_scale", "fine_scale", "coarse_index",
-                 "coarse_above", "mid_index", "mid_above", "fine_index", "fine_above", "offset", "size")
-
-    def __init__(self, indexer: NativeIndexer, floor_ms: float = 0.001) -> None:
-        self.schema = indexer.schema
-        self.fine_limit_ms, self.mid_limit_ms = indexer.fine_limit_ms, indexer.mid_limit_ms
-        self.mid_scale, self.fine_scale = indexer.mid_scale, indexer.fine_scale
-        self.coarse_above, self.mid_above, self.fine_above = indexer.coarse_above, indexer.mid_above, indexer.fine_above
-        ints = [k for k in (*indexer.coarse_index, *indexer.mid_index, *indexer.fine_index) if type(k) is int]
-        low, high = (min(ints), max(ints)) if ints else (0, 0)
-        low = min(low, _positive_index(floor_ms, self.schema))
-        self.offset = low - 1
-        self.size = high - low + 3  # the zero bucket, low..high, and high + 1 (a cell's upper part: k + 1)
-        positions = {k: k - self.offset for k in range(low, high + 1)}  # one int object per position
-
-        def converted(table: list[Any]) -> list[Any]:
-            return [0 if k is None else k if k is FINER else positions[k] for k in table]
-
-        self.coarse_index, self.mid_index = converted(indexer.coarse_index), converted(indexer.mid_index)
-        self.fine_index = converted(indexer.fine_index)
-
-    def window(self, base: int, length: int, position: int) -> tuple[int, int]:
-        """The hot window ``(base, length)`` that covers the window ``base .. base + length - 1`` (none when
-        ``length`` is 0) and ``position``, its ends on multiples of :data:`WINDOW_STEP`, within
-        ``1 .. size - 1``. ``position`` 0 (the zero bucket) is not put in windows: ``ValueError``."""
-        if not 1 <= position < self.size:
-            raise ValueError(f"position {position} is not one a hot window holds (1 .. {self.size - 1})")
-        low, high = (min(base, position), max(base + length, position + 1)) if length else (position, position + 1)
-        low = max(1, low - low % WINDOW_STEP)
-        high = min(self.size, -(-high // WINDOW_STEP) * WINDOW_STEP)
-        return low, high - low
-
-    def position(self, ms: float) -> int:
-        """The list position of a response time of ``ms`` milliseconds (``>= 0``; :func:`native_index`);
-        ``IndexError`` when its bucket is below the list's first."""
-        index = native_index(ms, self.schema)
-        if index is None:
-            return 0
-        position = index - self.offset
-        if position < 1:
-            raise IndexError(f"{ms!r} ms: native bucket {index} below the hot list's first, {self.offset + 1}")
-        return position
-
-    def counts(self, hot: list[int], base: int) -> list[tuple[int | None, int]]:
-        """The non-zero counts of a hot window (positions ``base ..``) as ``(bucket index, n)`` pairs, for
-        :meth:`NativeHistogram.add_counts` at :attr:`schema`."""
-        return list(zip(compress(range(base + self.offset, base + self.offset + len(hot)), hot), filter(None, hot)))
-
-
 def _positive_index(ms: float, schema: int) -> int:
     """:func:`native_index` of a response time ``ms > 0`` (so never the zero bucket); ``ValueError`` if it is
-    in the zero bucket after all. For building :class:`NativeIndexer`'s tables, not for the hot path."""
+    in the zero bucket after all."""
     index = native_index(ms, schema)
     if index is None:
         raise ValueError(f"{ms!r} ms is in the zero bucket: not a response time > 0")
     return index
 
 
-def _threshold_ms(index: int, schema: int) -> float:
+def threshold_ms(index: int, schema: int) -> float:
     """The largest response time (ms) whose :func:`native_index` is ``<= index`` (``index`` not the zero
-    bucket's: the upper bound of bucket ``index`` is > 0)."""
+    bucket's: the upper bound of bucket ``index`` is > 0): where the bucket of ``index`` ends in milliseconds,
+    exactly (the double nearest ``upper_bound(index) * 1000``, moved by ulps until :func:`native_index` agrees;
+    :class:`~locust_metrics.bucketing.BatchBucketer`'s table)."""
     ms = upper_bound(index, schema) * 1000.0
     while _positive_index(ms, schema) > index:
         ms = math.nextafter(ms, -inf)
@@ -459,6 +222,17 @@ def _threshold_ms(index: int, schema: int) -> float:
         if _positive_index(up, schema) > index:
             return ms
         ms = up
+
+
+def _count_elements_fallback(mapping: dict[Any, int], iterable: Iterable[Any]) -> None:
+    """``mapping[item] += 1`` for each item (what ``collections._count_elements`` does in C)."""
+    get = mapping.get
+    for item in iterable:
+        mapping[item] = get(item, 0) + 1
+
+
+# collections' C helper behind Counter (CPython 3.2+); a Python equivalent where it is missing
+_count_elements: Any = getattr(__import__("collections"), "_count_elements", _count_elements_fallback)
 
 
 # ------------------------------------------------------------------------------------------------ accumulator
@@ -587,8 +361,8 @@ class NativeHistogram:
     def observe(self, ms: float) -> bool:
         """Count one response time of ``ms`` **milliseconds** (see :func:`native_index`); False (nothing
         counted) for NaN and infinities, which are not observations. Applies :attr:`max_buckets`.
-        Convenient for tests and slow paths; the request listener uses :class:`NativeIndexer` and
-        :meth:`add_counts`."""
+        For the careful path and tests; the listener's response times are counted in batches
+        (:meth:`add_indices`)."""
         if ms != ms or ms in (inf, -inf):
             return False
         index = native_index(ms, self.schema)
@@ -638,6 +412,18 @@ class NativeHistogram:
         if len(buckets) > self.max_buckets > 0:
             self.limit()
         return added
+
+    def add_indices(self, indices: Iterable[int | None]) -> None:
+        """Count one observation per item of ``indices``: bucket indices at this histogram's :attr:`schema`,
+        None for the zero bucket. The counting runs in C (``collections``' element counter, what ``Counter``
+        uses), a few tens of ns per item (:class:`~locust_metrics.bucketing.BatchBucketer`). Then
+        :attr:`max_buckets` applies."""
+        buckets: dict[Any, int] = self.buckets
+        _count_elements(buckets, indices)
+        if None in buckets:  # the zero bucket's count: out of the dict
+            self.zero_count += buckets.pop(None)
+        if len(buckets) > self.max_buckets > 0:
+            self.limit()
 
     def merge(self, other: NativeHistogram) -> None:
         """Add ``other``'s counts (exact: the finer of the two is reduced to the coarser schema first)."""
@@ -701,20 +487,17 @@ class NativeHistogram:
 __all__ = [
     "DEFAULT_MAX_BUCKETS",
     "DEFAULT_SCHEMA",
-    "FINER",
     "FRACTIONS",
     "SCHEMA_MAX",
     "SCHEMA_MIN",
-    "WINDOW_STEP",
     "ZERO_THRESHOLD",
     "NativeHistogram",
-    "NativeHotLayout",
-    "NativeIndexer",
     "check_schema",
     "index_of",
     "max_relative_error",
     "native_index",
     "pick_schema",
+    "threshold_ms",
     "reduce_index",
     "upper_bound",
 ]

@@ -29,7 +29,8 @@ from math import ceil
 from operator import add
 from typing import Any, NamedTuple
 
-from .native import FINER, SCHEMA_MAX, SCHEMA_MIN, NativeHistogram, NativeHotLayout, NativeIndexer
+from .bucketing import BatchBucketer
+from .native import SCHEMA_MAX, SCHEMA_MIN, NativeHistogram
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,13 @@ except ImportError:  # pragma: no cover - Locust always has it
 
 HOT_SUM, HOT_BYTES, HOT_NO_TIME, HOT_BUCKETS = 0, 1, 2, 3
 """Layout of a hot record (:attr:`EndpointStats.hot`): ``[sum_ms, response_bytes, requests without a
-response time, bucket 0, bucket 1, ..., +Inf bucket]``; bucket ``i`` is at ``HOT_BUCKETS + i``."""
+response time, bucket 0, bucket 1, ..., +Inf bucket]``; bucket ``i`` is at ``HOT_BUCKETS + i``. With native
+histograms on, the listener keeps the response times instead (:attr:`EndpointStats.native_times`): its records
+hold the bytes, the requests without a response time, and at :data:`HOT_TIMED` those with one; the sum and the
+buckets stay 0 (the fold counts them from the times)."""
+
+HOT_TIMED = HOT_BUCKETS
+"""With native histograms on: where a hot record counts its status's requests with a response time."""
 
 MAX_HOT_STATUSES = 8
 """Most status codes per endpoint with a hot record; requests with further status codes are exact too,
@@ -127,29 +134,18 @@ class NativeCopy(NamedTuple):
 
     Attributes:
         histogram: the native histogram as it was (shared with the entry until the entry changes it: read only).
-        hot: a copy of the entry's hot window (what the listener counted since the last fold, by position of
-            ``layout`` from ``base``), or None when it counted nothing. Copying the list is one C-level copy
-            (about 1 µs); finding its non-zero counts is left to :meth:`total`, out of the snapshot's instant.
-        base: the position of ``hot[0]``.
-        layout: the hot window's :class:`~locust_metrics.native.NativeHotLayout` (its schema and positions).
         pending: worker deltas ``(schema, zero count, [index, count, ...])`` not added yet.
     """
 
     histogram: NativeHistogram
-    hot: list[int] | None
-    base: int
-    layout: NativeHotLayout
     pending: Sequence[tuple[int, int, list[int]]]
 
     def total(self) -> NativeHistogram:
-        """:attr:`histogram` with everything else added: a new histogram when there is anything to add."""
+        """:attr:`histogram` with the worker deltas added: a new histogram when there are any."""
         histogram = self.histogram
-        counts = self.layout.counts(self.hot, self.base) if self.hot is not None else ()
-        if not counts and not self.pending:
+        if not self.pending:
             return histogram
         histogram = histogram.copy()
-        if counts:
-            histogram.add_counts(counts, self.layout.schema)
         for delta in self.pending:
             add_delta(histogram, delta)
         return histogram
@@ -211,12 +207,11 @@ class EndpointStats:
         hot: ``{status code: hot record}`` (layout: :data:`HOT_SUM`), at most :data:`MAX_HOT_STATUSES`.
         native: the endpoint's :class:`~locust_metrics.native.NativeHistogram` (its totals; None when native
             histograms are off), holding the same observations as :attr:`buckets` once folded.
-        native_hot: what the request listener counted since the last fold: a list of counts, one per position
-            of :attr:`native_layout` (:class:`~locust_metrics.native.NativeHotLayout`) in the endpoint's hot
-            window, from :attr:`native_base` on (empty at first; the careful path widens it); None when native
-            histograms are off.
-        native_base: the layout position of ``native_hot[0]``.
-        native_layout: that layout (shared by the recorder's entries), or None.
+        native_times: with native histograms on, the response times (ms, floats) the request listener kept
+            since the last fold, instead of bucketing them (the hot records count them per status, at
+            :data:`HOT_TIMED`): a fold buckets them, classic and native at once, with :attr:`native_bucketer`,
+            and starts a new list. None when native histograms are off.
+        native_bucketer: the recorder's :class:`~locust_metrics.bucketing.BatchBucketer`, or None.
         snapshot: the immutable record a scrape's snapshot last made of this entry while its hot records were
             zero (``snapshot.EndpointSnapshot``), or None; every change of the totals or failures drops it, so
             the next snapshot reuses it only when nothing changed (no copy: the snapshot's cost stays with the
@@ -228,13 +223,13 @@ class EndpointStats:
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
-        "failures", "hot", "native", "native_hot", "native_base", "native_layout", "native_pending", "native_shared",
+        "failures", "hot", "native", "native_times", "native_bucketer", "native_pending", "native_shared",
         "snapshot", "native_snapshot",
     )
 
     def __init__(
         self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None,
-        native: tuple[NativeHotLayout, int] | None = None,
+        native: tuple[BatchBucketer, int] | None = None,
     ) -> None:
         self.method = method
         self.name = name
@@ -247,16 +242,15 @@ class EndpointStats:
         self.statuses: dict[int, int] = {}
         self.failures: dict[str, int] = {}
         self.hot: dict[int, list[Any]] = {}
-        # native histograms (``native``: (hot layout, max buckets), or None when off)
+        # native histograms (``native``: (bucketer, max buckets), or None when off)
         self.native: NativeHistogram | None = None
-        self.native_hot: list[int] | None = None
-        self.native_base = 1
-        self.native_layout: NativeHotLayout | None = None
+        self.native_times: list[float] | None = None
+        self.native_bucketer: BatchBucketer | None = None
         if native is not None:
-            layout, max_buckets = native
-            self.native = NativeHistogram(layout.schema, max_buckets)
-            self.native_hot = []
-            self.native_layout = layout
+            bucketer, max_buckets = native
+            self.native = NativeHistogram(bucketer.schema, max_buckets)
+            self.native_times = []
+            self.native_bucketer = bucketer
         self.native_pending: list[tuple[int, int, list[int]]] = []  # worker deltas not added yet (add_native_wire)
         self.native_shared = False  # a snapshot holds self.native: copy it before changing it
         self.snapshot: Any = None
@@ -275,7 +269,11 @@ class EndpointStats:
             self.fold_pending()
 
     def fold_hot(self) -> None:
-        """Add the hot records into the totals and zero them, in place. Cheap when they are zero."""
+        """Add the hot records into the totals and zero them, in place (with native histograms on, bucket the
+        response times kept too). Cheap when they are zero."""
+        if self.native_times is not None:
+            self._fold_times()
+            return
         dirty = [(status, record) for status, record in self.hot.items() if any(record)]
         if dirty:
             self.snapshot = self.native_snapshot = None
@@ -287,27 +285,39 @@ class EndpointStats:
             zero = [0.0, 0, 0] + [0] * len(self.buckets)
             for _, record in dirty:
                 record[:] = zero
-            # the listener counts a native bucket only with a classic one: clean hot records, clean hot window
-            hot, layout = self.native_hot, self.native_layout
-            if hot is not None and layout is not None:
-                counts = layout.counts(hot, self.native_base)
-                if counts:
-                    self.writable_native().add_counts(counts, layout.schema)
-                    self.native_hot = [0] * len(hot)  # the listener reads the attribute per request
+
+    def _fold_times(self) -> None:
+        """:meth:`fold_hot` with native histograms on: the hot records' counts (layout :data:`HOT_TIMED`),
+        then the response times kept, bucketed in one batch (classic buckets, their sum, slow requests, and
+        the native histogram)."""
+        changed = False
+        statuses = self.statuses
+        for status, record in self.hot.items():
+            if record[HOT_BYTES] or record[HOT_NO_TIME] or record[HOT_TIMED]:
+                changed = True
+                statuses[status] = statuses.get(status, 0) + record[HOT_NO_TIME] + record[HOT_TIMED]
+                self.response_bytes += record[HOT_BYTES]
+                record[HOT_BYTES] = record[HOT_NO_TIME] = record[HOT_TIMED] = 0
+        times, bucketer = self.native_times, self.native_bucketer
+        if times and bucketer is not None:
+            self.native_times = []  # the listener reads the attribute per request
+            classic, sum_ms = bucketer.count(times, self.writable_native())
+            self.buckets = list(map(add, self.buckets, classic))
+            self.sum_ms += sum_ms
+            self.slow += sum(classic[self.slow_index + 1 :])
+        if changed:
+            self.snapshot = self.native_snapshot = None
 
     def copy_native(self) -> NativeCopy | None:
         """A copy of the native histogram, of what the listener counted since the last fold and of the worker
         deltas not added yet, without adding them (a scrape's snapshot: take it in the same instant as
         :meth:`copy_unfolded`; :meth:`NativeCopy.total` adds them later, in a slice of its own). None when
         native histograms are off."""
-        native, layout = self.native, self.native_layout
-        if native is None or layout is None:
+        if self.native is None:
             return None
-        hot = self.native_hot
-        dirty = hot is not None and any(map(any, self.hot.values()))  # see fold_hot()
+        self.fold_hot()  # the response times kept: bucketed now (see copy_unfolded)
         self.native_shared = True  # copy on write: the next change copies it first (writable_native)
-        return NativeCopy(native, hot[:] if hot is not None and dirty else None, self.native_base, layout,
-                          tuple(self.native_pending))
+        return NativeCopy(self.native, tuple(self.native_pending))
 
     def writable_native(self) -> NativeHistogram:
         """The native histogram, to change: a copy of it first when a snapshot holds it (:meth:`copy_native`
@@ -322,20 +332,10 @@ class EndpointStats:
 
     def add_native(self, time_ms: float) -> None:
         """Count one response time (ms, already sanitized by the careful path: finite, ``>= 0``) in the native
-        histogram, and widen the hot window to hold its position (so the next ones take the fast path; not for
-        the zero bucket, nor below the layout's first position). Nothing when native histograms are off."""
-        if self.native is not None and self.native_layout is not None:
-            self.fold()  # the hot window is all zeros now: a new one needs no copy
+        histogram. Nothing when native histograms are off."""
+        if self.native is not None:
+            self.fold()  # the times kept first: the histogram sees the requests in order
             self.writable_native().observe(time_ms)
-            layout, hot = self.native_layout, self.native_hot
-            try:
-                position = layout.position(time_ms)
-            except IndexError:
-                return
-            if (0 < position < layout.size and hot is not None
-                    and not self.native_base <= position < self.native_base + len(hot)):
-                self.native_base, length = layout.window(self.native_base, len(hot), position)
-                self.native_hot = [0] * length
 
     def add_native_wire(self, wire: Any) -> None:
         """Take a worker's native delta (:meth:`NativeHistogram.to_wire` form), to be added at the next
@@ -369,7 +369,11 @@ class EndpointStats:
 
     def copy_unfolded(self) -> Unfolded:
         """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
-        snapshot (no list arithmetic), which folds the copies later, in slices (:func:`fold_records`)."""
+        snapshot (no list arithmetic), which folds the copies later, in slices (:func:`fold_records`). With
+        native histograms on, a fold first (the response times kept are bucketed only by one): the hot
+        records copied are then zero. A served scrape has folded in slices just before: few are left."""
+        if self.native_times is not None:
+            self.fold_hot()
         hot = self.hot
         # usually all zero (a served scrape folds first): then one C-level check, no comprehension frame
         dirty = [(status, tuple(record)) for status, record in hot.items() if any(record)] if any(map(any, hot.values())) else ()
@@ -604,7 +608,6 @@ class RequestRecorder:
             NativeHistogram(*native)  # ValueError naming a bad schema or bound
         changed = native != getattr(self, "native", None)
         self.native = native
-        self._native_layout = None if native is None else native_layout(native[0])
         if changed and hasattr(self, "record"):
             self.record, self.on_request = self._make_listener()
         self.default_slow_ms = float(default_slow_ms)
@@ -621,6 +624,7 @@ class RequestRecorder:
         # in place: the listener holds these lists
         self._bounds[:] = self.bounds_ms
         self._table[:] = bucket_table(self.bounds_ms, offset=HOT_BUCKETS)
+        self._bucketer = None if native is None else batch_bucketer(self.bounds_ms, native[0])
 
     # ------------------------------------------------------------------ the hot path
     def _make_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
@@ -707,28 +711,16 @@ class RequestRecorder:
         return record, on_request
 
     def _make_native_listener(self) -> tuple[Callable[..., None], Callable[..., None]]:
-        """:meth:`_make_listener` with a native histogram too: the same code, plus the bucket of the response
-        time at the recorder's schema from :class:`~locust_metrics.native.NativeIndexer`'s tables (its
-        docstring's snippet, inlined, on :class:`~locust_metrics.native.NativeHotLayout`'s tables of list
-        positions; ``ceil(response_time)`` shared with the classic table) and one count in the endpoint's
-        :attr:`EndpointStats.native_hot` window. Times beyond the tables (65.5 s), below the first position
-        (1 µs), in the zero bucket or outside the endpoint's hot window raise ``IndexError`` before any change:
-        the careful path records them (and widens the window)."""
+        """:meth:`_make_listener` for native histograms: the same checks, but no bucketing here. It appends the
+        response time (as a float) to the endpoint's :attr:`EndpointStats.native_times` and counts the request
+        in its status's hot record (:data:`HOT_TIMED`); a fold buckets the times, classic and native at once,
+        in a batch (:class:`~locust_metrics.bucketing.BatchBucketer`). Times over
+        :data:`MAX_RESPONSE_TIME_MS` take the careful path, which caps them."""
         by_name = self._by_name
-        bounds = self._bounds
-        table = self._table
         careful = self._record_carefully
         careful_failure = self._record_failure_carefully
-        bisect = bisect_left
         label_of = error_label
-        layout = self._native_layout
-        assert layout is not None
-        fine_limit, mid_limit = layout.fine_limit_ms, layout.mid_limit_ms
-        mid_scale, fine_scale = layout.mid_scale, layout.fine_scale
-        coarse_index, coarse_above = layout.coarse_index, layout.coarse_above
-        mid_index, mid_above = layout.mid_index, layout.mid_above
-        fine_index, fine_above = layout.fine_index, layout.fine_above
-        finer, position = FINER, layout.position
+        top = MAX_RESPONSE_TIME_MS
 
         def record(
             request_type: Any, name: Any, response_time: Any, response_length: Any, response: Any, exception: Any
@@ -747,36 +739,14 @@ class RequestRecorder:
                     counts[2] += 1  # HOT_NO_TIME
                     counts[1] = response_bytes
                 else:
-                    if not (response_time >= 0.0 and response_length >= 0):
+                    ms = response_time + 0.0  # a float (or TypeError: the careful path)
+                    # negative, NaN, over MAX_RESPONSE_TIME_MS, or a bad length: the careful path
+                    if not (0.0 <= ms <= top and response_length >= 0):
                         raise ValueError
-                    cell = ceil(response_time)
-                    index = table[cell]
-                    if index is None:
-                        index = bisect(bounds, response_time) + 3  # HOT_BUCKETS
-                    if response_time > fine_limit:  # NativeIndexer's snippet, on list positions
-                        k = coarse_index[cell]  # IndexError above its top: the careful path
-                        if response_time > coarse_above[cell]:
-                            k += 1
-                    elif response_time > mid_limit:
-                        cell = ceil(response_time * mid_scale)
-                        k = mid_index[cell]
-                        if response_time > mid_above[cell]:
-                            k += 1
-                    else:
-                        cell = ceil(response_time * fine_scale)
-                        k = fine_index[cell]
-                        if response_time > fine_above[cell]:
-                            k += 1
-                        elif k is finer:
-                            k = position(response_time)  # IndexError below the list: the careful path
-                    k -= endpoint.native_base  # the endpoint's hot window (NativeHotLayout)
-                    if k < 0:  # below the window (or the zero bucket): the careful path
-                        raise IndexError
-                    sum_ms = counts[0] + response_time  # 0: HOT_SUM
-                    endpoint.native_hot[k] += 1  # type: ignore[index]  # IndexError above the window: careful path
-                    # nothing below raises (index is a position of the record)
-                    counts[index] += 1
-                    counts[0] = sum_ms
+                    times = endpoint.native_times
+                    # nothing below raises (times is a list)
+                    times.append(ms)  # type: ignore[union-attr]
+                    counts[3] += 1  # HOT_TIMED
                     counts[1] = response_bytes
             except Exception:
                 careful(request_type, name, response_time, response_length, response, exception)
@@ -941,9 +911,9 @@ class RequestRecorder:
 
     def _new_endpoint(self, method: str, name: str) -> EndpointStats:
         slow_ms = self.slow_threshold_for(name)
-        layout = self._native_layout
+        bucketer = self._bucketer
         return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms),
-                             None if layout is None or self.native is None else (layout, self.native[1]))
+                             None if bucketer is None or self.native is None else (bucketer, self.native[1]))
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).
@@ -982,17 +952,20 @@ class RequestRecorder:
         }
 
 
-_LAYOUTS: dict[int, NativeHotLayout] = {}
+_BUCKETERS: dict[tuple[tuple[float, ...], int], BatchBucketer] = {}
 
 
-def native_layout(schema: int) -> NativeHotLayout:
-    """The :class:`~locust_metrics.native.NativeHotLayout` of ``schema`` (from its
-    :class:`~locust_metrics.native.NativeIndexer`), built once per process (tens of ms, about 3 MB at schema 6)
-    and shared by every recorder."""
-    layout = _LAYOUTS.get(schema)
-    if layout is None:
-        layout = _LAYOUTS[schema] = NativeHotLayout(NativeIndexer(schema))
-    return layout
+def batch_bucketer(bounds_ms: tuple[float, ...], schema: int) -> BatchBucketer:
+    """The :class:`~locust_metrics.bucketing.BatchBucketer` of these classic bounds (ms) and native schema,
+    built once per process (some 20 ms at schema 6) and shared by every recorder with those settings (the
+    last 8 kept)."""
+    key = (tuple(bounds_ms), schema)
+    bucketer = _BUCKETERS.get(key)
+    if bucketer is None:
+        if len(_BUCKETERS) >= 8:
+            _BUCKETERS.pop(next(iter(_BUCKETERS)))
+        bucketer = _BUCKETERS[key] = BatchBucketer(*key)
+    return bucketer
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -309,7 +309,7 @@ class LoopPacer:
 
     def _arm(self) -> None:
         if self._timer is None:
-            self._timer = self._loop.timer(0.000001)  # one turn of the loop, as _gevent_pause
+            self._timer = self._loop.timer(0.000001)  # one turn of the loop, as gevent_pause
         if not self._timer.active:
             self._timer.start(self._release)
 
@@ -330,7 +330,7 @@ class LoopPacer:
 _FRESH_TURN_TRIES = 8  # pauses at most before an unsplittable piece of work goes on in a turn others used
 
 
-def _gevent_pause() -> None:
+def gevent_pause() -> None:
     """Give the gevent loop back for one iteration: pending I/O and due timers run, then we resume.
 
     A (1 µs) timer, not ``gevent.sleep(0)``: sleep(0) only queues a callback, and gevent runs queued
@@ -410,13 +410,13 @@ class ScrapeRenderer:
             self._protobuf = ProtobufEncoder()
         return self._protobuf
 
-    def fold(self, pause: Callable[[], None] | None = None) -> None:
-        """Fold the hot records of every endpoint into its totals, calling ``pause`` about every
-        :data:`SLICE_S` seconds of work (the loop turn's budget, see :class:`LoopPacer`). Changes no exported
-        value, so it may yield between endpoints."""
+    def fold(self, pause: Callable[[], None] | None = None, recorder: RequestRecorder | None = None) -> None:
+        """Fold the hot records of every endpoint of ``recorder`` (default: the exported one) into its totals,
+        calling ``pause`` about every :data:`SLICE_S` seconds of work (the loop turn's budget, see
+        :class:`LoopPacer`). Changes no exported value, so it may yield between endpoints."""
         clock, next_deadline = time.perf_counter, self.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
-        for endpoint in list(self.recorder().endpoints.values()):
+        for endpoint in list((recorder or self.recorder()).endpoints.values()):
             endpoint.fold()
             if pause is not None and clock() >= deadline:
                 pause()
@@ -426,7 +426,7 @@ class ScrapeRenderer:
         self,
         accept: str | None,
         accept_encoding: str | None = None,
-        pause: Callable[[], None] | None = _gevent_pause,
+        pause: Callable[[], None] | None = gevent_pause,
         names: list[str] | None = None,
         *,
         fresh: bool = False,
@@ -603,7 +603,7 @@ class ScrapeRenderer:
         self,
         accept: str | None,
         accept_encoding: str | None = None,
-        pause: Callable[[], None] | None = _gevent_pause,
+        pause: Callable[[], None] | None = gevent_pause,
         names: list[str] | None = None,
         *,
         fresh: bool = False,

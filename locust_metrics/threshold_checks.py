@@ -36,7 +36,7 @@ SLICE_S = 0.001
 
 
 def _pause() -> None:
-    gevent.sleep(0.000001)  # one turn of the loop (a timer; see rendering._gevent_pause)
+    gevent.sleep(0.000001)  # one turn of the loop (a timer; see rendering.gevent_pause)
 
 
 class ThresholdChecks:

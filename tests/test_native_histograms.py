@@ -23,14 +23,13 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from locust_metrics import native
 from locust_metrics import protobuf as pb
+from locust_metrics.bucketing import BatchBucketer
 from locust_metrics.native import (
-    FINER,
     FRACTIONS,
     SCHEMA_MAX,
     SCHEMA_MIN,
     ZERO_THRESHOLD,
     NativeHistogram,
-    NativeIndexer,
     index_of,
     native_index,
     pick_schema,
@@ -193,72 +192,33 @@ def test_native_index_is_index_of_the_value_in_seconds(ms: float, schema: int) -
     assert native_index(ms, schema) == index_of(ms / 1000.0, schema)
 
 
-# ----------------------------------------------------------------------------------------------- fast path
-_INDEXERS: dict[int, NativeIndexer] = {}
+# ----------------------------------------------------------------------------------------------- batches
+_BUCKETERS: dict[int, BatchBucketer] = {}
 
 
-def indexer(schema: int) -> NativeIndexer:
-    if schema not in _INDEXERS:
-        _INDEXERS[schema] = NativeIndexer(schema)
-    return _INDEXERS[schema]
-
-
-def _docstring_hot_path() -> str:
-    """The inlined hot path exactly as NativeIndexer's docstring shows it (so the documentation stays true)."""
-    doc = NativeIndexer.__doc__ or ""
-    block = doc.split("locals bound once)::", 1)[1].split("\n\n", 2)[1]
-    lines = block.splitlines()
-    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
-    return "\n".join(line[indent:] for line in lines)
-
-
-def hot_path(ix: NativeIndexer):
-    source = "def index(rt):\n" + "\n".join("    " + line for line in _docstring_hot_path().splitlines()) + "\n    return k\n"
-    namespace = {
-        "ceil": math.ceil, "FINER": FINER, "native_index": native_index, "schema": ix.schema,
-        "fine_limit_ms": ix.fine_limit_ms, "coarse_index": ix.coarse_index, "coarse_above": ix.coarse_above,
-        "mid_limit_ms": ix.mid_limit_ms, "mid_scale": ix.mid_scale, "mid_index": ix.mid_index,
-        "mid_above": ix.mid_above, "fine_scale": ix.fine_scale, "fine_index": ix.fine_index, "fine_above": ix.fine_above,
-    }
-    exec(source, namespace)
-    return namespace["index"]
+def bucketer(schema: int) -> BatchBucketer:
+    if schema not in _BUCKETERS:
+        _BUCKETERS[schema] = BatchBucketer((1.0, 2.5, 100.0, 1000.0), schema)
+    return _BUCKETERS[schema]
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)
-def test_the_tables_agree_with_native_index_at_every_threshold_and_cell_edge(schema: int) -> None:
-    ix = indexer(schema)
-    inline = hot_path(ix)
-    values = [0.0, -0.0, 5e-324, 1e-300, 1e-9]
-    for limit in (ix.fine_limit_ms, ix.mid_limit_ms):
-        values += [limit, math.nextafter(limit, 0.0), math.nextafter(limit, math.inf)]
-    values += [c / ix.mid_scale for c in range(0, int(ix.fine_limit_ms * ix.mid_scale) + 1, 7)]
-    values += [c / ix.fine_scale for c in range(0, int(ix.mid_limit_ms * ix.fine_scale) + 1, 7)]
-    values += [float(c) for c in range(0, 65_537, 13)]
-    first, last = native_index(1 / ix.fine_scale, schema), native_index(65_535.0, schema)
-    for k in range(first, last + 1):
-        t = native._threshold_ms(k, schema)
-        values += [t, math.nextafter(t, 0.0), math.nextafter(t, math.inf)]
-    for ms in values:
-        if ms <= 65_536.0:
-            expected = native_index(ms, schema)
-            assert ix.index(ms) == expected, (schema, ms)
-            assert inline(ms) == expected, (schema, ms)
+def test_threshold_ms_is_where_a_bucket_ends_in_milliseconds(schema: int) -> None:
+    for k in range(native_index(0.001, schema), native_index(2.0**20, schema) + 1, 5):
+        t = native.threshold_ms(k, schema)
+        assert native_index(t, schema) == k and native_index(math.nextafter(t, math.inf), schema) == k + 1
 
 
-@settings(max_examples=500, deadline=None)
-@given(ms=response_ms, schema=st.sampled_from(SCHEMAS))
-def test_the_tables_agree_with_native_index(ms: float, schema: int) -> None:
-    assert indexer(schema).index(ms) == native_index(ms, schema)
-
-
-def test_the_tables_end_where_documented() -> None:
-    ix = indexer(6)
-    with pytest.raises(IndexError):
-        ix.index(65_537.5)
-    assert 80 < ix.fine_limit_ms < 92 and ix.mid_scale == 64 and 1 < ix.mid_limit_ms < 1.5 and ix.fine_scale == 4096
-    assert all(k is not FINER for k in ix.coarse_index[int(ix.fine_limit_ms) + 1 :])
-    assert all(k is not FINER for k in ix.mid_index[int(ix.mid_limit_ms * ix.mid_scale) + 1 :])
-    assert max(len(ix.mid_index), len(ix.fine_index)) < 8_192  # small enough to stay in the caches
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(response_ms.filter(lambda ms: 0.0 <= ms <= MAX_RESPONSE_TIME_MS), max_size=60),
+       schema=st.sampled_from(SCHEMAS))
+def test_a_batch_lands_where_native_index_puts_each_time(times: list[float], schema: int) -> None:
+    histogram = NativeHistogram(schema, 0)
+    bucketer(schema).count([t + 0.0 for t in times], histogram)
+    reference = NativeHistogram(schema, 0)
+    for t in times:
+        reference.observe(t)
+    assert histogram == reference
 
 
 # ----------------------------------------------------------------------------------------------- accumulator
@@ -483,8 +443,8 @@ class Fixture:
     BOUNDS_S = (0.005, 0.05, 0.5, 5.0)
     RAW_MS = (
         [3.0, 7.5, 12.25, 42.0, 99.9, 100.0, 250.0, 1000.0, 1024.0, 4999.0]  # typical
-        + [native._threshold_ms(k, 6) for k in (-300, -200, -100, -10, 0, 5)]  # bucket bounds exactly
-        + [math.nextafter(native._threshold_ms(-100, 6), math.inf), 0.0, -0.0, -25.0, 1e-300, 1e-40, 5e-324]
+        + [native.threshold_ms(k, 6) for k in (-300, -200, -100, -10, 0, 5)]  # bucket bounds exactly
+        + [math.nextafter(native.threshold_ms(-100, 6), math.inf), 0.0, -0.0, -25.0, 1e-300, 1e-40, 5e-324]
         + [math.nan, math.inf, -math.inf, 1e15, 2e12]  # not observed; huge (capped at MAX_RESPONSE_TIME_MS)
     )
 
@@ -593,8 +553,8 @@ def test_hostile_values_go_where_the_classic_histogram_puts_them() -> None:
     top = max(native_hist.buckets)
     assert top == native_index(MAX_RESPONSE_TIME_MS, 6) and native_hist.buckets[top] == 2  # 1e15 and 2e12, capped
     # every bound lands in its own bucket, the next double in the next one
-    assert native_hist.buckets[native_index(native._threshold_ms(-100, 6), 6)] >= 1
-    assert native_index(math.nextafter(native._threshold_ms(-100, 6), math.inf), 6) == -99
+    assert native_hist.buckets[native_index(native.threshold_ms(-100, 6), 6)] >= 1
+    assert native_index(math.nextafter(native.threshold_ms(-100, 6), math.inf), 6) == -99
 
 
 # ----------------------------------------------------------------------------------------------- Prometheus

@@ -10,7 +10,7 @@ import pytest
 from support import CountingRecorder, Response, make_recorder
 
 from locust_metrics.distributed import PayloadMerger, take_payload
-from locust_metrics.native import WINDOW_STEP, NativeHistogram, native_index, upper_bound
+from locust_metrics.native import NativeHistogram, native_index, upper_bound
 from locust_metrics.options import Settings
 from locust_metrics.recorder import MAX_RESPONSE_TIME_MS, RequestRecorder
 
@@ -74,56 +74,47 @@ def test_hostile_values_land_where_the_classic_histogram_puts_them() -> None:
     assert native.buckets[capped] == 3  # 1e12 and, capped to it, 2e12 and 1e15
 
 
-def test_the_fast_path_takes_buckets_in_the_hot_window_and_the_careful_path_widens_it() -> None:
-    """A response time outside the endpoint's hot window (empty at first) is recorded once by the careful path,
-    which widens the window to hold it; later ones take the fast path, across folds. The zero bucket is never
-    in a window: a response time of 0 takes the careful path every time."""
+def test_the_fast_path_keeps_response_times_and_a_fold_counts_them() -> None:
+    """After an endpoint's first request (the careful path), every request takes the fast path, zeros and
+    minute-long ones alike: it keeps the response time, and a fold counts and frees them."""
     settings = Settings.from_kwargs(native_histograms=True)
     recorder = CountingRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), 500, settings.native())
     times = [0.0, 0.05, 0.5, 3.0, 40.0, 333.3, 5000.0, 60_000.0]  # each in a power of two of its own
     for ms in times:
         recorder.record("GET", "/a", ms, 1, Response(200), None)
-    assert recorder.careful_calls == len(times)  # a new endpoint (with 0.0), then one widening each
+    assert recorder.careful_calls == 1  # the new endpoint (with 0.0)
     endpoint = recorder.endpoints[("GET", "/a")]
-    layout = endpoint.native_layout
-    base, length = endpoint.native_base, len(endpoint.native_hot)
-    assert base == layout.position(0.05) // WINDOW_STEP * WINDOW_STEP and base % WINDOW_STEP == 0
-    assert base + length - 1 >= layout.position(60_000.0) and length % WINDOW_STEP == 0
+    assert endpoint.native_times == times[1:]
     for _ in range(3):
         for ms in times:
             recorder.record("GET", "/a", ms, 1, Response(200), None)
-        endpoint.fold()  # the window survives the fold
-    assert recorder.careful_calls == len(times) + 3  # only the three zeros
-    assert (endpoint.native_base, len(endpoint.native_hot)) == (base, length)
+        endpoint.fold()
+        assert endpoint.native_times == []
+    assert recorder.careful_calls == 1
     assert endpoint.native == reference(times * 4, 6, 160) and endpoint.native.count == endpoint.count == 32
 
 
-def test_a_typical_endpoint_needs_a_few_widenings_and_a_small_window() -> None:
-    """Lognormal response times (median 120 ms, p99 about 500 ms): nearly every request takes the fast path,
-    and the window spans a few powers of two, not the layout's 1,665 positions."""
-    settings = Settings.from_kwargs(native_histograms=True)
-    recorder = CountingRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), 500, settings.native())
-    times = [120.0 * math.exp(0.6 * z) for z in (i / 1000 - 3 for i in range(6001))]  # z from -3 to 3
+def test_a_snapshot_buckets_the_kept_times_first() -> None:
+    """With native histograms on, the classic buckets, sum and slow count come from the kept times too: a
+    snapshot's copies fold first, and agree with the classic reference."""
+    recorder = make_recorder(native_histograms=True, slow_threshold=300)
+    times = [120.0 * math.exp(0.6 * z) for z in (i / 1000 - 3 for i in range(6001))]  # lognormal-like
     for ms in times:
-        recorder.record("GET", "/a", ms, 1, Response(200), None)
+        recorder.record("GET", "/a", ms, 1, Response(200 if ms < 400 else 503), None)
     endpoint = recorder.endpoints[("GET", "/a")]
-    assert recorder.careful_calls <= 1 + 6  # a new endpoint, then at most one widening per power of two
-    assert len(endpoint.native_hot) <= 7 * WINDOW_STEP < endpoint.native_layout.size // 3
+    assert len(endpoint.native_times) == sum(ms >= 400 for ms in times) - 1  # after the first 503 (careful: folds)
+    unfolded = endpoint.copy_unfolded()
+    assert endpoint.native_times == [] and not unfolded.hot
     assert endpoint.copy_native().total() == reference(times, 6, 160)
-
-
-def test_hot_windows_are_aligned_and_bounded() -> None:
-    layout = make_recorder(native_histograms=True)._native_layout
-    assert layout.window(1, 0, 100) == (64, 64)  # an empty window: the step holding the position
-    assert layout.window(64, 64, 300) == (64, 256)  # grown up to the step holding 300
-    assert layout.window(256, 64, 70) == (64, 256)  # grown down
-    assert layout.window(256, 64, 1) == (1, 319)  # clipped at position 1
-    top = layout.size - 1
-    low, length = layout.window(1, 0, top)
-    assert low + length == layout.size  # clipped at the top
-    for bad in (0, -1, layout.size):
-        with pytest.raises(ValueError, match=f"position {bad}"):
-            layout.window(64, 64, bad)
+    classic = make_recorder(slow_threshold=300)
+    for ms in times:
+        classic.record("GET", "/a", ms, 1, Response(200 if ms < 400 else 503), None)
+    expected = classic.endpoints[("GET", "/a")].folded()
+    totals = unfolded.totals
+    assert list(totals.buckets) == expected.buckets and dict(totals.statuses) == expected.statuses
+    assert (totals.slow, totals.response_bytes) == (expected.slow, expected.response_bytes)
+    assert 0 < expected.slow < len(times)
+    assert totals.sum_ms == pytest.approx(expected.sum_ms, rel=1e-12)
 
 
 def test_off_keeps_the_classic_listener_and_records_no_native() -> None:
@@ -163,7 +154,7 @@ def test_the_bucket_bound_reduces_the_schema_and_keeps_totals_exact() -> None:
     assert len(endpoint.native.buckets) <= 8 and endpoint.native.schema < 6
     assert endpoint.native == reference(values, 6, 8)
     assert endpoint.native.count == endpoint.count == len(values)
-    assert not any(endpoint.native_hot)
+    assert endpoint.native_times == []
 
 
 def test_worker_payloads_merge_exactly_across_schemas() -> None:
@@ -297,3 +288,35 @@ def test_a_worker_adopting_native_histograms_records_them_for_its_own_endpoint_t
     # once it holds data, it keeps its settings (what it served stays as it was)
     sync.reconfigure("worker-0", lambda r: r.configure(r.bounds_ms, r.default_slow_ms, (), 500, None))
     assert recorder.native is None and totals.native == (6, 160)
+
+
+def test_locusts_usage_monitor_folds_the_kept_times() -> None:
+    """Nobody scrapes: Locust's periodic usage_monitor event folds (so the kept response times are bucketed and
+    freed), with native histograms on; off, it leaves the hot records for a scrape."""
+    from locust import User, task
+    from locust.env import Environment
+
+    from locust_metrics.exporter import MetricsExporter
+
+    class _User(User):
+        @task
+        def nothing(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    for native in (True, False):
+        env = Environment(user_classes=[_User])
+        exporter = MetricsExporter(env, Settings.from_kwargs(port=0, native_histograms=native)).start()
+        try:
+            for ms in (0.0, 12.5, 12.5, 340.0, 7_000.0):
+                env.events.request.fire(request_type="GET", name="/m", response_time=ms, response_length=10,
+                                        response=Response(200), exception=None, context={})
+            endpoint = exporter.recorder.endpoints[("GET", "/m")]
+            assert any(map(any, endpoint.hot.values())) and (not native or len(endpoint.native_times) == 4)
+            env.events.usage_monitor.fire(environment=env, cpu_usage=12.0, memory_usage=1_000_000)
+            if native:
+                assert endpoint.native_times == [] and not any(map(any, endpoint.hot.values()))
+                assert endpoint.native.count == endpoint.count == 5 and endpoint.slow == 1
+            else:
+                assert any(map(any, endpoint.hot.values()))
+        finally:
+            exporter.stop()

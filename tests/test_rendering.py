@@ -450,7 +450,7 @@ def test_the_default_pause_lets_timers_and_io_run_between_slices(monkeypatch) ->
     fired: list[int] = []
     pauses: list[int] = []
     timer = gevent.spawn_later(0.0002, lambda: fired.append(len(pauses)))
-    original = scraping._gevent_pause
+    original = scraping.gevent_pause
 
     def counting_pause() -> None:
         pauses.append(1)

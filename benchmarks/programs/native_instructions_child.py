@@ -5,7 +5,8 @@
 
 ``VARIANT``: ``empty`` (no listener), ``off`` / ``on`` (locust-metrics' recorder attached as ``install()`` does,
 native histograms off / on, default schema and bucket bound), ``naive`` (``bench.naive_listener``). The events are
-``bench._events(2048, 50)``, each fired once before the loop (first sightings), then ``N`` events in turn; the
+``bench._events(2048, 50)``, each fired once before the loop (first sightings), then ``N`` events in turn, every
+entry folded after each 2,048 (with native histograms on, the fold buckets the response times kept); the
 objects made before the loop are frozen (``gc.freeze()``).
 """
 
@@ -27,6 +28,7 @@ from locust_metrics.recorder import RequestRecorder  # noqa: E402
 variant, n = sys.argv[1], int(sys.argv[2])
 env = Environment(user_classes=[bench._BenchUser])
 hook = env.events.request
+recorder = None
 if variant in ("off", "on"):
     settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
     recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
@@ -40,5 +42,9 @@ for kwargs in events:  # first sightings: the same in both runs
     fire(**kwargs)
 gc.collect()
 gc.freeze()
+folds = [] if recorder is None else [e.fold for e in recorder.endpoints.values()]
 for i in range(n):
     fire(**events[i % 2048])
+    if i % 2048 == 2047:  # what a scrape does first, once per pass: the deferred work counts
+        for fold in folds:
+            fold()
