@@ -11,7 +11,8 @@ Environment (set by ``bench.py``'s ``_LocustRun``):
 * ``BENCH_TOGGLE=seconds``: switch the plugin's listener and a scrape per second on and off in phases of that
   length (ABBA), and write ``{"on": ..., "off": ..., "phases": ...}``; ``BENCH_TOGGLE_PARTS`` (diagnosis):
   which of ``listener,scrape`` to switch on;
-* ``BENCH_TIME_LISTENER=1``: time the plugin's listener in place on every request;
+* ``BENCH_TIME_LISTENER=1``: time the plugin's listener in place on every request, and every fold of its
+  entries (``EndpointStats.fold_hot``: the deferred part of the listener's work, done by scrapes);
 * ``BENCH_NO_LISTENER=1`` (diagnosis): the plugin minus its request listener.
 """
 
@@ -36,7 +37,7 @@ class NoWaitUser(FastHttpUser):
 
 _stopped = gevent.event.Event()
 _measurer = []
-_timed = {"ns": 0, "calls": 0}
+_timed = {"ns": 0, "calls": 0, "fold_ns": 0}
 
 
 @events.init.add_listener
@@ -51,6 +52,19 @@ def _time_listener(environment, **_kwargs):
         return
     hook, listener, clock = environment.events.request, exporter.recorder.on_request, time.perf_counter_ns
     record = exporter.recorder.record
+
+    from locust_metrics.recorder import EndpointStats
+
+    fold_hot = EndpointStats.fold_hot
+
+    def timed_fold(self):
+        before = clock()
+        start = clock()
+        fold_hot(self)
+        end = clock()
+        _timed["fold_ns"] += (end - start) - (start - before)
+
+    EndpointStats.fold_hot = timed_fold  # every fold of this process: scrapes, snapshots, the careful path
 
     def timed(request_type, name, response_time, response_length, response, exception):
         before = clock()
@@ -85,7 +99,7 @@ def _measure(environment, warmup, window):
     stats = environment.stats.total
     _stopped.wait(warmup)
     requests, wall, cpu = stats.num_requests, time.perf_counter(), time.process_time()
-    timed_ns, timed_calls = _timed["ns"], _timed["calls"]
+    timed_ns, timed_calls, fold_ns = _timed["ns"], _timed["calls"], _timed["fold_ns"]
     _stopped.wait(window)
     figures = {
         "requests": stats.num_requests - requests,
@@ -94,6 +108,7 @@ def _measure(environment, warmup, window):
         "cpu_s": time.process_time() - cpu,
         "listener_ns": _timed["ns"] - timed_ns,
         "listener_calls": _timed["calls"] - timed_calls,
+        "fold_ns": _timed["fold_ns"] - fold_ns,
         "native_histograms": _native(environment),
     }
     with open(os.environ["BENCH_RESULT"], "w") as handle:
