@@ -2,7 +2,7 @@
 
 With native histograms on, the request listener does not bucket a response time at all: it appends it to its
 endpoint's list (:attr:`~locust_metrics.recorder.EndpointStats.native_times`), and the next fold (a scrape, a
-worker's report, Locust's ``usage_monitor`` every few seconds) counts the list with :class:`BatchBucketer`:
+worker's report, the exporter every second: ``exporter.FOLD_INTERVAL_S``) counts the list with :class:`BatchBucketer`:
 one C-level ``bisect`` per response time into a table of **cuts**, the union of the classic bucket bounds and
 of the native buckets' largest response times, so that every interval between two cuts lies in one classic
 and one native bucket. ``collections.Counter`` counts the positions (C-level too); then one Python step per

@@ -290,13 +290,14 @@ def test_a_worker_adopting_native_histograms_records_them_for_its_own_endpoint_t
     assert recorder.native is None and totals.native == (6, 160)
 
 
-def test_locusts_usage_monitor_folds_the_kept_times() -> None:
-    """Nobody scrapes: Locust's periodic usage_monitor event folds (so the kept response times are bucketed and
-    freed), with native histograms on; off, it leaves the hot records for a scrape."""
+def test_the_exporter_folds_the_kept_times_every_second() -> None:
+    """Nobody scrapes: the exporter's fold loop buckets and frees the kept response times every
+    FOLD_INTERVAL_S, with native histograms on; off, it leaves the hot records for a scrape."""
+    import gevent
     from locust import User, task
     from locust.env import Environment
 
-    from locust_metrics.exporter import MetricsExporter
+    from locust_metrics.exporter import FOLD_INTERVAL_S, MetricsExporter
 
     class _User(User):
         @task
@@ -312,7 +313,7 @@ def test_locusts_usage_monitor_folds_the_kept_times() -> None:
                                         response=Response(200), exception=None, context={})
             endpoint = exporter.recorder.endpoints[("GET", "/m")]
             assert any(map(any, endpoint.hot.values())) and (not native or len(endpoint.native_times) == 4)
-            env.events.usage_monitor.fire(environment=env, cpu_usage=12.0, memory_usage=1_000_000)
+            gevent.sleep(FOLD_INTERVAL_S + 0.3)
             if native:
                 assert endpoint.native_times == [] and not any(map(any, endpoint.hot.values()))
                 assert endpoint.native.count == endpoint.count == 5 and endpoint.slow == 1
@@ -320,3 +321,4 @@ def test_locusts_usage_monitor_folds_the_kept_times() -> None:
                 assert any(map(any, endpoint.hot.values()))
         finally:
             exporter.stop()
+        assert exporter._folder is None
