@@ -32,6 +32,7 @@ Design notes and measurements: ``docs/native-histograms.md``.
 
 from __future__ import annotations
 
+import collections
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
@@ -232,7 +233,7 @@ def _count_elements_fallback(mapping: dict[Any, int], iterable: Iterable[Any]) -
 
 
 # collections' C helper behind Counter (CPython 3.2+); a Python equivalent where it is missing
-_count_elements: Any = getattr(__import__("collections"), "_count_elements", _count_elements_fallback)
+_count_elements: Any = getattr(collections, "_count_elements", _count_elements_fallback)
 
 
 # ------------------------------------------------------------------------------------------------ accumulator

@@ -19,6 +19,7 @@ convert to seconds only when rendering.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import numbers
@@ -309,10 +310,10 @@ class EndpointStats:
             self.snapshot = self.native_snapshot = None
 
     def copy_native(self) -> NativeCopy | None:
-        """A copy of the native histogram, of what the listener counted since the last fold and of the worker
-        deltas not added yet, without adding them (a scrape's snapshot: take it in the same instant as
-        :meth:`copy_unfolded`; :meth:`NativeCopy.total` adds them later, in a slice of its own). None when
-        native histograms are off."""
+        """After a fold of the response times kept (as :meth:`copy_unfolded` does), a copy of the native
+        histogram and of the worker deltas not added yet, without adding those (a scrape's snapshot: take it
+        in the same instant as :meth:`copy_unfolded`; :meth:`NativeCopy.total` adds them later, in a slice of
+        its own). None when native histograms are off."""
         if self.native is None:
             return None
         self.fold_hot()  # the response times kept: bucketed now (see copy_unfolded)
@@ -952,20 +953,12 @@ class RequestRecorder:
         }
 
 
-_BUCKETERS: dict[tuple[tuple[float, ...], int], BatchBucketer] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def batch_bucketer(bounds_ms: tuple[float, ...], schema: int) -> BatchBucketer:
-    """The :class:`~locust_metrics.bucketing.BatchBucketer` of these classic bounds (ms) and native schema,
-    built once per process (some 20 ms at schema 6) and shared by every recorder with those settings (the
-    last 8 kept)."""
-    key = (tuple(bounds_ms), schema)
-    bucketer = _BUCKETERS.get(key)
-    if bucketer is None:
-        if len(_BUCKETERS) >= 8:
-            _BUCKETERS.pop(next(iter(_BUCKETERS)))
-        bucketer = _BUCKETERS[key] = BatchBucketer(*key)
-    return bucketer
+    """The :class:`~locust_metrics.bucketing.BatchBucketer` of these classic bounds (ms, a tuple) and native
+    schema, built once per process (some 20 ms at schema 6) and shared by every recorder with those settings
+    (the 8 used last kept)."""
+    return BatchBucketer(bounds_ms, schema)
 
 
 def _short(value: Any, limit: int = 80) -> str:

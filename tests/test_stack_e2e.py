@@ -59,6 +59,7 @@ RUN_TIME = 35  # seconds of load; the whole module takes about a minute
 AUTOQUIT = 3  # seconds the master stays up after the test: both Prometheus scrape its final numbers (1 s interval)
 TEST_FOR = 2  # seconds: every alert's `for:` in the test copy of the rules
 MIN_DATA_SHARE = 0.9  # "nearly all" dashboard queries return data
+RATE_INTERVAL = 4  # seconds: what run_queries substitutes for $__rate_interval
 
 
 def rules_test_copy(for_seconds: int) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def run_queries(stack: Stack, variables: dict[str, str], prom: PrometheusServer 
     """
     prom = prom or stack.prometheus
     start, now = stack.start - 5, time.time()
-    values = {"__rate_interval": "4s", "__interval": "1s", "__range": f"{int(now - start)}s",
+    values = {"__rate_interval": f"{RATE_INTERVAL}s", "__interval": "1s", "__range": f"{int(now - start)}s",
               "__range_s": str(int(now - start)), "baseline": "15s", **variables}
     outcomes = []
     for name, board in load_dashboards().items():
@@ -469,7 +470,6 @@ def test_with_native_histograms_on_the_heatmap_shows_native_buckets(native_outco
     assert not outcome(native_outcomes, main, HEATMAP, "B").values, "the classic query gives way to the native one"
 
 
-RATE_INTERVAL = 4.0  # seconds: what run_queries substitutes for $__rate_interval
 SERIES_START_RATIO = (2 / 3, 1.4)
 """The bounds of slow ratio = rate(slow counter) / histogram_count(rate(native histogram)) in a rate window that
 holds the first sample of both series. Prometheus 2.42 extrapolates the two differently there: the float counter
@@ -492,10 +492,10 @@ def test_with_native_histograms_on_the_main_dashboard_shows_the_run(stack, nativ
                  and o.query.panel["title"] == "Endpoints"}
     table_p95 = {s["metric"]["name"]: float(s["value"][1]) for s in endpoints[(main, "Endpoints", "F")].values}
     assert 1.1 / 1.022 < table_p95["/reports/sales"] <= 2.0, table_p95
-    slow = series_by(outcome(native_outcomes, main, "Slow ratio against the threshold"), "name")
+    ratio = outcome(native_outcomes, main, "Slow ratio against the threshold")
+    slow = series_by(ratio, "name")
     # every sales report is slow: 1.0 wherever both series are sampled over the whole rate window (exactly: the
     # same requests, scraped together), within SERIES_START_RATIO where the window holds their first sample
-    ratio = outcome(native_outcomes, main, "Slow ratio against the threshold")
     points = [(t, float(v)) for series in ratio.values if series["metric"].get("name") == "/reports/sales"
               for t, v in sample_points(series) if not math.isnan(float(v))]
     first = min(t for series in stack.native.query('locust_slow_requests_total{name="/reports/sales"}[10m]',
