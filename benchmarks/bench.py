@@ -255,12 +255,47 @@ def _environment(variant: str, native: bool = False) -> tuple[Environment, Reque
     return env, recorder
 
 
+def warmed_fires(
+    environments: dict[str, tuple[Environment, RequestRecorder | None]], events: list[dict[str, Any]]
+) -> list[tuple[str, Callable[..., None], list[Callable[[], None]]]]:
+    """``(variant, its event's fire, the folds of its recorder's entries)`` per variant, each variant's
+    ``events`` fired once first (first sightings of every name and status: the warm-up)."""
+    fires = []
+    for variant, (env, recorder) in environments.items():
+        fire = env.events.request.fire
+        for kwargs in events:
+            fire(**kwargs)
+        fires.append((variant, fire, [] if recorder is None else [e.fold for e in recorder.endpoints.values()]))
+    return fires
+
+
+def paired_rounds(
+    fires: list[tuple[str, Callable[..., None], list[Callable[[], None]]]], events: list[dict[str, Any]], rounds: int
+) -> dict[str, list[float]]:
+    """Nanoseconds per event of each variant in ``rounds`` paired rounds: every round fires ``events`` through
+    each variant, in an order that rotates (and reverses) from round to round, each followed by the folds of
+    its entries (what a scrape does first: our deferred work is part of the cost). ``{variant: [ns per event,
+    one per round]}``."""
+    per_event: dict[str, list[float]] = {variant: [] for variant, _, _ in fires}
+    for index in range(rounds):
+        order = fires[index % len(fires):] + fires[: index % len(fires)]
+        for variant, fire, fold_all in order if index % 2 == 0 else reversed(order):
+            start = time.perf_counter_ns()
+            for kwargs in events:
+                fire(**kwargs)
+            for fold in fold_all:
+                fold()
+            per_event[variant].append((time.perf_counter_ns() - start) / len(events))
+    return per_event
+
+
 def bench_hot_path(chunk: int, names: int, rounds: int, native: bool = False) -> dict[str, float]:
     """Nanoseconds per ``request`` event for each variant (see module docstring), in paired rounds; locust-metrics
     with native histograms when ``native``.
 
     Every round fires the same ``chunk`` events (over ``names`` entries) through each variant, in an
-    order that rotates from round to round. A variant's added cost is the median over rounds of its time
+    order that rotates from round to round (:func:`paired_rounds`), ours each followed by a fold of every
+    entry. A variant's added cost is the median over rounds of its time
     minus the no-listener time of the same round: rounds last tens of milliseconds, so each difference
     is taken on one machine state, and bursts of noise on this shared VM (which slow everything by up
     to 40% for seconds) cancel out instead of landing on one variant.
@@ -269,26 +304,7 @@ def bench_hot_path(chunk: int, names: int, rounds: int, native: bool = False) ->
     # so a huge list of pre-made events would measure memory traffic instead of listeners
     events = _events(chunk, names)
     variants = ("empty", "bare", "plugin", "naive", "both", "listener")
-    environments = {variant: _environment(variant, native) for variant in variants}
-    for env, _ in environments.values():  # warm up: first sightings of every name and status
-        fire = env.events.request.fire
-        for kwargs in events:
-            fire(**kwargs)
-
-    def folds(recorder: RequestRecorder | None) -> list[Callable[[], None]]:
-        return [] if recorder is None else [e.fold for e in recorder.endpoints.values()]
-
-    fires = [(variant, env.events.request.fire, folds(recorder)) for variant, (env, recorder) in environments.items()]
-    per_event: dict[str, list[float]] = {variant: [] for variant in variants}
-    for index in range(rounds):
-        order = fires[index % len(fires):] + fires[: index % len(fires)]
-        for variant, fire, fold_all in order if index % 2 == 0 else reversed(order):
-            start = time.perf_counter_ns()
-            for kwargs in events:
-                fire(**kwargs)
-            for fold in fold_all:  # what a scrape does first: our deferred work is part of the cost
-                fold()
-            per_event[variant].append((time.perf_counter_ns() - start) / chunk)
+    per_event = paired_rounds(warmed_fires({v: _environment(v, native) for v in variants}, events), events, rounds)
     empty = per_event["empty"]
     added = {variant: [t - e for t, e in zip(per_event[variant], empty)] for variant in variants if variant != "empty"}
     result = {"chunk": chunk, "rounds": rounds, "empty_ns": statistics.median(empty)}

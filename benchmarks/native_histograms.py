@@ -166,105 +166,22 @@ def encode_costs(endpoints: int = 500, schema: int = 6, repeats: int = 9) -> Non
     print(f"  ratio protobuf / text: {p / t:.0%}")
 
 
-def _fast_response(status_code: int):
-    """A real ``FastResponse`` over a real geventhttpclient response (as ``benchmarks/bench.py`` makes them)."""
-    from geventhttpclient.response import HTTPResponse
-    from locust.contrib.fasthttp import FastResponse
+def hot_path_costs(chunk: int = 2048, names: int = 50, rounds: int = 200, seed: int = 1) -> dict[str, float]:
+    """Nanoseconds added per ``request`` event by the recorder with native histograms off and on (default schema
+    and bucket bound), and by ``bench.py``'s naive prometheus_client listener, each alone on a Locust
+    ``Environment`` (attached as ``install()`` does it), in the same interleaved rounds of ``chunk`` events,
+    ours each followed by a fold of every entry (its cost counts: with native histograms on, the bucketing of the
+    kept response times): ``bench.py``'s hot path (:func:`bench.paired_rounds`, events from ``bench._events``:
+    lognormal(3.5, 0.8) mod 1500 ms, 2% failures, ``names`` entries), with off and on side by side. Each added
+    cost is the median over rounds of the variant's time minus the no-listener time of the same round. Returns
+    the medians and the ratios; prints them."""
+    import bench
 
-    parsed = HTTPResponse()
-    parsed.feed(f"HTTP/1.1 {status_code} Whatever\r\nContent-Length: 0\r\n\r\n".encode())
-    return FastResponse(parsed)
-
-
-def hot_path_costs(chunk: int = 2048, names: int = 10, rounds: int = 200, seed: int = 1) -> dict[str, float]:
-    """Nanoseconds added per ``request`` event by the recorder with native histograms off and on (schema 6, 160
-    buckets), and by a naive prometheus_client listener, each alone on a Locust ``Environment`` (attached as
-    ``install()`` does it), in interleaved rounds of ``chunk`` events, ours each followed by a fold of every
-    entry (its cost counts: with native histograms on, the bucketing of the kept response times); each added cost is the median over
-    rounds of the variant's time minus the no-listener time of the same round (``benchmarks/bench.py``'s
-    method). Events as ``bench.py`` draws them: lognormal(3.5, 0.8) mod 1500 ms, 2% failures, ``names``
-    entries. Returns the medians and the ratios; prints them."""
-    from locust import User, task
-    from locust.env import Environment
-    from locust.exception import CatchResponseError
-    from prometheus_client import Counter, Histogram
-
-    from locust_metrics.dispatch import attach
-    from locust_metrics.options import Settings
-    from locust_metrics.recorder import RequestRecorder
-
-    class _User(User):
-        @task
-        def nothing(self) -> None:  # pragma: no cover - never runs
-            pass
-
-    rng = random.Random(seed)
-    ok, not_found, error = _fast_response(200), _fast_response(404), _fast_response(500)
-    events = []
-    for i in range(chunk):
-        roll = rng.random()
-        response, exception = ok, None
-        if roll < 0.01:
-            response, exception = not_found, Exception("404 Client Error")
-        elif roll < 0.02:
-            response, exception = error, CatchResponseError("payment failed")
-        events.append({
-            "request_type": "POST" if i % names % 4 == 0 else "GET", "name": f"/api/endpoint/{i % names}",
-            "response_time": rng.lognormvariate(3.5, 0.8) % 1500, "response_length": 512, "response": response,
-            "context": {}, "exception": exception, "start_time": 0.0, "url": None,
-        })
-
-    def naive(registry: CollectorRegistry):
-        buckets = Settings.from_kwargs().buckets_s
-        duration = Histogram("naive_request_duration_seconds", "d", ["method", "name"], buckets=buckets, registry=registry)
-        requests = Counter("naive_requests_total", "r", ["method", "name", "status_code"], registry=registry)
-        failures = Counter("naive_request_failures_total", "f", ["method", "name", "error"], registry=registry)
-        slow = Counter("naive_slow_requests_total", "s", ["method", "name"], registry=registry)
-        size = Counter("naive_response_size_bytes_total", "b", ["method", "name"], registry=registry)
-
-        def on_request(request_type, name, response_time, response_length, response=None, exception=None, **_kw):
-            if response_time is not None:
-                duration.labels(request_type, name).observe(response_time / 1000.0)
-                if response_time > 1000:
-                    slow.labels(request_type, name).inc()
-            requests.labels(request_type, name, str(getattr(response, "status_code", 0))).inc()
-            size.labels(request_type, name).inc(response_length)
-            if exception:
-                failures.labels(request_type, name, type(exception).__name__).inc()
-
-        return on_request
-
-    def environment(variant: str) -> tuple[Environment, RequestRecorder | None]:
-        env = Environment(user_classes=[_User])
-        recorder = None
-        if variant in ("off", "on"):
-            settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
-            recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
-                                       settings.native())
-            assert attach(env.events.request, recorder.on_request, recorder.record)
-        elif variant == "naive":
-            env.events.request.add_listener(naive(CollectorRegistry()))
-        return env, recorder
-
-    variants = ("empty", "off", "on", "naive")
-    fires = []
-    for variant in variants:
-        env, recorder = environment(variant)
-        fire = env.events.request.fire
-        for kwargs in events:  # warm up: first sightings of every name, status and bucket
-            fire(**kwargs)
-        folds = [] if recorder is None else [e.fold for e in recorder.endpoints.values()]
-        fires.append((variant, fire, folds))
-    times: dict[str, list[float]] = {variant: [] for variant in variants}
-    for index in range(rounds):
-        order = fires[index % len(fires):] + fires[: index % len(fires)]
-        for variant, fire, folds in order if index % 2 == 0 else reversed(order):
-            start = time.perf_counter_ns()
-            for kwargs in events:
-                fire(**kwargs)
-            for fold in folds:  # what a scrape does first: the deferred work counts
-                fold()
-            times[variant].append((time.perf_counter_ns() - start) / chunk)
+    events = bench._events(chunk, names, seed)
+    environments = {"empty": bench._environment("empty"), "off": bench._environment("plugin", native=False),
+                    "on": bench._environment("plugin", native=True), "naive": bench._environment("naive")}
+    times = bench.paired_rounds(bench.warmed_fires(environments, events), events, rounds)
+    variants = tuple(environments)
     added = {v: [t - e for t, e in zip(times[v], times["empty"])] for v in variants[1:]}
     result = {f"{v}_added_ns": statistics.median(added[v]) for v in variants[1:]}
     result["off_vs_naive"] = statistics.median(o / n for o, n in zip(added["off"], added["naive"]) if n > 0)
@@ -287,22 +204,17 @@ def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: 
     OpenMetrics one, against ``generate_latest`` of the same registry (text, classic only); and the longest
     stretch between two pauses of the protobuf scrape (what it holds the event loop). Medians of ``repeats``;
     traffic is added between repeats so that every scrape folds. Prints them."""
+    import bench
     from bench import PROMETHEUS_NATIVE_ACCEPT as NATIVE_ACCEPT  # Prometheus 2.42 with native histograms on
-    from locust import User, task
     from locust.env import Environment
 
     from locust_metrics.exporter import MetricsExporter
     from locust_metrics.options import Settings
     from locust_metrics.scraping import gevent_pause as gevent_pause
 
-    class _User(User):
-        @task
-        def nothing(self) -> None:  # pragma: no cover - never runs
-            pass
-
-    exporter = MetricsExporter(Environment(user_classes=[_User]), Settings.from_kwargs(port=0, native_histograms=True))
+    exporter = MetricsExporter(Environment(user_classes=[bench._BenchUser]), Settings.from_kwargs(port=0, native_histograms=True))
     rng = random.Random(seed)
-    ok = _fast_response(200)
+    ok = bench._Response(200)
     record = exporter.recorder.record
 
     def traffic(n: int) -> None:

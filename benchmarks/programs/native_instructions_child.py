@@ -18,24 +18,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, ".."))  # benchmarks/ (bench)
 sys.path.insert(0, os.path.join(_HERE, "..", ".."))  # the repository (locust_metrics), first
 import bench  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from locust_metrics.dispatch import attach  # noqa: E402
-from locust_metrics.options import Settings  # noqa: E402
-from locust_metrics.recorder import RequestRecorder  # noqa: E402
 
 variant, n = sys.argv[1], int(sys.argv[2])
-env = Environment(user_classes=[bench._BenchUser])
+env, recorder = bench._environment("plugin", native=variant == "on") if variant in ("off", "on") else bench._environment(variant)
 hook = env.events.request
-recorder = None
-if variant in ("off", "on"):
-    settings = Settings.from_kwargs(port=0, native_histograms=variant == "on")
-    recorder = RequestRecorder(settings.bounds_ms(), settings.slow_threshold_ms, (), settings.max_names,
-                               settings.native())
-    assert attach(hook, recorder.on_request, recorder.record)
-elif variant == "naive":
-    hook.add_listener(bench.naive_listener(CollectorRegistry()))
 events = bench._events(2048, 50)
 fire = hook.fire
 for kwargs in events:  # first sightings: the same in both runs
