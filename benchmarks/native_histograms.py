@@ -16,6 +16,9 @@ Prints, as medians (and minima) of interleaved repeats on this machine:
   (``--hot-path``: this section only; ``--instructions``: the same in instructions, counted by callgrind);
 * a protobuf scrape of 500 endpoints through the exporter (fold, snapshot, sliced render: CPU and longest
   slice) against ``generate_latest`` (``--scrape``: this section only);
+* milliseconds one fold of one busy endpoint holds the event loop, by how many response times it kept (1,000
+  to 50,000: one process's requests to that endpoint in the second between two folds) (``--fold``: this
+  section only);
 * milliseconds to encode a protobuf scrape of 500 endpoints (each a histogram with 21 classic buckets and
   about 40 populated native ones, three counters and a gauge) with the ``protobuf`` library, against
   ``prometheus_client.generate_latest`` of the same families in the text format (classic buckets only).
@@ -263,6 +266,39 @@ def scrape_costs(names: int = 500, per_name: int = 400, repeats: int = 7, seed: 
     return result
 
 
+def fold_stall(sizes: tuple[int, ...] = (1_000, 5_000, 25_000, 50_000), repeats: int = 9, seed: int = 1) -> dict[int, float]:
+    """Milliseconds one fold of one busy endpoint holds the event loop, by how many response times it kept
+    (``sizes``): the exporter folds every ``exporter.FOLD_INTERVAL_S`` (1 s), so the response times kept are one
+    process's requests to that endpoint in a second, and one endpoint's fold is not split (the sliced scrape and
+    fold loop pause only between endpoints). The times are ``bench.py``'s (lognormal, median 33 ms) recorded
+    through the listener's fast path with native histograms on; the fold is ``EndpointStats.fold`` (the batch
+    bucketing, classic and native, and the hot records). Medians of ``repeats``; prints them, with the budget of a
+    loop stall (5 ms), and returns ``{size: ms}``."""
+    import bench
+
+    recorder = bench._recorder(bench._settings(native=True))
+    ok = bench._Response(200)
+    rng = random.Random(seed)
+    times = [rng.lognormvariate(3.5, 0.8) % 1500 for _ in range(max(sizes))]
+    record = recorder.record
+    record("GET", "/busy", 1.0, 0, ok, None)  # the endpoint's first request (the careful path)
+    endpoint = recorder.endpoints[("GET", "/busy")]
+    endpoint.fold()
+    result: dict[int, float] = {}
+    for size in sizes:
+        runs = []
+        for _ in range(repeats):
+            for t in times[:size]:
+                record("GET", "/busy", t, 512, ok, None)
+            start = time.perf_counter()
+            endpoint.fold()
+            runs.append(1e3 * (time.perf_counter() - start))
+        result[size] = statistics.median(runs)
+    print("fold of one endpoint with native histograms on: ms the loop is held, by response times kept (budget 5):")
+    print("  " + ", ".join(f"{size:,}: {ms:.2f} ms" for size, ms in result.items()))
+    return result
+
+
 INSTRUCTIONS_CHILD = str(Path(__file__).resolve().parent / "programs" / "native_instructions_child.py")
 """The program callgrind runs for :func:`hot_path_instructions` (``python INSTRUCTIONS_CHILD VARIANT N``)."""
 
@@ -305,6 +341,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--hot-path"]:
         hot_path_costs()
         sys.exit(0)
+    if sys.argv[1:] == ["--fold"]:
+        fold_stall()
+        sys.exit(0)
     if sys.argv[1:] == ["--scrape"]:
         scrape_costs()
         sys.exit(0)
@@ -314,6 +353,7 @@ if __name__ == "__main__":
     print(f"protobuf {pb.__name__}: {__import__('google.protobuf').protobuf.__version__}, "
           f"implementation {__import__('google.protobuf.internal.api_implementation', fromlist=['Type']).Type()}")
     bucketing_costs()
+    fold_stall()
     encode_costs()
     hot_path_costs()
     scrape_costs()

@@ -59,6 +59,15 @@ listener keeps response times for a fold to bucket in a batch (``bucketing.py``)
 what was kept (about 1 ms per second of a Locust process at full speed on this project's VM, in slices of
 one endpoint). A scrape folds too."""
 
+FOLD_CHECK_S = 0.25
+"""... and this often (seconds) it folds the endpoints that kept :data:`FOLD_AT_TIMES` response times or more
+since their last fold: one endpoint's fold is not split, so a very busy endpoint is folded sooner, before its
+fold could hold the event loop for long."""
+
+FOLD_AT_TIMES = 5_000
+"""An endpoint with this many response times kept is folded at the next :data:`FOLD_CHECK_S` (about 1 ms of
+work on this project's VM; 25,000 took 4.4-5.9 ms: ``benchmarks/native_histograms.py --fold``)."""
+
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a listener so that an exception is logged once (per listener), counted and swallowed."""
@@ -199,17 +208,23 @@ class MetricsExporter:
     def _fold_loop(self) -> None:
         """Every :data:`FOLD_INTERVAL_S`, with native histograms on, fold the recorder the listener writes (in
         slices, as a scrape does), so that the response times it keeps are bucketed and freed in batches of
-        about a second, scraped or not. Runs until :meth:`stop`."""
+        about a second, scraped or not; every :data:`FOLD_CHECK_S` in between, only its endpoints that kept
+        :data:`FOLD_AT_TIMES` or more. Runs until :meth:`stop`."""
         import gevent
 
+        checks = max(1, round(FOLD_INTERVAL_S / FOLD_CHECK_S))
+        turn = 0
         while True:
-            gevent.sleep(FOLD_INTERVAL_S)
-            self._fold_native()
+            gevent.sleep(FOLD_CHECK_S)
+            turn += 1
+            self._fold_native(everything=turn % checks == 0)
 
     @_guarded
-    def _fold_native(self) -> None:
+    def _fold_native(self, everything: bool = True) -> None:
+        """With native histograms on, fold every endpoint of the recorder (``everything``), or only those that
+        kept :data:`FOLD_AT_TIMES` response times or more, in slices (``ScrapeRenderer.fold``)."""
         if self.recorder.native is not None:
-            self.renderer.fold(gevent_pause, self.recorder)
+            self.renderer.fold(gevent_pause, self.recorder, at_least=0 if everything else FOLD_AT_TIMES)
 
     def _push_body(self) -> tuple[str, bytes]:
         """What a push sends, ``(content_type, body)``: a scrape rendered in slices that give the loop back.

@@ -410,13 +410,19 @@ class ScrapeRenderer:
             self._protobuf = ProtobufEncoder()
         return self._protobuf
 
-    def fold(self, pause: Callable[[], None] | None = None, recorder: RequestRecorder | None = None) -> None:
+    def fold(
+        self, pause: Callable[[], None] | None = None, recorder: RequestRecorder | None = None, at_least: int = 0
+    ) -> None:
         """Fold the hot records of every endpoint of ``recorder`` (default: the exported one) into its totals,
         calling ``pause`` about every :data:`SLICE_S` seconds of work (the loop turn's budget, see
-        :class:`LoopPacer`). Changes no exported value, so it may yield between endpoints."""
+        :class:`LoopPacer`). Changes no exported value, so it may yield between endpoints. With ``at_least``
+        (> 0), only the endpoints that kept that many response times or more for their native histogram
+        (``EndpointStats.native_times``; none with native histograms off)."""
         clock, next_deadline = time.perf_counter, self.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
         for endpoint in list((recorder or self.recorder()).endpoints.values()):
+            if at_least > 0 and len(endpoint.native_times or ()) < at_least:
+                continue
             endpoint.fold()
             if pause is not None and clock() >= deadline:
                 pause()

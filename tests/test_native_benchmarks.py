@@ -22,6 +22,7 @@ def test_hot_path_and_scrape_sections_run() -> None:
     assert {"off_added_ns", "on_added_ns", "naive_added_ns", "on_vs_naive"} <= set(hot)
     scrape = bench.scrape_costs(names=5, per_name=10, repeats=1)
     assert scrape["protobuf_ms"] > 0 and scrape["longest_slice_ms"] > 0
+    assert set(bench.fold_stall(sizes=(10, 100), repeats=1)) == {10, 100}
 
 
 def test_instruction_count_children_run() -> None:

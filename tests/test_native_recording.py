@@ -322,3 +322,35 @@ def test_the_exporter_folds_the_kept_times_every_second() -> None:
         finally:
             exporter.stop()
         assert exporter._folder is None
+
+
+def test_the_exporter_folds_a_busy_endpoint_sooner() -> None:
+    """An endpoint that kept FOLD_AT_TIMES response times is folded at the next FOLD_CHECK_S (its fold is not
+    split: it should not grow for a whole second); a check folds no quieter endpoint, the full fold does."""
+    import gevent
+    from locust.env import Environment
+
+    from locust_metrics.exporter import FOLD_AT_TIMES, FOLD_CHECK_S, FOLD_INTERVAL_S, MetricsExporter
+
+    assert FOLD_CHECK_S < FOLD_INTERVAL_S
+    env = Environment(user_classes=[])
+    exporter = MetricsExporter(env, Settings.from_kwargs(port=0, native_histograms=True)).start()
+    try:
+        def fire(name: str, n: int) -> None:
+            for i in range(n):
+                env.events.request.fire(request_type="GET", name=name, response_time=1.0 + i % 300,
+                                        response_length=10, response=Response(200), exception=None, context={})
+
+        fire("/quiet", 4)
+        fire("/busy", FOLD_AT_TIMES + 1)
+        busy, quiet = (exporter.recorder.endpoints[("GET", name)] for name in ("/busy", "/quiet"))
+        exporter._fold_native(everything=False)  # what a check does
+        assert busy.native_times == [] and busy.native.count == busy.count == FOLD_AT_TIMES + 1
+        assert len(quiet.native_times) == 3 and quiet.native.count == 1  # the first request: careful path
+        fire("/busy", FOLD_AT_TIMES)
+        gevent.sleep(2 * FOLD_CHECK_S + 0.1)  # the loop's next check (a slower machine only folds more)
+        assert busy.native_times == [] and busy.native.count == busy.count == 2 * FOLD_AT_TIMES + 1
+        exporter._fold_native()  # what a full fold does
+        assert quiet.native_times == [] and quiet.native.count == quiet.count == 4
+    finally:
+        exporter.stop()
