@@ -35,7 +35,8 @@ same machine state. Sections:
   the same machine noise (an A/A control of this design measured 99.9%, pairs 99.2-101.6%; harsher than a real
   run, as the processes evict each other's caches). And the listener timed in place on every request
   of a real run, with every fold of its entries (the deferred part of its work: with native histograms on,
-  the bucketing of the kept response times), against Locust's CPU per request. Budget: >= 99%.
+  the bucketing of the kept response times), against Locust's CPU per request; the same again with the
+  requests spread over 50 request names (smaller batches per fold). Budget: >= 99%.
 * **scrape**: at 10, 100 and 500 endpoint names with the default buckets, (1) the CPU time of a scrape
   (snapshot + rendering, thread CPU time) against prometheus_client's ``generate_latest`` of the same
   registry, text format, and the same for what Prometheus asks for (OpenMetrics + gzip) against
@@ -145,6 +146,12 @@ PROMETHEUS_NATIVE_ACCEPT = (
 """The ``Accept`` header of Prometheus 2.42 with ``--enable-feature=native-histograms`` (protobuf first; the
 benchmarks' one copy, ``benchmarks/native_histograms.py`` uses it too; tests/test_native_histograms.py checks its
 own against what a real Prometheus sends)."""
+
+
+MANY_NAMES = 50
+"""The end-to-end section's second set of runs timed in place spreads the requests over this many request names
+(``BENCH_NAMES``), as the hot path's events do: the folds' batches are then each name's requests of about a
+second, instead of all of them."""
 
 
 def scrape_accept(native: bool) -> str:
@@ -747,7 +754,7 @@ class _LocustRun:
     def __init__(
         self, workdir: str, target: _Target, plugin: bool, seconds: float, users: int, pin: list[str],
         toggle_s: float = 0.0, time_listener: bool = False, window: tuple[float, float] | None = None,
-        native: bool = False,
+        native: bool = False, names: int = 1,
     ) -> None:
         self.plugin = plugin
         self.accept = scrape_accept(native)
@@ -773,6 +780,7 @@ class _LocustRun:
             env["BENCH_TOGGLE"] = str(toggle_s)
         if time_listener:
             env["BENCH_TIME_LISTENER"] = "1"
+        env["BENCH_NAMES"] = str(names)
         command = [
             *pin, sys.executable, "-m", "locust", "-f", os.path.join(PROGRAMS, "e2e_locustfile.py"), "--headless",
             "-u", str(users), "-r", "100", "-t", f"{seconds:g}s", "-H", f"http://127.0.0.1:{target.port}",
@@ -866,7 +874,9 @@ def bench_end_to_end(
     Plus ``min(pairs, 3)`` plugin runs whose request listener is timed in place on every request
     (``listener_in_place_ns``, net of the clock calls), and every fold of the recorder's entries
     (``fold_in_place_ns``, per request), against the Locust process's CPU per request: the
-    share of Locust's work the listener adds, which noise hardly touches.
+    share of Locust's work the listener adds, which noise hardly touches; and as many over :data:`MANY_NAMES`
+    request names (``*_many`` figures: each name's batch of response times between two folds is then smaller,
+    and costs more per time).
 
     ``at_once`` (``--smoke``, no figure to read): a bare, a timed plugin and a toggled process, all at the
     same time, each measured from 0.1 s after its start for 4 toggle phases; the bare and the timed
@@ -878,6 +888,7 @@ def bench_end_to_end(
     concurrent: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     toggled: list[dict[str, dict[str, float]]] = []
     timed: list[dict[str, float]] = []
+    timed_many: list[dict[str, float]] = []  # the same over MANY_NAMES request names
     try:
         target = _Target(workdir, use_nginx, target_pin)
         try:
@@ -898,6 +909,7 @@ def bench_end_to_end(
                     paired_runs[True].append(plugin)
                 toggled.append(toggle)
                 timed.append(plugin)
+                timed_many.append(plugin)  # (smoke: one timed process stands for both)
             for pair in range(0 if at_once else max(pairs, shared_pairs)):
                 if pair < pairs:
                     for with_plugin in (False, True) if pair % 2 == 0 else (True, False):
@@ -909,6 +921,8 @@ def bench_end_to_end(
                 if pair < min(pairs, 3):
                     run = locust_run(True, time_listener=True)
                     timed.append(_run_together([run])[0])
+                    run = locust_run(True, time_listener=True, names=MANY_NAMES)
+                    timed_many.append(_run_together([run])[0])
                 if pair < shared_pairs:  # who starts first alternates too
                     order = (False, True) if pair % 2 == 0 else (True, False)
                     together = [locust_run(p) for p in order]
@@ -918,7 +932,7 @@ def bench_end_to_end(
             target.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    wrong = [run for run in [*sequential[True], *concurrent[True], *toggled, *timed]
+    wrong = [run for run in [*sequential[True], *concurrent[True], *toggled, *timed, *timed_many]
              if run.get("native_histograms") is not native]
     if wrong:  # LOCUST_METRICS_NATIVE_HISTOGRAMS not taken: the figures would be of the other mode
         raise RuntimeError(f"end to end: a plugin run without native histograms {'on' if native else 'off'}: {wrong[0]}")
@@ -955,7 +969,14 @@ def bench_end_to_end(
         "fold_in_place_ns": _median([run["fold_ns"] / run["listener_calls"] for run in timed]),
         "locust_cpu_per_request_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in timed]),
         "listener_share": _median([(run["listener_ns"] + run["fold_ns"]) / (run["cpu_s"] * 1e9) for run in timed]),
+        "many_names": MANY_NAMES,
+        "listener_in_place_many_ns": _median([run["listener_ns"] / run["listener_calls"] for run in timed_many]),
+        "fold_in_place_many_ns": _median([run["fold_ns"] / run["listener_calls"] for run in timed_many]),
+        "locust_cpu_per_request_many_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in timed_many]),
+        "listener_share_many": _median(
+            [(run["listener_ns"] + run["fold_ns"]) / (run["cpu_s"] * 1e9) for run in timed_many]),
         "sequential_runs": sequential, "concurrent_runs": concurrent, "toggled_runs": toggled, "timed_runs": timed,
+        "timed_many_runs": timed_many,
     }
 
 
@@ -1097,6 +1118,11 @@ def _end_to_end_rows(e2e: dict[str, Any], smoke: bool) -> list[tuple[str, str, s
          f"listener {e2e['listener_in_place_ns'] / 1000:.2f} + folds {e2e['fold_in_place_ns'] / 1000:.2f} µs; "
          f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
          f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
+        (f"end to end: the same over {e2e['many_names']} request names",
+         f"{(e2e['listener_in_place_many_ns'] + e2e['fold_in_place_many_ns']) / 1000:.2f} µs",
+         f"listener {e2e['listener_in_place_many_ns'] / 1000:.2f} + folds {e2e['fold_in_place_many_ns'] / 1000:.2f} µs; "
+         f"{e2e['listener_share_many']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_many_ns'] / 1000:.0f} "
+         f"µs/request): {1 / (1 + e2e['listener_share_many']):.1%} of bare when CPU-bound"),
         (f"end to end: on / off, requests/s, one process toggled in {e2e['toggle_s']:g} s phases, {e2e['pairs']} runs",
          f"{e2e['toggled_ratio']:.2%}",
          f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, smoke, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),

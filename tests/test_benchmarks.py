@@ -37,7 +37,8 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path,
         "hot path: locust-metrics / naive",
         "end to end: bare Locust requests/s", "end to end: with locust-metrics (scraped every 1 s)",
         "end to end: with / bare, requests/s, sequential pairs", "end to end: with / bare, requests per Locust CPU",
-        "end to end: locust-metrics' listener and folds timed in place", "end to end: on / off, requests/s, one process toggled",
+        "end to end: locust-metrics' listener and folds timed in place", "end to end: the same over 50 request names",
+        "end to end: on / off, requests/s, one process toggled",
         "end to end: with / bare, requests/s, 1 concurrent pairs on one core",
         "scrape CPU, 10 names (",
         *(["scrape CPU, 10 names, protobuf (classic+native", "scrape CPU, 10 names, protobuf+gzip"] if native
@@ -76,7 +77,7 @@ def test_smoke_benchmark_runs_every_section_and_prints_every_row(tmp_path: Path,
     assert all(run["requests"] > 0 for runs in end_to_end["sequential_runs"].values() for run in runs)
     assert all(run[phase]["requests"] > 0 for run in end_to_end["toggled_runs"] for phase in ("on", "off"))
     assert end_to_end["listener_in_place_ns"] > 0 and end_to_end["fold_in_place_ns"] >= 0  # no scrape in a short window: 0
-    assert 0 < end_to_end["listener_share"] < 1
+    assert 0 < end_to_end["listener_share"] < 1 and 0 < end_to_end["listener_share_many"] < 1
     plugin_runs = [*end_to_end["sequential_runs"]["true"], *end_to_end["toggled_runs"]]  # (JSON: keys are text)
     assert plugin_runs and all(run["native_histograms"] is native for run in plugin_runs)  # as the option says
     assert all(run["content_types"] == [prometheus_format] for run in end_to_end["sequential_runs"]["true"]), \

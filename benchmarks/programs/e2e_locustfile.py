@@ -13,9 +13,12 @@ Environment (set by ``bench.py``'s ``_LocustRun``):
   which of ``listener,scrape`` to switch on;
 * ``BENCH_TIME_LISTENER=1``: time the plugin's listener in place on every request, and every fold of its
   entries (``EndpointStats.fold_hot``: the deferred part of the listener's work, done by scrapes);
-* ``BENCH_NO_LISTENER=1`` (diagnosis): the plugin minus its request listener.
+* ``BENCH_NO_LISTENER=1`` (diagnosis): the plugin minus its request listener;
+* ``BENCH_NAMES=n``: spread the requests over ``n`` request names (``/api/endpoint/0`` ... , the same URL), as
+  a locustfile with many endpoints does (default 1: one name).
 """
 
+import itertools
 import json
 import os
 import time
@@ -26,13 +29,19 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 from locust import FastHttpUser, events, task  # noqa: E402
 
+_NAMES = int(os.environ.get("BENCH_NAMES", "1"))
+_next = itertools.count().__next__
+
 
 class NoWaitUser(FastHttpUser):
     # no wait_time: Locust's default is constant(0), back-to-back requests
 
     @task
     def index(self):
-        self.client.get("/index.html")
+        if _NAMES > 1:
+            self.client.get("/index.html", name=f"/api/endpoint/{_next() % _NAMES}")
+        else:
+            self.client.get("/index.html")
 
 
 _stopped = gevent.event.Event()
