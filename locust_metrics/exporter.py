@@ -208,8 +208,11 @@ class MetricsExporter:
     def _fold_loop(self) -> None:
         """Every :data:`FOLD_INTERVAL_S`, with native histograms on, fold the recorder the listener writes (in
         slices, as a scrape does), so that the response times it keeps are bucketed and freed in batches of
-        about a second, scraped or not; every :data:`FOLD_CHECK_S` in between, only its endpoints that kept
-        :data:`FOLD_AT_TIMES` or more. Runs until :meth:`stop`."""
+        about a second, scraped or not, unless a scrape folded them less than :data:`FOLD_INTERVAL_S` ago
+        (scraped every second or more often, the scrapes' folds are enough, and two folds a second would
+        halve the batches, which cost more per response time the smaller they are); every
+        :data:`FOLD_CHECK_S` in between, only its endpoints that kept :data:`FOLD_AT_TIMES` or more. Runs
+        until :meth:`stop`."""
         import gevent
 
         checks = max(1, round(FOLD_INTERVAL_S / FOLD_CHECK_S))
@@ -217,7 +220,8 @@ class MetricsExporter:
         while True:
             gevent.sleep(FOLD_CHECK_S)
             turn += 1
-            self._fold_native(everything=turn % checks == 0)
+            due = turn % checks == 0 and time.monotonic() - self.renderer.folded_at >= FOLD_INTERVAL_S
+            self._fold_native(everything=due)
 
     @_guarded
     def _fold_native(self, everything: bool = True) -> None:

@@ -36,6 +36,7 @@ counted (:class:`ScrapeTracker`), so the exporter can wait for one last scrape a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -376,6 +377,8 @@ class ScrapeRenderer:
             histograms: ``--metrics-native-histograms``).
         pacer: the :class:`LoopPacer` that all of this renderer's work shares (our server's request
             handling too).
+        folded_at: when the last fold of every endpoint began (:meth:`fold` without ``at_least``: a scrape's
+            or the exporter's fold loop's), ``time.monotonic()`` seconds; ``-inf`` before the first.
     """
 
     def __init__(
@@ -399,6 +402,7 @@ class ScrapeRenderer:
         self._in_flight: dict[tuple[str, bool], _Render] = {}  # (format, gzip) -> the render scrapes share
         self.pacer = LoopPacer()
         self._snapshot: tuple[float, Snapshot] | None = None  # the latest (time, snapshot), while renders run
+        self.folded_at = -math.inf
 
     @property
     def protobuf(self) -> ProtobufEncoder:
@@ -420,6 +424,8 @@ class ScrapeRenderer:
         (``EndpointStats.native_times``; none with native histograms off)."""
         clock, next_deadline = time.perf_counter, self.pacer.deadline
         deadline = next_deadline() if pause is not None else 0.0
+        if at_least <= 0:
+            self.folded_at = time.monotonic()
         for endpoint in list((recorder or self.recorder()).endpoints.values()):
             if at_least > 0 and len(endpoint.native_times or ()) < at_least:
                 continue

@@ -354,3 +354,38 @@ def test_the_exporter_folds_a_busy_endpoint_sooner() -> None:
         assert quiet.native_times == [] and quiet.native.count == quiet.count == 4
     finally:
         exporter.stop()
+
+
+def test_the_fold_loop_leaves_the_full_fold_to_scrapes_that_folded_within_the_interval() -> None:
+    """Scraped every second or more often, the scrapes' folds free the kept times: the loop's full fold would
+    only halve the batches. ``folded_at`` is when the last full fold (a scrape's) began; the loop's full fold
+    waits until it is FOLD_INTERVAL_S old, and a real scrape sets it."""
+    import time as clock
+
+    import gevent
+    from locust.env import Environment
+
+    from locust_metrics.exporter import FOLD_INTERVAL_S, MetricsExporter
+
+    env = Environment(user_classes=[])
+    exporter = MetricsExporter(env, Settings.from_kwargs(port=0, native_histograms=True)).start()
+    try:
+        def fire(n: int) -> None:
+            for i in range(n):
+                env.events.request.fire(request_type="GET", name="/q", response_time=5.0 + i, response_length=1,
+                                        response=Response(200), exception=None, context={})
+
+        fire(4)
+        endpoint = exporter.recorder.endpoints[("GET", "/q")]
+        exporter.renderer.folded_at = clock.monotonic() + 3 * FOLD_INTERVAL_S  # "a scrape folded just now", for 3 s
+        gevent.sleep(FOLD_INTERVAL_S + 0.5)
+        assert len(endpoint.native_times) == 3  # the loop left them to the scrapes
+        before = clock.monotonic()
+        exporter.renderer.fold(None)  # what a scrape does first
+        assert before <= exporter.renderer.folded_at <= clock.monotonic() and endpoint.native_times == []
+        exporter.renderer.folded_at = -math.inf  # nobody scrapes any more
+        fire(2)
+        gevent.sleep(FOLD_INTERVAL_S + 0.5)
+        assert endpoint.native_times == [] and endpoint.native.count == endpoint.count == 6
+    finally:
+        exporter.stop()
