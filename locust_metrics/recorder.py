@@ -112,6 +112,18 @@ class Totals(NamedTuple):
     statuses: Any
 
 
+def plain_number(value: Any) -> int | float:
+    """``value`` as a plain ``int`` or ``float``. The fast path adds Locust's ``response_length`` and
+    ``response_time`` as they come, so a hot record's sums take the type of an odd number (a ``Fraction`` stays a
+    ``Fraction``; numpy's ``float64`` a ``float64``); folds turn them into plain numbers here, as the careful path
+    does with each value (``numbers.Integral`` as ``int``, any other number as ``float``)."""
+    if type(value) is int or type(value) is float:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
 def fold_records(
     records: Iterable[tuple[int, Sequence[Any]]], buckets: Sequence[int], statuses: dict[int, int], slow_index: int
 ) -> Totals:
@@ -127,7 +139,7 @@ def fold_records(
         sum_ms += record[HOT_SUM]
         size += record[HOT_BYTES]
         slow += sum(counts[slow_index + 1 :])
-    return Totals(buckets, sum_ms, slow, size, statuses)
+    return Totals(buckets, plain_number(sum_ms), slow, plain_number(size), statuses)
 
 
 class NativeCopy(NamedTuple):
@@ -297,14 +309,14 @@ class EndpointStats:
             if record[HOT_BYTES] or record[HOT_NO_TIME] or record[HOT_TIMED]:
                 changed = True
                 statuses[status] = statuses.get(status, 0) + record[HOT_NO_TIME] + record[HOT_TIMED]
-                self.response_bytes += record[HOT_BYTES]
+                self.response_bytes = plain_number(self.response_bytes + record[HOT_BYTES])
                 record[HOT_BYTES] = record[HOT_NO_TIME] = record[HOT_TIMED] = 0
         times, bucketer = self.native_times, self.native_bucketer
         if times and bucketer is not None:
             self.native_times = []  # the listener reads the attribute per request
             classic, sum_ms = bucketer.count(times, self.writable_native())
             self.buckets = list(map(add, self.buckets, classic))
-            self.sum_ms += sum_ms
+            self.sum_ms += float(sum_ms)  # (a float subclass's sum, e.g. numpy's, as a float)
             self.slow += sum(classic[self.slow_index + 1 :])
         if changed:
             self.snapshot = self.native_snapshot = None

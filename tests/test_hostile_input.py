@@ -17,6 +17,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from locust.exception import CatchResponseError
@@ -65,6 +66,7 @@ from locust_metrics.recorder import (
     OVERFLOW,
     RequestRecorder,
     error_label,
+    fold_records,
     label_text,
 )
 
@@ -125,6 +127,7 @@ def label_safe(text: str) -> bool:
 @example([(None, float("nan"), float("nan"), float("nan"), RaisingStatus(), RaisingMessage())], 1)
 @example([("GET", "/a", 1.0, 1, Response(200), RaisingBool())], 1)
 @example([("GET", "/a", 1.0, 1, Response(200), None), ("GET", "/a", True, True, Response(200), None)], 1)
+@example([("GET", "", None, 0, None, None), ("GET", "", None, Fraction(7, 2), None, None)], 1)  # the fast path
 def test_the_recorder_never_raises_and_counts_every_request_once(batch, max_names: int) -> None:
     recorder = make_recorder(max_names=max_names)
     fire_all(recorder, batch)
@@ -334,3 +337,32 @@ def test_hostile_data_keeps_the_exposition_valid_the_test_running_and_the_exit_c
     warnings = [line for line in output.splitlines() if "locust_metrics" in line and "/WARNING/" in line]
     assert 0 < len(warnings) <= 8, warnings  # one per kind of bad input, not one per request
     assert all("(logged once)" in line for line in warnings), warnings
+
+
+class Float64(float):
+    """As numpy's ``float64``: a float subclass whose arithmetic keeps its own type, also as the right operand."""
+
+    def __add__(self, other: object) -> Float64:
+        return Float64(float(self) + float(other))  # type: ignore[arg-type]
+
+    __radd__ = __add__
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_odd_number_types_on_the_fast_path_give_plain_totals(native: bool) -> None:
+    """Lengths and times of other number types (a Fraction, a float subclass that keeps its type in sums, as
+    numpy's does) take the fast path once the entry exists; the totals a fold gives, and a snapshot's, are
+    plain ints and floats with the exact values (the exposition, the worker payload and the JSON reports need
+    plain numbers)."""
+    recorder = make_recorder(native_histograms=native)
+    events = [(1.0, 1), (Float64(2.5), Fraction(7, 2)), (None, Fraction(1, 2)), (3.0, Float64(1.5)), (Float64(0.5), 2)]
+    for ms, length in events:
+        recorder.record("GET", "/a", ms, length, Response(200), None)
+    endpoint = recorder.endpoints[("GET", "/a")]
+    unfolded = endpoint.copy_unfolded()
+    added = fold_records(unfolded.hot, unfolded.totals.buckets, dict(unfolded.totals.statuses), endpoint.slow_index)
+    totals = endpoint.folded()
+    for sums in (added, totals):
+        assert type(sums.sum_ms) is float and type(sums.response_bytes) in (int, float)
+    assert totals.sum_ms == 7.0 and totals.response_bytes == 8.5 and totals.statuses == {200: 5}
+    assert sum(totals.buckets) == 4
