@@ -1,12 +1,26 @@
-"""Shared fixtures: the demo target (a real HTTP server on 127.0.0.1) and per-test work folders."""
+"""Shared fixtures: the demo target (a real HTTP server on 127.0.0.1) and per-test work folders; the hypothesis
+profile.
+
+Hypothesis runs **derandomized** by default (profile ``repeatable``): each property test tries the same
+examples on every run (until the test, Hypothesis or Python changes), so that a run's verdict does not depend on
+the luck of its random data, and CI is red only for a change. To search further, as when working on the
+recorder, run with ``HYPOTHESIS_PROFILE=explore`` (new random examples each run); a failure it finds
+becomes an ``@example`` of the test.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from support import free_port, start_demo_target
+
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
