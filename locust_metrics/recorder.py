@@ -113,14 +113,13 @@ class Totals(NamedTuple):
 
 
 def plain_number(value: Any) -> int | float:
-    """``value`` as a plain ``int`` or ``float``. The fast path adds Locust's ``response_length`` and
-    ``response_time`` as they come, so a hot record's sums take the type of an odd number (a ``Fraction`` stays a
-    ``Fraction``; numpy's ``float64`` a ``float64``); folds turn them into plain numbers here, as the careful path
-    does with each value (``numbers.Integral`` as ``int``, any other number as ``float``)."""
+    """``value`` (a real number) as a plain number: an ``int`` or ``float`` as it is, any other as ``float``
+    (``TypeError`` / ``ValueError`` if it has no float value). The careful path takes each odd value so
+    (:meth:`RequestRecorder._number`); the fast path adds Locust's ``response_length`` and ``response_time`` as
+    they come, so a hot record's sums keep an odd type (a ``Fraction`` stays a ``Fraction``, numpy's ``float64`` a
+    ``float64``), and folds take the sums so."""
     if type(value) is int or type(value) is float:
         return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
     return float(value)
 
 
@@ -316,7 +315,7 @@ class EndpointStats:
             self.native_times = []  # the listener reads the attribute per request
             classic, sum_ms = bucketer.count(times, self.writable_native())
             self.buckets = list(map(add, self.buckets, classic))
-            self.sum_ms += float(sum_ms)  # (a float subclass's sum, e.g. numpy's, as a float)
+            self.sum_ms += plain_number(sum_ms)  # (a float subclass's sum, e.g. numpy's)
             self.slow += sum(classic[self.slow_index + 1 :])
         if changed:
             self.snapshot = self.native_snapshot = None
@@ -863,7 +862,7 @@ class RequestRecorder:
             return value
         try:
             if isinstance(value, numbers.Real):
-                return float(value)
+                return plain_number(value)
         except Exception:
             pass
         self._warn_once(kind, f"non-numeric {kind} {_short(value)} on {_short(label)}; {'counted as 0' if kind == 'response_length' else 'not put in the histogram'}")
