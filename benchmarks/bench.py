@@ -949,6 +949,15 @@ def bench_end_to_end(
     def paired(runs: dict[bool, list[dict[str, float]]], figure: Callable[[dict[str, float]], float]) -> float:
         return _median(ratios(runs, figure))
 
+    def in_place(runs: list[dict[str, float]], key: str = "") -> dict[str, float]:
+        """The timed runs' medians: listener and folds per request, Locust's CPU per request, their share."""
+        return {
+            f"listener_in_place{key}_ns": _median([run["listener_ns"] / run["listener_calls"] for run in runs]),
+            f"fold_in_place{key}_ns": _median([run["fold_ns"] / run["listener_calls"] for run in runs]),
+            f"locust_cpu_per_request{key}_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in runs]),
+            f"listener_share{key}": _median([(run["listener_ns"] + run["fold_ns"]) / (run["cpu_s"] * 1e9) for run in runs]),
+        }
+
     return {
         "target": target.kind, "pinned": bool(locust_pin), "users": users, "seconds": seconds, "pairs": pairs,
         "shared_pairs": shared_pairs, "toggle_s": toggle_s, "at_once": at_once,
@@ -965,16 +974,7 @@ def bench_end_to_end(
         "toggled_ratio": _median([rps(run["on"]) / rps(run["off"]) for run in toggled]),
         "toggled_ratios": [rps(run["on"]) / rps(run["off"]) for run in toggled],
         "toggled_cpu_ratio": _median([cpu_rps(run["on"]) / cpu_rps(run["off"]) for run in toggled]),
-        "listener_in_place_ns": _median([run["listener_ns"] / run["listener_calls"] for run in timed]),
-        "fold_in_place_ns": _median([run["fold_ns"] / run["listener_calls"] for run in timed]),
-        "locust_cpu_per_request_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in timed]),
-        "listener_share": _median([(run["listener_ns"] + run["fold_ns"]) / (run["cpu_s"] * 1e9) for run in timed]),
-        "many_names": MANY_NAMES,
-        "listener_in_place_many_ns": _median([run["listener_ns"] / run["listener_calls"] for run in timed_many]),
-        "fold_in_place_many_ns": _median([run["fold_ns"] / run["listener_calls"] for run in timed_many]),
-        "locust_cpu_per_request_many_ns": _median([run["cpu_s"] * 1e9 / run["requests"] for run in timed_many]),
-        "listener_share_many": _median(
-            [(run["listener_ns"] + run["fold_ns"]) / (run["cpu_s"] * 1e9) for run in timed_many]),
+        **in_place(timed), "many_names": MANY_NAMES, **in_place(timed_many, "_many"),
         "sequential_runs": sequential, "concurrent_runs": concurrent, "toggled_runs": toggled, "timed_runs": timed,
         "timed_many_runs": timed_many,
     }
@@ -1096,6 +1096,15 @@ def _hot_path_rows(hot: dict[str, Any], smoke: bool, native: bool = False) -> li
     ]
 
 
+def _in_place_row(label: str, e2e: dict[str, Any], key: str = "") -> tuple[str, str, str]:
+    """The row of ``bench_end_to_end``'s ``in_place`` figures with suffix ``key``."""
+    listener, fold = e2e[f"listener_in_place{key}_ns"], e2e[f"fold_in_place{key}_ns"]
+    share = e2e[f"listener_share{key}"]
+    return (label, f"{(listener + fold) / 1000:.2f} µs",
+            f"listener {listener / 1000:.2f} + folds {fold / 1000:.2f} µs; {share:.2%} of Locust's CPU "
+            f"({e2e[f'locust_cpu_per_request{key}_ns'] / 1000:.0f} µs/request): {1 / (1 + share):.1%} of bare when CPU-bound")
+
+
 def _end_to_end_rows(e2e: dict[str, Any], smoke: bool) -> list[tuple[str, str, str]]:
     where = f"{e2e['target']}, {e2e['users']} users, "
     if e2e.get("at_once"):
@@ -1113,16 +1122,8 @@ def _end_to_end_rows(e2e: dict[str, Any], smoke: bool) -> list[tuple[str, str, s
          f">= 99%: {_ok(e2e['ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['ratios'])}"),
         ("end to end: with / bare, requests per Locust CPU-second, same pairs", f"{e2e['cpu_ratio']:.2%}",
          f">= 99%: {_ok(e2e['cpu_ratio'], 0.99, smoke, lower_is_better=False)}; pairs {_spread(e2e['cpu_ratios'])}"),
-        ("end to end: locust-metrics' listener and folds timed in place, per request",
-         f"{(e2e['listener_in_place_ns'] + e2e['fold_in_place_ns']) / 1000:.2f} µs",
-         f"listener {e2e['listener_in_place_ns'] / 1000:.2f} + folds {e2e['fold_in_place_ns'] / 1000:.2f} µs; "
-         f"{e2e['listener_share']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_ns'] / 1000:.0f} µs/request): "
-         f"{1 / (1 + e2e['listener_share']):.1%} of bare when CPU-bound"),
-        (f"end to end: the same over {e2e['many_names']} request names",
-         f"{(e2e['listener_in_place_many_ns'] + e2e['fold_in_place_many_ns']) / 1000:.2f} µs",
-         f"listener {e2e['listener_in_place_many_ns'] / 1000:.2f} + folds {e2e['fold_in_place_many_ns'] / 1000:.2f} µs; "
-         f"{e2e['listener_share_many']:.2%} of Locust's CPU ({e2e['locust_cpu_per_request_many_ns'] / 1000:.0f} "
-         f"µs/request): {1 / (1 + e2e['listener_share_many']):.1%} of bare when CPU-bound"),
+        _in_place_row("end to end: locust-metrics' listener and folds timed in place, per request", e2e),
+        _in_place_row(f"end to end: the same over {e2e['many_names']} request names", e2e, "_many"),
         (f"end to end: on / off, requests/s, one process toggled in {e2e['toggle_s']:g} s phases, {e2e['pairs']} runs",
          f"{e2e['toggled_ratio']:.2%}",
          f">= 99%: {_ok(e2e['toggled_ratio'], 0.99, smoke, lower_is_better=False)}; runs {_spread(e2e['toggled_ratios'])}"),
