@@ -53,6 +53,28 @@ def test_a_batch_lands_where_the_exact_functions_put_each_time(schema: int) -> N
     assert histogram.zero_count == expected_native.get(None, 0) > 0
 
 
+@pytest.mark.parametrize("size", [1, 2, 41])
+def test_small_batches_land_where_the_exact_functions_put_each_time(size: int) -> None:
+    """A real run's batches are small (one entry's response times between two folds); a batch of one takes a path of
+    its own (a getter of one position gives the item, not a tuple). Edge values and their neighbours, in order."""
+    schema = 6
+    bounds = tuple(sorted(set(BOUNDS)))
+    bucketer = BatchBucketer(bounds, schema)
+    times = (neighbours([threshold_ms(k, schema) for k in range(native_index(0.5, schema), native_index(2.0, schema))])
+             + neighbours(list(bounds)) + neighbours([zero_limit_ms(), LOW_MS, TOP_MS]) + [0.0, 1e-300, 3.0e6])
+    histogram = NativeHistogram(schema, 0)
+    classic = [0] * (len(bounds) + 1)
+    for start in range(0, len(times), size):
+        batch = times[start : start + size]
+        added, sum_ms = bucketer.count(batch, histogram)
+        assert sum_ms == sum(batch)
+        classic = [a + b for a, b in zip(classic, added)]
+    expected_classic, expected_native = expected(times, bounds, schema)
+    assert classic == expected_classic
+    assert histogram.buckets == {k: n for k, n in expected_native.items() if k is not None}
+    assert histogram.zero_count == expected_native.get(None, 0) > 0
+
+
 def test_a_coarser_histogram_gets_the_buckets_that_hold_ours() -> None:
     """After the bucket bound halved a histogram's resolution, a batch lands in the coarser buckets."""
     bucketer = BatchBucketer(BOUNDS, 6)
