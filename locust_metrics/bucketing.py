@@ -5,9 +5,10 @@ endpoint's list (:attr:`~locust_metrics.recorder.EndpointStats.native_times`), a
 worker's report, the exporter every second: ``exporter.FOLD_INTERVAL_S``) counts the list with :class:`BatchBucketer`:
 one C-level ``bisect`` per response time into a table of **cuts**, the union of the classic bucket bounds and
 of the native buckets' largest response times, so that every interval between two cuts lies in one classic
-and one native bucket. One ``operator.itemgetter`` of all the positions picks each kind's buckets from its table,
-and they are counted in C too (``collections``' element counter; the native ones straight into the histogram's
-dict); Python steps only per classic bucket. Large batches over few positions are sorted instead (:meth:`BatchBucketer._count_sorted`).
+and one native bucket. One ``operator.itemgetter`` of all the positions picks each kind's buckets from its
+table, and they are counted in C too (``collections``' element counter; the native ones straight into the
+histogram's dict); Python steps only per classic bucket. Large batches over few positions are sorted instead
+(:meth:`BatchBucketer._count_sorted`).
 
 Why: indexing each response time in the listener cost 0.6 µs more per request in place (classic table, then
 native tables), 1.9 against 1.3 µs. This costs 0.18-0.78 µs per response time on the same VM, by batch size
