@@ -1,7 +1,9 @@
 """Native histograms in real runs: a real Prometheus 2.42 with ``--enable-feature=native-histograms`` scrapes a
 real Locust (local, ``--master`` with two real ``--worker`` processes, ``--processes``) run with
-``--metrics-native-histograms``; ``histogram_count`` of every endpoint's native histogram over the run equals
-Locust's own ``--csv`` count exactly. Meanwhile a text scraper gets text and a protobuf one protobuf.
+``--metrics-native-histograms``; the native buckets of every endpoint's histogram (their counts summed, the zero
+bucket included) and its ``histogram_count`` equal Locust's own ``--csv`` count exactly. (``histogram_count`` alone
+would not do: Prometheus takes it from the ``sample_count`` we serve, the classic count.) Meanwhile a text scraper
+gets text and a protobuf one protobuf.
 
 Prometheus is the only periodic scraper of each run: the exporter waits at exit for one more scrape, so a
 second periodic scraper could take the final numbers from it (a Prometheus without the flag, which gets the
@@ -11,6 +13,7 @@ one bounded run (8 s of load against the session's demo target on 127.0.0.1).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +27,9 @@ from support import (
     free_port,
     http_request,
     locust,
+    native_totals,
     prometheus_config,
+    sample_points,
     wait_for,
 )
 from test_native_histograms import PROMETHEUS_2_42_NATIVE_ACCEPT, WireReader
@@ -51,17 +56,22 @@ def native_prometheus(workdir: Path, port: int, rules: Mapping[str, Any] | None 
                             extra_args=["--enable-feature=native-histograms"])
 
 
-def native_counts(prometheus: PrometheusServer, start: float, end: float) -> dict[tuple[str, str], float]:
-    """Per (method, name): the highest ``histogram_count`` of the native histogram over the run (counts only
-    grow, so it is the last one scraped)."""
-    result = prometheus.query_range("histogram_count(locust_request_duration_seconds)", start, end, step=0.5)
-    return {(s["metric"]["method"], s["metric"]["name"]): max(float(v) for _, v in s["values"]) for s in result}
+def native_counts(prometheus: PrometheusServer, start: float, end: float) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per (method, name): ``(histogram count, sum of the native buckets' counts)`` of the native histogram's last
+    sample stored over the run (:func:`native_totals`; every raw sample, the highest count: counts only grow)."""
+    result = prometheus.query(f"locust_request_duration_seconds[{math.ceil(end - start) + 5}s]", end)
+    return {(s["metric"]["method"], s["metric"]["name"]): max(native_totals(h) for _, h in sample_points(s))
+            for s in result}
 
 
-def assert_prometheus_is_exact(native: PrometheusServer, stats: dict, start: float) -> None:
+def assert_prometheus_is_exact(native: PrometheusServer, stats: dict, start: float, output: str = "") -> None:
+    """Prometheus' native histograms of the run equal Locust's ``--csv`` ``stats`` exactly (their buckets and
+    their counts); ``output``: the master's, which must not say that a worker sent no native histograms."""
     entries = {key: value["requests"] for key, value in stats.items() if key != ("", "Aggregated")}
     assert len(entries) >= 8, entries
-    assert native_counts(native, start, time.time()) == entries  # exactly, every endpoint, nothing else
+    # exactly, every endpoint, nothing else: the buckets hold what the count says
+    assert native_counts(native, start, time.time()) == {key: (n, n) for key, n in entries.items()}
+    assert "sent no native histograms" not in output, output[-3000:]
     # Prometheus 2.42 with the flag ingests a histogram served with native buckets as native only (no
     # scrape_classic_histograms before 2.45): no classic series; the counters are as ever
     assert native.query("locust_request_duration_seconds_count") == []
@@ -111,7 +121,8 @@ def test_master_with_two_workers_native_counts_equal_locust_csv(demo_target: str
                         "--metrics-native-histograms", "true", "--metrics-final-scrape-timeout", "10"],
                        workdir, name="master") as master:
             assert master.wait(timeout=90) in (0, 1), master.output()[-3000:]
-        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+            output = master.output()
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start, output)
 
 
 def test_processes_mode_native_counts_equal_locust_csv(demo_target: str, workdir: Path) -> None:
@@ -124,7 +135,8 @@ def test_processes_mode_native_counts_equal_locust_csv(demo_target: str, workdir
                 "--metrics-final-scrape-timeout", "10"]
         with locust(args, workdir) as process:
             assert process.wait(timeout=90) in (0, 1), process.output()[-3000:]
-        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+            output = process.output()
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start, output)
 
 
 def test_a_late_worker_ships_native_histograms_from_its_first_report(demo_target: str, workdir: Path) -> None:
@@ -145,6 +157,7 @@ def test_a_late_worker_ships_native_histograms_from_its_first_report(demo_target
                      explain=lambda: master.output()[-3000:])
             with locust([*common, "--worker", "--master-port", str(master_port)], workdir, name="worker2"):
                 assert master.wait(timeout=90) in (0, 1), master.output()[-3000:]
+            output = master.output()
         assert prometheus.query("locust_process_cpu_seconds_total[5m]") and prometheus.series(
             'locust_process_cpu_seconds_total{node="worker-1"}'), "the late worker reported"
-        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start)
+        assert_prometheus_is_exact(prometheus, csv_stats(workdir / "run"), start, output)

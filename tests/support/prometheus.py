@@ -113,6 +113,16 @@ def sample_points(series: Mapping[str, Any]) -> list[tuple[float, Any]]:
     return [(float(t), v) for t, v in points]
 
 
+def native_totals(histogram: Mapping[str, Any]) -> tuple[float, float]:
+    """One native histogram sample of the HTTP API (:func:`sample_points`' dict): ``(count, in buckets)``.
+
+    ``count`` is what ``histogram_count`` gives: Prometheus takes it from the exposition's ``sample_count``, which
+    we fill with the classic histogram's count, so it says nothing of the native buckets. ``in buckets`` is the
+    sum of the counts of the native buckets themselves, the zero bucket included: what the native histogram
+    holds. A check of the native histogram compares the second; both, to see that they agree."""
+    return float(histogram["count"]), sum(float(bucket[3]) for bucket in histogram.get("buckets") or ())
+
+
 def alertmanager_config(webhook_url: str, *, group_wait: str = "0s", group_interval: str = "1s",
                         repeat_interval: str = "1h") -> dict[str, Any]:
     """A minimal Alertmanager config dict: every alert, at once, to one webhook (``send_resolved`` on)."""
