@@ -8,6 +8,7 @@ the feature flag) scraping a small HTTP server on 127.0.0.1 every second, for ab
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import threading
@@ -20,6 +21,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from support import Response
 
 from locust_metrics import native
 from locust_metrics import protobuf as pb
@@ -36,7 +38,7 @@ from locust_metrics.native import (
     reduce_index,
     upper_bound,
 )
-from locust_metrics.recorder import MAX_RESPONSE_TIME_MS
+from locust_metrics.recorder import MAX_RESPONSE_TIME_MS, RequestRecorder
 
 SCHEMAS = list(range(SCHEMA_MIN, SCHEMA_MAX + 1))
 
@@ -52,6 +54,28 @@ PROMETHEUS_2_42_ACCEPT = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 """... and without the flag (captured below)."""
+
+_PB = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+PROMETHEUS_3_ACCEPTS = {
+    # 3.0-3.x, scrape_protocols' proto-first default (the flag on 3.0-3.8, scrape_native_histograms: true on 3.8+),
+    # names escaping as a parameter of every format (3.0's UTF-8 names)
+    "3.0, native histograms": (
+        f"{_PB};escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+        "application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.4,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;escaping=allow-utf-8;q=0.2,"
+        "*/*;q=0.1", pb.PROTOBUF),
+    # later 3.x: the escaping parameter on the 1.0.0 text formats only
+    "3.x, native histograms": (
+        f"{_PB};q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+        "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+        "text/plain;version=0.0.4;q=0.2,*/*;q=0.1", pb.PROTOBUF),
+    "3.x, classic only": (
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2", pb.OPENMETRICS),
+}
+"""``Accept`` headers of Prometheus 3.x (not run here: Debian has 2.42), as its ``acceptHeader`` builds them from
+``scrape_protocols`` (weights from 0.6 down; ``escaping=`` for UTF-8 metric names), and what each must get."""
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -363,6 +387,7 @@ def test_quantile_interpolates_linearly_within_the_bucket() -> None:
 @pytest.mark.parametrize(("accept", "expected"), [
     (PROMETHEUS_2_42_NATIVE_ACCEPT, pb.PROTOBUF),
     (PROMETHEUS_2_42_ACCEPT, pb.OPENMETRICS),
+    *PROMETHEUS_3_ACCEPTS.values(),
     (None, pb.TEXT),
     ("", pb.TEXT),
     ("*/*", pb.TEXT),
@@ -555,6 +580,17 @@ def test_hostile_values_go_where_the_classic_histogram_puts_them() -> None:
     # every bound lands in its own bucket, the next double in the next one
     assert native_hist.buckets[native_index(native.threshold_ms(-100, 6), 6)] >= 1
     assert native_index(math.nextafter(native.threshold_ms(-100, 6), math.inf), 6) == -99
+    # the recorder itself, fed the raw values through its listener (fast and careful paths alike), puts them
+    # there, in its native histogram and in its classic buckets, both as the sanitized values above say
+    recorder = RequestRecorder([b * 1000 for b in Fixture.BOUNDS_S], Fixture.BOUNDS_S[-1] * 1000, native=(6, 0))
+    for ms in Fixture.RAW_MS:
+        recorder.record("GET", "/a", ms, 0, Response(200), None)
+    entry = recorder.endpoints["GET", "/a"]
+    totals = entry.folded()
+    assert (entry.native.schema, entry.native.zero_count, entry.native.buckets) == (
+        native_hist.schema, native_hist.zero_count, native_hist.buckets)
+    assert list(itertools.accumulate(totals.buckets))[:-1] == fixture.cumulative
+    assert sum(totals.buckets) == fixture.count and sum(totals.statuses.values()) == len(Fixture.RAW_MS)
 
 
 # ----------------------------------------------------------------------------------------------- Prometheus
