@@ -2,8 +2,13 @@
 ``histogram_quantile`` over the whole run against the exact quantiles of the response times Locust reported
 (kept by a side listener in ``tests/locustfiles/latency_distributions.py``), for a lognormal endpoint (median
 120 ms, p99 500 ms) and a bimodal one (cache hits at 5 ms, misses at 300 ms). Budget: p50, p90, p95 and p99
-each within 2%. A Prometheus without the flag scrapes the same run: the classic buckets' estimates are printed
-beside them (``pytest -s``), not asserted.
+each within 2%: asserted for the lognormal endpoint; for both, every quantile within one bucket of the
+histogram's final schema, which holds whatever the sample. (The bimodal endpoint ends at schema 4, 4.4% wide
+buckets, under the default bound of 160 buckets; a quantile that falls between the two modes, as p90 of a 90/10
+mix does in about half of all samples, can then miss 2%: 6% of 200 simulated runs of 15,000 requests did, by up
+to 4%. This run's seeds put p90 in the fast mode; docs/native-histograms.md, "Defaults".) A Prometheus without
+the flag scrapes the same run: the classic buckets' estimates are printed beside them (``pytest -s``), not
+asserted.
 
 Each Prometheus's histogram holds the first N events of an endpoint, N its count (a local run records events
 in the order they are fired; the exporter waits at exit for one final scrape, which one of the two may miss),
@@ -18,22 +23,22 @@ import math
 import time
 from pathlib import Path
 
-from support import REPO, PrometheusServer, child_env, free_port, locust, prometheus_config
+from support import REPO, PrometheusServer, child_env, free_port, locust, native_schema, prometheus_config
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 BUDGET = 0.02
 
 
 def estimate_at_final_count(prometheus: PrometheusServer, count_expr: str, quantile_expr: str, start: float,
-                            end: float) -> tuple[int, dict[float, float]]:
-    """(N, {q: estimate in seconds}) at the last step where ``count_expr`` has its highest value N."""
+                            end: float) -> tuple[int, dict[float, float], float]:
+    """(N, {q: estimate in seconds}, t) at the last step t where ``count_expr`` has its highest value N."""
     series = prometheus.query_range(count_expr, start, end, step=0.25)
     assert len(series) == 1, (count_expr, series)
     values = [(float(t), float(v)) for t, v in series[0]["values"]]
     top = max(v for _, v in values)
     at = max(t for t, v in values if v == top)
     estimates = {q: prometheus.query_value(quantile_expr.replace("{q}", repr(q)), time=at) for q in QUANTILES}
-    return int(top), estimates
+    return int(top), estimates, at
 
 
 def exact(times_ms: list[float], q: float) -> float:
@@ -59,18 +64,23 @@ def test_native_quantiles_are_within_two_percent_of_the_exact_ones(workdir: Path
         rows = []
         for name in ("/lognormal", "/bimodal"):
             selector = f'{{name="{name}"}}'
-            n, natives = estimate_at_final_count(
+            n, natives, at = estimate_at_final_count(
                 native, f"histogram_count(locust_request_duration_seconds{selector})",
                 "histogram_quantile({q}, locust_request_duration_seconds" + selector + ")", start, end)
-            m, classics = estimate_at_final_count(
+            schema = native_schema(native.query(f"locust_request_duration_seconds{selector}", at)[0]["histogram"][1])
+            width = 2 ** 2**-schema - 1  # of the histogram's buckets: the most a quantile from it can be off
+            m, classics, _ = estimate_at_final_count(
                 plain, f"locust_request_duration_seconds_count{selector}",
                 "histogram_quantile({q}, locust_request_duration_seconds_bucket" + selector + ")", start, end)
             assert 10_000 <= n <= len(seen[name]) and m <= len(seen[name]), (name, n, m, len(seen[name]))
             for q in QUANTILES:
                 truth, classic_truth = exact(seen[name][:n], q), exact(seen[name][:m], q)
                 error = natives[q] / truth - 1
-                rows.append((name, q, truth, natives[q], error, classics[q] / classic_truth - 1))
-                assert abs(error) <= BUDGET, (name, q, truth, natives[q], error)
-    print(f"\n{'endpoint':12s} {'q':>5s} {'exact ms':>9s} {'native ms':>10s} {'native':>8s} {'classic':>8s}")
-    for name, q, truth, estimate, error, classic_error in rows:
-        print(f"{name:12s} {q:5.2f} {1e3 * truth:9.2f} {1e3 * estimate:10.2f} {error:+8.2%} {classic_error:+8.2%}")
+                rows.append((name, schema, q, truth, natives[q], error, classics[q] / classic_truth - 1))
+                assert abs(error) <= width, (name, schema, q, truth, natives[q], error)
+                if name == "/lognormal":
+                    assert abs(error) <= BUDGET, (name, q, truth, natives[q], error)
+    print(f"\n{'endpoint':12s} {'schema':>6s} {'q':>5s} {'exact ms':>9s} {'native ms':>10s} {'native':>8s} {'classic':>8s}")
+    for name, schema, q, truth, estimate, error, classic_error in rows:
+        print(f"{name:12s} {schema:6d} {q:5.2f} {1e3 * truth:9.2f} {1e3 * estimate:10.2f} {error:+8.2%} "
+              f"{classic_error:+8.2%}")
