@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 sys.path.insert(0, str(REPO / "tests"))
 
-from support import PrometheusServer, free_port, native_schema, prometheus_config  # noqa: E402
+from support import PrometheusServer, final_count, free_port, native_schema, prometheus_config  # noqa: E402
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 DISTRIBUTIONS = ("lognormal", "bimodal")
@@ -108,32 +108,22 @@ def measure(distribution: str, seconds: int, users: int, locust_args: list[str],
                 "native": (native, "histogram_count(sum(locust_request_duration_seconds))",
                            "histogram_quantile({q}, sum(locust_request_duration_seconds))"),
             }
-            final = {kind: _final_count(server, count, started, ended) for kind, (server, count, _) in kinds.items()}
+            final = {kind: final_count(server, count, started, ended) for kind, (server, count, _) in kinds.items()}
+            ordered = {kind: sorted(times[: found[1]]) for kind, found in final.items() if found}
             rows = []
             for q in QUANTILES:
                 row: dict[str, Any] = {"q": q, "exact_s": exact_quantile(sorted(times), q) / 1000}
                 for kind, (server, _, quantile) in kinds.items():
-                    at, n = final[kind]
-                    row[f"{kind}_s"] = None if at is None else server.query_value(quantile.format(q=q), at)
-                    row[f"{kind}_exact_s"] = None if at is None else exact_quantile(sorted(times[:n]), q) / 1000
+                    found = final[kind]
+                    row[f"{kind}_s"] = found and server.query_value(quantile.format(q=q), found[0])
+                    row[f"{kind}_exact_s"] = found and exact_quantile(ordered[kind], q) / 1000
                 rows.append(row)
-            at = final["native"][0]
-            return {"requests": len(times), "counted": {kind: n for kind, (_, n) in final.items()},
-                    "native_schema": None if at is None else _native_schema(native, at), "rows": rows}
+            counted = {kind: found and found[1] for kind, found in final.items()}
+            return {"requests": len(times), "counted": counted,
+                    "native_schema": final["native"] and _native_schema(native, final["native"][0]), "rows": rows}
     finally:
         target.terminate()
         target.wait(timeout=10)
-
-
-def _final_count(server: PrometheusServer, count_expr: str, start: float, end: float) -> tuple[float | None, int | None]:
-    """``(time, n)``: the last time between ``start`` and ``end`` (0.25 s steps) where ``count_expr`` has its
-    highest value ``n``; ``(None, None)`` when it has none."""
-    series = server.query_range(count_expr, start, end, step=0.25)
-    if not series:
-        return None, None
-    values = [(float(t), float(v)) for t, v in series[0]["values"]]
-    top = max(v for _, v in values)
-    return max(t for t, v in values if v == top), int(top)
 
 
 def _native_schema(native: PrometheusServer, at: float) -> int | None:

@@ -23,7 +23,16 @@ import math
 import time
 from pathlib import Path
 
-from support import REPO, PrometheusServer, child_env, free_port, locust, native_schema, prometheus_config
+from support import (
+    REPO,
+    PrometheusServer,
+    child_env,
+    final_count,
+    free_port,
+    locust,
+    native_schema,
+    prometheus_config,
+)
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 BUDGET = 0.02
@@ -32,13 +41,11 @@ BUDGET = 0.02
 def estimate_at_final_count(prometheus: PrometheusServer, count_expr: str, quantile_expr: str, start: float,
                             end: float) -> tuple[int, dict[float, float], float]:
     """(N, {q: estimate in seconds}, t) at the last step t where ``count_expr`` has its highest value N."""
-    series = prometheus.query_range(count_expr, start, end, step=0.25)
-    assert len(series) == 1, (count_expr, series)
-    values = [(float(t), float(v)) for t, v in series[0]["values"]]
-    top = max(v for _, v in values)
-    at = max(t for t, v in values if v == top)
+    final = final_count(prometheus, count_expr, start, end)
+    assert final is not None, count_expr
+    at, top = final
     estimates = {q: prometheus.query_value(quantile_expr.replace("{q}", repr(q)), time=at) for q in QUANTILES}
-    return int(top), estimates, at
+    return top, estimates, at
 
 
 def exact(times_ms: list[float], q: float) -> float:

@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "for_prometheus_2": "prometheus", "PROMETHEUS_3_SCRAPE_KEYS": "prometheus", "alertmanager_config": "prometheus", "promtool_check_metrics": "prometheus",
     "PROMETHEUS_BINARIES": "prometheus", "ALERTMANAGER_BINARIES": "prometheus", "PROMTOOL_BINARIES": "prometheus",
     "AMTOOL_BINARIES": "prometheus", "PUSHGATEWAY_BINARIES": "prometheus",
-    "sample_points": "prometheus", "native_totals": "prometheus", "native_schema": "prometheus",
+    "sample_points": "prometheus", "native_totals": "prometheus", "native_schema": "prometheus", "final_count": "prometheus",
     # tls
     "Pki": "tls", "make_pki": "tls", "bcrypt_hash": "tls", "write_web_config": "tls",
     # fakes

@@ -114,6 +114,21 @@ def sample_points(series: Mapping[str, Any]) -> list[tuple[float, Any]]:
     return [(float(t), v) for t, v in points]
 
 
+def final_count(prometheus: PrometheusServer, count_expr: str, start: float, end: float,
+                step: float = 0.25) -> tuple[float, int] | None:
+    """``(t, n)``: the last time ``t`` between ``start`` and ``end`` (``step`` apart) where ``count_expr``, one
+    series, has its highest value ``n``: a run's final numbers as one Prometheus stored them (a later scrape of
+    the stopped process writes stale markers; of two scrapers, the exporter's final-scrape wait may serve only
+    one). None when the query has no series."""
+    series = prometheus.query_range(count_expr, start, end, step=step)
+    if not series:
+        return None
+    assert len(series) == 1, (count_expr, series)
+    values = [(float(t), float(v)) for t, v in series[0]["values"]]
+    top = max(v for _, v in values)
+    return max(t for t, v in values if v == top), int(top)
+
+
 def native_totals(histogram: Mapping[str, Any]) -> tuple[float, float]:
     """One native histogram sample of the HTTP API (:func:`sample_points`' dict): ``(count, in buckets)``.
 
