@@ -6,8 +6,8 @@ data + a scrape of each format add to a fresh Locust process.
 ``MODE``: ``rss`` (prints ``{"rss_added_bytes": ...}``, the resident memory gained since Locust's own
 imports) or ``traced`` (prints tracemalloc's ``data_bytes``, ``retained_bytes`` after the scrapes and
 ``scrape_peak_bytes``). ``ACCEPT``: the scrape's ``Accept`` header. ``DATA``: ``typical`` (3 status codes
-and 5 error labels per endpoint) or ``worst`` (also 20 error labels of 120+ characters per endpoint). ``NATIVE``:
-``on`` for native histograms (``install(native_histograms=True)``), ``off`` (the default).
+and 5 error labels per endpoint) or ``worst`` (also 20 error labels of 120+ characters per endpoint, and with
+native histograms on, each endpoint's native histogram at its bucket bound, 160 buckets of schema 6). ``NATIVE``: ``on`` for native histograms (``install(native_histograms=True)``), ``off`` (the default).
 """
 
 import gc
@@ -64,6 +64,22 @@ for i in range(names):
                 response_time=7.0 * (j + k + 1) + i % 50, response_length=1024,
                 response=response, exception=error,
             )
+if worst and native:  # every native histogram at its bucket bound (default 160), at schema 6: the most it keeps
+    from locust_metrics.native import native_index
+
+    bound = exporter.recorder.native[1]
+    for (method, name), entry in exporter.recorder.endpoints.items():
+        entry.fold()
+        taken, k = set(entry.native.buckets), 0
+        while len(taken) < bound:  # one response time in each bucket not populated yet, from 10 ms up
+            ms = 10.0 * 2 ** ((k + 0.5) / 64)
+            k += 1
+            if native_index(ms, 6) not in taken:
+                taken.add(native_index(ms, 6))
+                exporter.recorder.on_request(request_type=method, name=name, response_time=ms, response_length=1024,
+                                             response=responses[0][0], exception=None)
+        entry.fold()
+        assert entry.native.schema == 6 and len(entry.native.buckets) == bound, (entry.native.schema, len(entry.native.buckets))
 assert len(exporter.recorder.endpoints) == names
 if mode == "traced":
     data = tracemalloc.get_traced_memory()[0]
