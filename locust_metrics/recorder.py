@@ -5,8 +5,9 @@ One :class:`EndpointStats` holds everything we export for one Locust statistics 
 response bytes, completed requests by status code and failures by error label.
 
 The hot path, :meth:`RequestRecorder.record`, is a plain function called (through ``dispatch.py``) with
-the six values of every ``request`` event that it reads, positionally: three dict lookups, one table
-lookup for the bucket (:func:`bucket_table`), a handful of integer additions.
+the six values of every ``request`` event that it reads, positionally: one dict lookup (the name's first method
+and status; three for its others), one table lookup for the bucket (:func:`bucket_table`), a handful of
+integer additions.
 It takes no lock (gevent is cooperative: nothing else runs while it runs), touches no prometheus_client
 object and formats no string. Everything
 that is rare (a new endpoint, a new status code, a failure, bad input) is moved to slow paths. A scrape's
@@ -599,6 +600,11 @@ class RequestRecorder:
         # the hot path's index of the same entries, {name: {method: EndpointStats}}: two lookups with
         # str keys (hashes cached) are cheaper than building and hashing a (method, name) tuple
         self._by_name: dict[str, dict[str, EndpointStats]] = {}
+        # the hot path's first lookup, {name: (method, status, hot record, EndpointStats)}: the hot record the
+        # name's first request got (most requests of a name share its method and status), so that those take one
+        # dict lookup and touch one tuple instead of two dicts, the entry and its dict of hot records; the others
+        # look up _by_name as before. Set by the careful path for names it stores under their own name.
+        self._first: dict[str, tuple[str, int, list[Any], EndpointStats]] = {}
         self.named = 0  # entries counted against max_names (overflow entries are not)
         self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
@@ -651,6 +657,7 @@ class RequestRecorder:
         if self.native is not None:
             return self._make_native_listener()
         by_name = self._by_name
+        first = self._first
         bounds = self._bounds
         table = self._table
         careful = self._record_carefully
@@ -673,9 +680,11 @@ class RequestRecorder:
             try:
                 # everything that can raise comes before the first change, so that the careful path,
                 # which then records the request, never records it twice
-                endpoint = by_name[name][request_type]
+                method, code, counts, endpoint = first[name]  # KeyError (a new name): careful path
                 status = 0 if response is None else response.status_code
-                counts = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
+                if method is not request_type or code != status:  # not the name's first method and status
+                    endpoint = by_name[name][request_type]
+                    counts = endpoint.hot[status]  # KeyError (a status without a record yet): careful path
                 response_bytes = counts[1] + response_length  # 1: HOT_BYTES
                 if response_time is None:
                     if not response_length >= 0:  # negative or NaN: the careful path counts it as 0
@@ -729,6 +738,7 @@ class RequestRecorder:
         in a batch (:class:`~locust_metrics.bucketing.BatchBucketer`). Times over
         :data:`MAX_RESPONSE_TIME_MS` take the careful path, which caps them."""
         by_name = self._by_name
+        first = self._first
         careful = self._record_carefully
         careful_failure = self._record_failure_carefully
         label_of = error_label
@@ -741,9 +751,11 @@ class RequestRecorder:
             :meth:`RequestRecorder._make_listener`'s ``record``. Never raises."""
             try:
                 # everything that can raise comes before the first change (see the classic listener)
-                endpoint = by_name[name][request_type]
+                method, code, counts, endpoint = first[name]  # see the classic listener
                 status = 0 if response is None else response.status_code
-                counts = endpoint.hot[status]
+                if method is not request_type or code != status:
+                    endpoint = by_name[name][request_type]
+                    counts = endpoint.hot[status]
                 response_bytes = counts[1] + response_length  # 1: HOT_BYTES
                 if response_time is None:
                     if not response_length >= 0:
@@ -839,6 +851,10 @@ class RequestRecorder:
             if time_ms is not None and endpoint.native is not None:
                 endpoint.add_native(time_ms)  # the same observation, handled as the classic histogram handles it
             endpoint.add_hot_record(status)  # the fast path takes this status from now on
+            if (type(name) is str and type(request_type) is str and name == endpoint.name
+                    and request_type == endpoint.method and name not in self._first and status in endpoint.hot):
+                # the name's first hot record (a name stored as it came, not an overflowed or relabelled one)
+                self._first[name] = (request_type, status, endpoint.hot[status], endpoint)
         except Exception:  # a bug of ours: never break the user's test
             self._log_bug_once(name)
             return
@@ -934,6 +950,7 @@ class RequestRecorder:
         """
         self.endpoints.clear()
         self._by_name.clear()
+        self._first.clear()
         self.named = 0
         self.overflow_entries = 0
         self.dropped = 0

@@ -117,6 +117,37 @@ def test_status_codes_beyond_the_hot_records_stay_exact() -> None:
     assert not any(any(record) for record in endpoint.hot.values())  # folded by the reads above
 
 
+@pytest.mark.parametrize("native", [None, (6, 160)], ids=["native off", "native on"])
+def test_a_names_other_methods_and_statuses_take_their_own_records_exactly(native) -> None:
+    """The hot path's first lookup (``_first``) holds the hot record of a name's first method and status; its
+    requests with another method or status take the two-level lookup, and land in their own records. Exact per
+    (method, name, status) and per bucket, careful path only at first sightings, and the same after ``clear()``
+    (a worker, after a report), which must drop the first lookups with the entries."""
+    events = [("GET", "/a", 200, 3.0), ("GET", "/a", 500, 7.0), ("POST", "/a", 200, 30.0), ("GET", "/a", 200, 300.0),
+              ("POST", "/a", 404, 3000.0), ("GET", "/b", 404, 3.0), ("GET", "/b", 200, 0.0)]
+    order = [events[(3 * i) % len(events)] for i in range(len(events))] * 40  # interleaved, each 40 times
+    rec = CountingRecorder((5.0, 50.0, 500.0), 1000.0, (), 500, native)
+    for _round in range(2):
+        rec.careful_calls = 0
+        for method, name, status, ms in order:
+            rec.record(method, name, ms, 10, Response(status), None)
+        assert rec.careful_calls == len({e[:3] for e in events})  # first sightings of (method, name, status) only
+        firsts: dict[str, tuple[str, int]] = {}
+        for method, name, status, _ in order:
+            firsts.setdefault(name, (method, status))
+        assert {name: first[:2] for name, first in rec._first.items()} == firsts
+        for (method, name), entry in rec.endpoints.items():
+            mine = [(s, ms) for m, n, s, ms in events if (m, n) == (method, name)]
+            totals = entry.folded()
+            assert totals.statuses == {s: 40 * sum(1 for t, _ in mine if t == s) for s, _ in mine}, (method, name)
+            expected = [0] * (len(rec.bounds_ms) + 1)
+            for _, ms in mine:
+                expected[bisect_left(rec.bounds_ms, ms)] += 40
+            assert totals.buckets == expected and totals.response_bytes == 10 * 40 * len(mine), (method, name)
+        rec.clear()
+        assert rec._first == {} and rec.endpoints == {}
+
+
 def test_status_codes_and_error_labels() -> None:
     rec = make_recorder()
     rec.on_request("GET", "/a", 5.0, 10, response=Response(200), exception=None)
