@@ -14,8 +14,8 @@ Why: indexing each response time in the listener cost 0.6 µs more per request i
 native tables), 1.9 against 1.3 µs. This costs 0.18-0.78 µs per response time on the same VM, by batch size
 (5,000 to 10), outside the request's path; the listener costs about what the classic one does. In a real run
 with one request name (batches of a second's requests) the listener and its folds took 0.66% of Locust's CPU
-per request, as with native histograms off; over 50 names (batches of about 40, cold caches) 1.18-1.48%
-against 0.99-1.10% off. Numbers: ``docs/native-histograms.md``, ``docs/performance.md``.
+per request, as with native histograms off; over 50 names (batches of about 40, cold caches) 1.26-1.30%
+against 0.89-0.93% off (docs/performance.md, seventh session). Numbers: ``docs/native-histograms.md``, ``docs/performance.md``.
 
 Exact: a response time ``t`` lands in the interval ``(cuts[p - 1], cuts[p]]``, and every cut is a classic
 bound or the largest response time (ms) of a native bucket (:func:`~locust_metrics.native.native_index`
