@@ -628,7 +628,7 @@ def bench_memory(names: int, repeats: int, at_once: bool = False, native: bool =
 
     Typical data: 3 status codes and 5 error labels per endpoint. ``worst_rss_added_bytes``: every
     endpoint also at the cap of 20 error labels, each 120+ characters, and with ``native`` its native histogram at
-    the bucket bound (160 buckets of schema 6). Each figure comes from a process of
+    the bucket bound (every bucket of its 640 populated, at schema 6). Each figure comes from a process of
     its own (``programs/memory_child.py``), one after the other; ``at_once`` (``--smoke``): the three
     processes of a repeat at the same time (each measures only itself, but they compete for the CPU).
     """

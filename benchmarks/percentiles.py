@@ -26,7 +26,8 @@ with the highest count (a later scrape of the stopped process writes stale marke
 
 The error is ``estimate / exact - 1``. The budget (issue 12): native within 2% at p50, p90, p95 and p99. A
 native estimate is always within one bucket (``2 ** 2 ** -schema - 1``, the schema the histogram ended at, printed
-after the table); within 2% is likely, not certain, at schema 4 and below (docs/native-histograms.md). The
+after the table); within 2% holds at schema 6, which the default bound keeps for spreads up to 10 powers of two,
+and is likely, not certain, at schema 4 and below (docs/native-histograms.md). The
 script exits 0 whatever the figures (verdicts are in the table), 2 when a part cannot run.
 """
 

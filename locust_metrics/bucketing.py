@@ -6,8 +6,9 @@ worker's report, the exporter every second: ``exporter.FOLD_INTERVAL_S``) counts
 one C-level ``bisect`` per response time into a table of **cuts**, the union of the classic bucket bounds and
 of the native buckets' largest response times, so that every interval between two cuts lies in one classic
 and one native bucket. One ``operator.itemgetter`` of all the positions picks each kind's buckets from its
-table, and they are counted in C too (``collections``' element counter; the native ones straight into the
-histogram's dict); Python steps only per classic bucket. Large batches over few positions are sorted instead
+table; the classic ones are counted in C (``collections``' element counter), the native ones by
+:meth:`~locust_metrics.native.NativeHistogram.add_indices` (one Python step per time in a batch of up to 64,
+else counted in C first and added per bucket); Python steps otherwise only per classic bucket. Large batches over few positions are sorted instead
 (:meth:`BatchBucketer._count_sorted`).
 
 Why: indexing each response time in the listener cost 0.6 µs more per request in place (classic table, then

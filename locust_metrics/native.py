@@ -21,8 +21,8 @@ What is here:
   about 1 µs; the reference for everything else.
 * :func:`threshold_ms`: where a bucket ends in milliseconds, exactly (the batch bucketer's table,
   ``bucketing.py``, is made of them).
-* :class:`NativeHistogram`: the accumulator (schema, zero bucket, ``{index: count}``), bounded by a maximum
-  bucket count with client_golang's strategy (halve the resolution), exact merges across schemas, the
+* :class:`NativeHistogram`: the accumulator (schema, zero bucket, the counts in a dense ``array``), bounded by a
+  maximum bucket count with client_golang's strategy (halve the resolution), exact merges across schemas, the
   spans and deltas of the protobuf exposition, a wire form for worker reports, and the quantile
   estimate of Prometheus 2.42's ``histogram_quantile``.
 * :func:`upper_bound`, :func:`reduce_index`, :func:`pick_schema`, :func:`max_relative_error`.
@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import collections
 import math
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from math import frexp, inf, ldexp
 from operator import ne, sub
 from typing import Any
@@ -59,8 +60,12 @@ DEFAULT_SCHEMA = 6
 """Default resolution: bucket growth factor ``2**(1/64)``, about 1.0109 (see :func:`max_relative_error` and
 ``docs/native-histograms.md``)."""
 
-DEFAULT_MAX_BUCKETS = 160
-"""Default bound on the populated buckets of one histogram (see :meth:`NativeHistogram.limit`)."""
+DEFAULT_MAX_BUCKETS = 640
+"""Default bound on the buckets one histogram keeps, from its lowest populated bucket to its highest (see
+:class:`NativeHistogram`): 10 powers of two at schema 6 (say 1 ms to 1 s), 5 KB."""
+
+FEW_INDICES = 64
+"""Batches of at most this many bucket indices are added one by one (:meth:`NativeHistogram.add_indices`)."""
 
 _FRACTIONS_HEX = """
     0000000000000 00b1afa5abcbf 0163da9fb3335 02168143b0281 02c9a3e778061 037d42e11bbcc 04315e86e7f84 04e5f72f654b1
@@ -237,25 +242,37 @@ _count_elements: Any = getattr(collections, "_count_elements", _count_elements_f
 
 
 # ------------------------------------------------------------------------------------------------ accumulator
+def _zeros(n: int) -> array[int]:
+    """``n`` zero counts (``array('q')``, 8 bytes each)."""
+    return array("q", bytes(8 * n))
+
+
 class NativeHistogram:
-    """The native buckets of one histogram: schema, zero bucket and ``{index: count}``, bounded in size.
+    """The native buckets of one histogram: schema, zero bucket and bucket counts, bounded in size.
 
     Count and sum are the caller's (a histogram message carries one ``sample_count`` and one
     ``sample_sum`` for its classic and native buckets alike); :attr:`count` is what the buckets hold, which
     must equal the classic count of the same observations.
 
+    Storage is dense: one ``array('q')`` of counts (8 bytes a bucket) from the lowest populated bucket to the
+    highest, empty buckets between them included (a dict took about 74 bytes a populated bucket; see
+    ``docs/native-histograms.md``). :attr:`buckets` gives the populated ones as ``{index: count}``.
+
     Attributes:
         schema: the current resolution; only ever lowered (by :meth:`limit`, :meth:`reduce_to`, or a
             merge with a coarser histogram), since counters must not go backwards.
         zero_count: observations in the zero bucket (``<= ZERO_THRESHOLD`` seconds).
-        buckets: ``{index: count}`` of the populated buckets (counts > 0) at :attr:`schema`.
-        max_buckets: most populated buckets; 0 = unbounded. When exceeded, the resolution is halved
-            (schema - 1, adding bucket pairs) until it fits or the schema is ``SCHEMA_MIN``, as client_golang
-            does with ``NativeHistogramMaxBucketNumber`` (without its reset or zero-bucket widening, which are
-            off by default there too). Totals are unchanged: only bucket boundaries are dropped.
+        max_buckets: most buckets kept, from the lowest populated bucket to the highest, empty ones between
+            included (the :attr:`width`: the memory, 8 bytes a bucket); 0 = unbounded. When a new observation
+            would exceed it, the resolution is first halved (schema - 1, adding bucket pairs) as many times as
+            needed, or down to ``SCHEMA_MIN``: client_golang's strategy with ``NativeHistogramMaxBucketNumber``
+            (without its reset or zero-bucket widening, which are off by default there too), but counting the
+            buckets kept rather than the populated ones, which bounds the memory whatever the latencies (a far
+            outlier lowers the schema where client_golang would keep it). Totals are unchanged: only bucket
+            boundaries are dropped.
     """
 
-    __slots__ = ("schema", "zero_count", "buckets", "max_buckets")
+    __slots__ = ("schema", "zero_count", "max_buckets", "_offset", "_counts")
 
     zero_threshold = ZERO_THRESHOLD
 
@@ -265,27 +282,59 @@ class NativeHistogram:
             raise ValueError(f"native histogram max buckets {max_buckets!r}: must be an integer >= 0 (0: no limit)")
         self.max_buckets = max_buckets
         self.zero_count = 0
-        self.buckets: dict[int, int] = {}
+        self._offset = 0  # the bucket index of _counts[0]
+        self._counts: array[int] = _zeros(0)  # empty, or its first and last counts > 0
 
     # ---------------------------------------------------------------- reading
     @property
     def count(self) -> int:
         """Observations held: zero bucket plus buckets."""
-        return self.zero_count + sum(self.buckets.values())
+        return self.zero_count + sum(self._counts)
+
+    @property
+    def width(self) -> int:
+        """Buckets kept: from the lowest populated one to the highest, empty ones between included (0 when
+        empty). At most :attr:`max_buckets` (see the class), unless the schema is ``SCHEMA_MIN``."""
+        return len(self._counts)
+
+    @property
+    def populated(self) -> int:
+        """Populated buckets (count > 0), the zero bucket not included."""
+        counts = self._counts
+        return len(counts) - counts.count(0)
+
+    def _indices(self) -> list[int]:
+        """The populated buckets' indices, ascending."""
+        counts = self._counts
+        return list(compress(range(self._offset, self._offset + len(counts)), counts))
+
+    @property
+    def buckets(self) -> dict[int, int]:
+        """The populated buckets as a new ``{index: count}`` dict (counts > 0), in index order. Setting it
+        replaces all the buckets (counts must be ints > 0; for tests) and applies :attr:`max_buckets`."""
+        return dict(zip(self._indices(), filter(None, self._counts)))
+
+    @buckets.setter
+    def buckets(self, buckets: Mapping[int, int]) -> None:
+        self._offset, self._counts = 0, _zeros(0)
+        self._add_map(dict(buckets))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NativeHistogram):
             return NotImplemented
         return (self.schema, self.zero_count, self.buckets) == (other.schema, other.zero_count, other.buckets)
 
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __repr__(self) -> str:
-        return f"NativeHistogram(schema={self.schema}, zero_count={self.zero_count}, buckets={len(self.buckets)})"
+        return (f"NativeHistogram(schema={self.schema}, zero_count={self.zero_count}, buckets={self.populated}, "
+                f"width={self.width})")
 
     def copy(self) -> NativeHistogram:
-        """An independent copy (e.g. for a scrape's snapshot)."""
+        """An independent copy (e.g. for a scrape's snapshot): one ``memcpy`` of the counts."""
         new = NativeHistogram.__new__(NativeHistogram)
-        new.schema, new.zero_count, new.buckets, new.max_buckets = (
-            self.schema, self.zero_count, dict(self.buckets), self.max_buckets)
+        new.schema, new.zero_count, new.max_buckets, new._offset, new._counts = (
+            self.schema, self.zero_count, self.max_buckets, self._offset, self._counts[:])
         return new
 
     def spans_and_deltas(self) -> tuple[list[tuple[int, int]], list[int]]:
@@ -294,11 +343,10 @@ class NativeHistogram:
         span's offset is the gap since the previous span's end (for the first: its starting index); gaps of
         one or two buckets are filled with empty buckets instead of a new span; each delta is a bucket's
         count minus the previous bucket's (the first: minus 0). ``([], [])`` when empty."""
-        buckets = self.buckets
-        if not buckets:
+        if not self._counts:
             return [], []
-        keys = sorted(buckets)
-        counts = list(map(buckets.__getitem__, keys))
+        keys = self._indices()
+        counts = list(filter(None, self._counts))
         # indices (in keys) of the buckets that follow a gap; usually few: the loop below runs once per gap
         breaks = list(compress(range(1, len(keys)), map(ne, map(sub, keys[1:], keys), repeat(1))))
         spans = []
@@ -355,8 +403,8 @@ class NativeHistogram:
         if self.zero_count:
             yield 0.0, ZERO_THRESHOLD, self.zero_count
         schema = self.schema
-        for index in sorted(self.buckets):
-            yield upper_bound(index - 1, schema), upper_bound(index, schema), self.buckets[index]
+        for index, n in self.buckets.items():
+            yield upper_bound(index - 1, schema), upper_bound(index, schema), n
 
     # ---------------------------------------------------------------- writing
     def observe(self, ms: float) -> bool:
@@ -370,10 +418,7 @@ class NativeHistogram:
         if index is None:
             self.zero_count += 1
         else:
-            buckets = self.buckets
-            buckets[index] = buckets.get(index, 0) + 1
-            if len(buckets) > self.max_buckets > 0:
-                self.limit()
+            self._add_map({index: 1})
         return True
 
     def add_counts(
@@ -392,39 +437,94 @@ class NativeHistogram:
         if schema < self.schema:
             self.reduce_to(schema)
         by = schema - self.schema
-        if isinstance(counts, Mapping):
-            items: Iterable[tuple[int | None, int]] = counts.items()
-            added = sum(counts.values())
-        else:
-            items = list(counts)
-            added = sum([n for _, n in items])
-        buckets = self.buckets
-        get = buckets.get
-        zero = 0
+        items: Iterable[tuple[int | None, int]] = counts.items() if isinstance(counts, Mapping) else counts
+        reduced: dict[int, int] = {}
+        get = reduced.get
+        zero = added = 0
         for index, n in items:
             if n:
+                added += n
                 if index is None:
                     zero += n
                     continue
                 if by:
                     index = -((-index) >> by)
-                buckets[index] = get(index, 0) + n
+                reduced[index] = get(index, 0) + n
         self.zero_count += zero
-        if len(buckets) > self.max_buckets > 0:
-            self.limit()
+        self._add_map(reduced)
         return added
 
     def add_indices(self, indices: Iterable[int | None]) -> None:
         """Count one observation per item of ``indices``: bucket indices at this histogram's :attr:`schema`,
-        None for the zero bucket. The counting runs in C (``collections``' element counter, what ``Counter``
-        uses), a few tens of ns per item (:class:`~locust_metrics.bucketing.BatchBucketer`). Then
-        :attr:`max_buckets` applies."""
-        buckets: dict[Any, int] = self.buckets
-        _count_elements(buckets, indices)
-        if None in buckets:  # the zero bucket's count: out of the dict
-            self.zero_count += buckets.pop(None)
-        if len(buckets) > self.max_buckets > 0:
-            self.limit()
+        None for the zero bucket (:class:`~locust_metrics.bucketing.BatchBucketer`'s batches). Then
+        :attr:`max_buckets` applies.
+
+        A batch of up to :data:`FEW_INDICES` without the zero bucket is added one index at a time (one Python
+        step each); a larger one is first counted in C (``collections``' element counter, what ``Counter``
+        uses, a few tens of ns per item) into a dict, then added one bucket at a time."""
+        if type(indices) is not tuple and type(indices) is not list:
+            indices = list(indices)
+        if len(indices) <= FEW_INDICES:
+            try:
+                lo, hi = min(indices), max(indices)  # TypeError: the zero bucket (None) among them
+            except (TypeError, ValueError):  # (ValueError: no indices)
+                lo = None
+            if lo is not None:  # (also None: one index, the zero bucket's)
+                few: Any = indices  # all ints here
+                by = self._widen(lo, hi)
+                if by:
+                    few = [-((-index) >> by) for index in few]
+                store, offset = self._counts, self._offset
+                for index in few:
+                    store[index - offset] += 1
+                return
+        counted: dict[Any, int] = {}
+        _count_elements(counted, indices)
+        if None in counted:  # the zero bucket's count
+            self.zero_count += counted.pop(None)
+        self._add_map(counted)
+
+    def _add_map(self, counts: dict[int, int]) -> None:
+        """Add ``{index: n}`` (indices at :attr:`schema`, every ``n > 0``), widening the store first
+        (:meth:`_widen`)."""
+        if not counts:
+            return
+        by = self._widen(min(counts), max(counts))
+        if by:
+            reduced: dict[int, int] = {}
+            for index, n in counts.items():
+                index = -((-index) >> by)
+                reduced[index] = reduced.get(index, 0) + n
+            counts = reduced
+        store, offset = self._counts, self._offset
+        for index, n in counts.items():
+            store[index - offset] += n
+
+    def _widen(self, lo: int, hi: int) -> int:
+        """Make the store hold the buckets ``lo..hi`` (at :attr:`schema`) besides its own: when that would be
+        more than :attr:`max_buckets` wide, lower the schema first as far as needed (so a far outlier never
+        allocates more than the bound), then add empty buckets at either end. Returns by how many steps the
+        schema went down (the caller reduces its indices by as many: :func:`reduce_index`)."""
+        store = self._counts
+        if store:
+            lo, hi = min(lo, self._offset), max(hi, self._offset + len(store) - 1)
+        by, widest = 0, self.max_buckets
+        if hi - lo >= widest > 0 and self.schema > SCHEMA_MIN:
+            by = 1
+            while -((-hi) >> by) - -((-lo) >> by) >= widest and self.schema - by > SCHEMA_MIN:
+                by += 1
+            self.reduce_to(self.schema - by)
+            lo, hi, store = -((-lo) >> by), -((-hi) >> by), self._counts
+        if not store:
+            self._offset, self._counts = lo, _zeros(hi - lo + 1)
+        else:
+            offset = self._offset
+            if lo < offset:
+                store[0:0] = _zeros(offset - lo)
+                self._offset = offset = lo
+            if hi >= offset + len(store):
+                store.extend(_zeros(hi - offset - len(store) + 1))
+        return by
 
     def merge(self, other: NativeHistogram) -> None:
         """Add ``other``'s counts (exact: the finer of the two is reduced to the coarser schema first)."""
@@ -440,18 +540,22 @@ class NativeHistogram:
             raise ValueError(f"cannot raise a native histogram's schema from {self.schema} to {schema}")
         if by == 0:
             return
-        reduced: dict[int, int] = {}
-        for index, n in self.buckets.items():
-            index = -((-index) >> by)
-            reduced[index] = reduced.get(index, 0) + n
-        self.buckets = reduced
+        store = self._counts
+        if store:
+            indices = self._indices()
+            offset = -((-indices[0]) >> by)
+            reduced = _zeros(-((-indices[-1]) >> by) - offset + 1)
+            for index, n in zip(indices, filter(None, store)):
+                reduced[-((-index) >> by) - offset] += n
+            self._offset, self._counts = offset, reduced
         self.schema = schema
 
     def limit(self) -> int:
-        """Halve the resolution while more than :attr:`max_buckets` buckets are populated (and the schema is
-        above ``SCHEMA_MIN``); returns by how many steps the schema went down."""
-        steps = 0
-        while len(self.buckets) > self.max_buckets > 0 and self.schema > SCHEMA_MIN:
+        """Halve the resolution while the buckets kept (:attr:`width`) are more than :attr:`max_buckets` and the
+        schema is above ``SCHEMA_MIN`` (after :attr:`max_buckets` was lowered: adding counts keeps the bound by
+        itself); returns by how many steps the schema went down."""
+        steps, most = 0, self.max_buckets
+        while len(self._counts) > most > 0 and self.schema > SCHEMA_MIN:
             self.reduce_to(self.schema - 1)
             steps += 1
         return steps
@@ -459,11 +563,7 @@ class NativeHistogram:
     # ---------------------------------------------------------------- wire (worker reports)
     def to_wire(self) -> list[Any]:
         """``[schema, zero_count, [index, count, index, count, ...]]``: ints and lists only (msgpack-safe)."""
-        flat: list[int] = []
-        for index, n in self.buckets.items():
-            flat.append(index)
-            flat.append(n)
-        return [self.schema, self.zero_count, flat]
+        return [self.schema, self.zero_count, list(chain.from_iterable(zip(self._indices(), filter(None, self._counts))))]
 
     @classmethod
     def from_wire(cls, wire: Any, max_buckets: int = DEFAULT_MAX_BUCKETS) -> NativeHistogram:

@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import OptionError, env_var, invalid
+from .native import DEFAULT_MAX_BUCKETS, DEFAULT_SCHEMA, SCHEMA_MAX, SCHEMA_MIN, max_relative_error
 from .thresholds import DEFAULT_EXIT_CODE, Threshold, parse_thresholds, required_bounds_ms
 
 PUSH_GROUPING_LABELS = frozenset({"job", "run"})
@@ -518,15 +519,18 @@ class Settings:
         "(docs/native-histograms.md: what to set in Prometheus, and why off by default).",
     )
     native_schema: int = option(
-        "--metrics-native-schema", parse_native_schema, 6, metavar="SCHEMA", recording=True,
-        help="Resolution of native histograms: bucket growth factor 2^(2^-SCHEMA), -4 to 8; 6 (factor 1.0109, a "
-        "quantile within 1.09%%) by default. Lowered per endpoint when its buckets exceed "
+        "--metrics-native-schema", parse_native_schema, DEFAULT_SCHEMA, metavar="SCHEMA", recording=True,
+        help=f"Resolution of native histograms: bucket growth factor 2^(2^-SCHEMA), {SCHEMA_MIN} to {SCHEMA_MAX}; "
+        f"{DEFAULT_SCHEMA} (factor {1 + max_relative_error(DEFAULT_SCHEMA):.4f}, a quantile within "
+        f"{100 * max_relative_error(DEFAULT_SCHEMA):.2f}%%) by default. Lowered per endpoint when its buckets exceed "
         "--metrics-native-max-buckets.",
     )
     native_max_buckets: int = option(
-        "--metrics-native-max-buckets", parse_native_max_buckets, 160, metavar="N", recording=True,
-        help="Most populated native buckets per endpoint (about 72 bytes each); beyond, that endpoint's resolution "
-        "is halved (schema - 1) until it fits, counts staying exact. 0: no limit. Default 160.",
+        "--metrics-native-max-buckets", parse_native_max_buckets, DEFAULT_MAX_BUCKETS, metavar="N", recording=True,
+        help="Most native buckets per endpoint, counted from its lowest populated bucket to its highest, empty ones "
+        "between included (8 bytes each; at schema 6, 64 buckets span a power of two: 640 span 1 ms to 1 s). "
+        "Beyond, that endpoint's resolution is halved (schema - 1) until it fits, counts staying exact. 0: no limit. "
+        f"Default {DEFAULT_MAX_BUCKETS}.",
     )
     labels: Mapping[str, str] = option(
         "--metrics-label", _optional(parse_labels, {}), None, metavar="KEY=VALUE", repeatable=True,

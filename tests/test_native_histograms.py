@@ -280,7 +280,8 @@ def test_limiting_the_buckets_keeps_totals_and_equals_recording_at_the_final_sch
     assert len(recorded) == sum(1 for v in values if math.isfinite(v))
     assert limited.count == len(recorded)
     assert limited.zero_count == sum(1 for v in recorded if v / 1000.0 <= ZERO_THRESHOLD)
-    assert len(limited.buckets) <= max_buckets or limited.schema == SCHEMA_MIN or max_buckets == 0
+    assert len(limited.buckets) == limited.populated
+    assert limited.width <= max_buckets or limited.schema == SCHEMA_MIN or max_buckets == 0
     direct = NativeHistogram(limited.schema, 0)
     for v in recorded:
         direct.observe(v)
@@ -289,7 +290,7 @@ def test_limiting_the_buckets_keeps_totals_and_equals_recording_at_the_final_sch
         finer = NativeHistogram(limited.schema + 1, 0)
         for v in recorded:
             finer.observe(v)
-        assert len(finer.buckets) > max_buckets
+        assert finer.width > max_buckets
 
 
 @settings(max_examples=60, deadline=None)
@@ -321,6 +322,79 @@ def test_add_counts_reduces_finer_counts_and_counts_the_zero_bucket() -> None:
     assert histogram.buckets == {16: 4, 0: 4}  # 63 and 64 -> 16, -1 -> 0; 65 had no count
     histogram.add_counts([(3, 1)], 2)  # coarser: ours goes down to schema 2 first
     assert histogram.schema == 2 and histogram.buckets == {4: 4, 0: 4, 3: 1}
+
+
+def test_the_dense_store_keeps_at_most_twice_the_bound_and_a_far_outlier_allocates_no_more() -> None:
+    import tracemalloc
+
+    # three populated buckets 70 powers of two apart at schema 8 would be 18,000 buckets wide: the store lowers
+    # the schema before it widens, so the array never holds more than 160 counts
+    histogram = NativeHistogram(8, 160)
+    histogram.observe(5.0)
+    tracemalloc.start()
+    histogram.observe(1e-15)  # 1e-18 s: far below, not the zero bucket
+    histogram.observe(MAX_RESPONSE_TIME_MS)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * 160 + 2048, peak
+    assert histogram.populated == 3 and histogram.width <= 160 and histogram.count == 3
+    direct = NativeHistogram(histogram.schema, 0)
+    for ms in (5.0, 1e-15, MAX_RESPONSE_TIME_MS):
+        direct.observe(ms)
+    assert direct == histogram  # exact: as if recorded at the lower schema
+    finer = NativeHistogram(histogram.schema + 1, 0)
+    for ms in (5.0, 1e-15, MAX_RESPONSE_TIME_MS):
+        finer.observe(ms)
+    assert finer.width > 160  # one step finer would not have fitted
+
+
+def test_the_bound_counts_the_buckets_kept_empty_ones_between_included() -> None:
+    # 3 populated buckets spread over 9 (bound 8): the span decides, not the populated count
+    histogram = NativeHistogram(6, 8)
+    for index in (0, 4, 8):
+        histogram.observe(native.threshold_ms(index, 6))
+    assert histogram.schema == 5 and histogram.buckets == {0: 1, 2: 1, 4: 1} and histogram.width == 5
+    # within the bound: kept as it is, gaps stored as zeros but never reported
+    kept = NativeHistogram(6, 8)
+    for index in (-3, 0, 4):
+        kept.observe(native.threshold_ms(index, 6))
+    assert kept.schema == 6 and kept.width == 8 and kept.populated == 3 and kept.buckets == {-3: 1, 0: 1, 4: 1}
+    assert kept.spans_and_deltas() == ([(-3, 4), (3, 1)], [1, -1, 0, 1, 0])  # a gap of 2 filled, of 3 not
+    assert kept.to_wire() == [6, 0, [-3, 1, 0, 1, 4, 1]]
+    assert NativeHistogram.from_wire(kept.to_wire(), 8) == kept
+
+
+@settings(max_examples=150, deadline=None)
+@given(indices=st.lists(st.one_of(st.none(), st.integers(min_value=-400, max_value=400)), max_size=150),
+       max_buckets=st.integers(min_value=0, max_value=60), before=st.lists(st.integers(-50, 50), max_size=5))
+def test_a_batch_of_indices_small_or_large_is_counted_exactly_within_the_bound(
+    indices: list[int | None], max_buckets: int, before: list[int]
+) -> None:
+    histogram = NativeHistogram(6, max_buckets)
+    histogram.add_counts(dict.fromkeys(before, 1), 6)
+    by = 6 - histogram.schema  # add_indices takes indices at the histogram's schema, as the bucketer gives them
+    histogram.add_indices(tuple(None if k is None else reduce_index(k, by) for k in indices))  # few: one by one
+    everything = [*dict.fromkeys(before), *indices]
+    reference = NativeHistogram(6, 0)
+    reference.add_counts([(k, 1) for k in everything], 6)
+    reference.reduce_to(histogram.schema)
+    assert histogram == reference and histogram.count == len(everything)
+    assert histogram.width <= max_buckets or max_buckets == 0 or histogram.schema == SCHEMA_MIN
+    if histogram.schema < 6:  # one step finer would not have fitted
+        finer = NativeHistogram(6, 0)
+        finer.add_counts([(k, 1) for k in everything], 6)
+        finer.reduce_to(histogram.schema + 1)
+        assert finer.width > max_buckets
+
+
+def test_a_copy_shares_nothing_with_its_original() -> None:
+    histogram = NativeHistogram(6, 160)
+    histogram.observe(10.0)
+    copy = histogram.copy()
+    histogram.observe(10.0)
+    histogram.observe(0.5)
+    assert copy.count == 1 and copy.buckets == {native_index(10.0, 6): 1} and histogram.count == 3
+    assert copy != histogram and copy.max_buckets == 160
 
 
 def test_reduction_never_raises_the_schema_and_stops_at_the_minimum() -> None:

@@ -10,7 +10,7 @@ import pytest
 from support import CountingRecorder, Response, make_recorder
 
 from locust_metrics.distributed import PayloadMerger, take_payload
-from locust_metrics.native import NativeHistogram, native_index, upper_bound
+from locust_metrics.native import DEFAULT_MAX_BUCKETS, NativeHistogram, native_index, upper_bound
 from locust_metrics.options import Settings
 from locust_metrics.recorder import MAX_RESPONSE_TIME_MS, RequestRecorder
 
@@ -91,7 +91,7 @@ def test_the_fast_path_keeps_response_times_and_a_fold_counts_them() -> None:
         endpoint.fold()
         assert endpoint.native_times == []
     assert recorder.careful_calls == 1
-    assert endpoint.native == reference(times * 4, 6, 160) and endpoint.native.count == endpoint.count == 32
+    assert endpoint.native == reference(times * 4, 6, DEFAULT_MAX_BUCKETS) and endpoint.native.count == endpoint.count == 32
 
 
 def test_a_snapshot_buckets_the_kept_times_first() -> None:
@@ -105,7 +105,7 @@ def test_a_snapshot_buckets_the_kept_times_first() -> None:
     assert len(endpoint.native_times) == sum(ms >= 400 for ms in times) - 1  # after the first 503 (careful: folds)
     unfolded = endpoint.copy_unfolded()
     assert endpoint.native_times == [] and not unfolded.hot
-    assert endpoint.copy_native().total() == reference(times, 6, 160)
+    assert endpoint.copy_native().total() == reference(times, 6, DEFAULT_MAX_BUCKETS)
     classic = make_recorder(slow_threshold=300)
     for ms in times:
         classic.record("GET", "/a", ms, 1, Response(200 if ms < 400 else 503), None)
@@ -120,7 +120,7 @@ def test_a_snapshot_buckets_the_kept_times_first() -> None:
 def test_off_keeps_the_classic_listener_and_records_no_native() -> None:
     off = make_recorder()
     on = make_recorder(native_histograms=True)
-    assert off.native is None and on.native == (6, 160)
+    assert off.native is None and on.native == (6, DEFAULT_MAX_BUCKETS)
     assert off.record.__qualname__ == "RequestRecorder._make_listener.<locals>.record"
     assert on.record.__qualname__ == "RequestRecorder._make_native_listener.<locals>.record"
     off.record("GET", "/a", 3.0, 1, Response(200), None)
@@ -172,7 +172,7 @@ def test_worker_payloads_merge_exactly_across_schemas() -> None:
     endpoint = master.endpoints[("GET", "/m")]
     endpoint.fold()
     assert endpoint.native.schema == 2
-    assert endpoint.native == reference(everything, 2, 160)
+    assert endpoint.native == reference(everything, 2, DEFAULT_MAX_BUCKETS)
     assert endpoint.native.count == endpoint.count
 
 
@@ -230,7 +230,7 @@ def test_native_deltas_are_checked_at_the_merge_and_added_at_the_next_fold() -> 
         merger.merge(take_payload(worker, "w0", None))
     endpoint = master.endpoints[("GET", "/p")]
     assert len(endpoint.native_pending) == 3 and endpoint.native.count == 0  # the classic merge did not fold them
-    expected = reference([1.0, 20.0, 300.0, 1.0, 20.0, 301.0, 1.0, 20.0, 302.0], 6, 160)
+    expected = reference([1.0, 20.0, 300.0, 1.0, 20.0, 301.0, 1.0, 20.0, 302.0], 6, DEFAULT_MAX_BUCKETS)
     assert endpoint.copy_native().total() == expected and len(endpoint.native_pending) == 3  # a copy adds to itself
     endpoint.fold()
     assert endpoint.native == expected and not endpoint.native_pending
@@ -268,8 +268,8 @@ def test_a_snapshot_copy_is_not_changed_by_what_comes_after_it() -> None:
     worker.record("GET", "/c", 7.0, 0, Response(200), None)
     PayloadMerger(recorder).merge(take_payload(worker, "w", None))
     endpoint.fold()
-    assert copy.total() == reference([1.0, 2.0, 3.0], 6, 160)
-    assert endpoint.native == reference([1.0, 2.0, 3.0, 1.0, 500.0, -1.0, 1e15, 7.0], 6, 160)
+    assert copy.total() == reference([1.0, 2.0, 3.0], 6, DEFAULT_MAX_BUCKETS)
+    assert endpoint.native == reference([1.0, 2.0, 3.0, 1.0, 500.0, -1.0, 1e15, 7.0], 6, DEFAULT_MAX_BUCKETS)
 
 
 def test_a_worker_adopting_native_histograms_records_them_for_its_own_endpoint_too() -> None:

@@ -7,7 +7,7 @@ data + a scrape of each format add to a fresh Locust process.
 imports) or ``traced`` (prints tracemalloc's ``data_bytes``, ``retained_bytes`` after the scrapes and
 ``scrape_peak_bytes``). ``ACCEPT``: the scrape's ``Accept`` header. ``DATA``: ``typical`` (3 status codes
 and 5 error labels per endpoint) or ``worst`` (also 20 error labels of 120+ characters per endpoint, and with
-native histograms on, each endpoint's native histogram at its bucket bound, 160 buckets of schema 6). ``NATIVE``: ``on`` for native histograms (``install(native_histograms=True)``), ``off`` (the default).
+native histograms on, each endpoint's native histogram at its bucket bound, every bucket of the default 640 populated at schema 6). ``NATIVE``: ``on`` for native histograms (``install(native_histograms=True)``), ``off`` (the default).
 """
 
 import gc
@@ -64,22 +64,21 @@ for i in range(names):
                 response_time=7.0 * (j + k + 1) + i % 50, response_length=1024,
                 response=response, exception=error,
             )
-if worst and native:  # every native histogram at its bucket bound (default 160), at schema 6: the most it keeps
-    from locust_metrics.native import native_index
+if worst and native:  # every native histogram at its bound at schema 6: the most its dense store keeps
+    from locust_metrics.native import threshold_ms
 
-    bound = exporter.recorder.native[1]
+    bound = exporter.recorder.native[1]  # buckets at most (default native.DEFAULT_MAX_BUCKETS)
     for (method, name), entry in exporter.recorder.endpoints.items():
         entry.fold()
-        taken, k = set(entry.native.buckets), 0
-        while len(taken) < bound:  # one response time in each bucket not populated yet, from 10 ms up
-            ms = 10.0 * 2 ** ((k + 0.5) / 64)
-            k += 1
-            if native_index(ms, 6) not in taken:
-                taken.add(native_index(ms, 6))
-                exporter.recorder.on_request(request_type=method, name=name, response_time=ms, response_length=1024,
-                                             response=responses[0][0], exception=None)
+        taken = set(entry.native.buckets)
+        low = min(taken)
+        for k in range(low, low + bound):  # every bucket populated: the longest protobuf lists too
+            if k not in taken:
+                exporter.recorder.on_request(request_type=method, name=name, response_time=threshold_ms(k, 6),
+                                             response_length=1024, response=responses[0][0], exception=None)
         entry.fold()
-        assert entry.native.schema == 6 and len(entry.native.buckets) == bound, (entry.native.schema, len(entry.native.buckets))
+        got = (entry.native.schema, entry.native.populated, entry.native.width)
+        assert got == (6, bound, bound), got
 assert len(exporter.recorder.endpoints) == names
 if mode == "traced":
     data = tracemalloc.get_traced_memory()[0]
