@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import math
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
@@ -185,6 +186,23 @@ def reduce_index(index: int, by: int) -> int:
     """The bucket at ``schema - by`` that holds bucket ``index`` of ``schema``: ``ceil(index / 2**by)``
     (client_golang's ``doubleBucketWidth`` applied ``by`` times: ``(index + 1) // 2`` each)."""
     return -((-index) >> by)
+
+
+def index_range(schema: int) -> tuple[int, int]:
+    """The lowest and highest bucket index an observation of a double can have at ``schema`` (the zero bucket
+    apart): those of the smallest double above ``ZERO_THRESHOLD`` and of the largest finite double. An index
+    outside is not an observation's (a worker delta that has one is malformed): about ``-128 * 2**schema`` to
+    ``1024 * 2**schema``."""
+    range_ = _INDEX_RANGES.get(schema)
+    if range_ is None:
+        low = index_of(math.nextafter(ZERO_THRESHOLD, inf), schema)
+        high = index_of(sys.float_info.max, schema)
+        assert low is not None and high is not None
+        range_ = _INDEX_RANGES[schema] = (low, high)
+    return range_
+
+
+_INDEX_RANGES: dict[int, tuple[int, int]] = {}
 
 
 def pick_schema(bucket_factor: float) -> int:
@@ -568,14 +586,16 @@ class NativeHistogram:
     @classmethod
     def from_wire(cls, wire: Any, max_buckets: int = DEFAULT_MAX_BUCKETS) -> NativeHistogram:
         """The histogram of :meth:`to_wire`'s output; ``ValueError`` if malformed (wrong shape, a schema out
-        of range, a count that is not an int >= 0, an index that is not an int)."""
+        of range, a count that is not an int >= 0, an index that is not an int or outside :func:`index_range`,
+        which would make the dense store allocate for buckets no observation has)."""
         try:
             schema, zero_count, flat = wire
             pairs = list(zip(flat[::2], flat[1::2]))
             if len(flat) % 2 or type(zero_count) is not int or zero_count < 0:
                 raise ValueError
+            low, high = index_range(check_schema(schema))
             for index, n in pairs:
-                if type(index) is not int or type(n) is not int or n < 0:
+                if type(index) is not int or type(n) is not int or n < 0 or not low <= index <= high:
                     raise ValueError
         except (TypeError, ValueError):
             raise ValueError(f"malformed native histogram: {str(wire)[:200]}") from None
@@ -595,6 +615,7 @@ __all__ = [
     "NativeHistogram",
     "check_schema",
     "index_of",
+    "index_range",
     "max_relative_error",
     "native_index",
     "pick_schema",

@@ -32,7 +32,7 @@ from operator import add
 from typing import Any, NamedTuple
 
 from .bucketing import BatchBucketer
-from .native import SCHEMA_MAX, SCHEMA_MIN, NativeHistogram
+from .native import SCHEMA_MAX, SCHEMA_MIN, NativeHistogram, index_range
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -170,9 +170,12 @@ _bad_deltas: list[int] = [0]  # worker deltas dropped as malformed (logged once)
 def add_delta(histogram: NativeHistogram, delta: tuple[int, int, list[int]]) -> bool:
     """Add a worker's native delta ``(schema, zero count, [index, count, ...])``, its shape already checked
     (:meth:`EndpointStats.add_native_wire`), to ``histogram``; False, nothing added and a warning logged once,
-    when an index or a count is not an int or a count is negative (not from our workers)."""
+    when an index or a count is not an int, a count is negative or an index is outside
+    :func:`~locust_metrics.native.index_range` (not from our workers)."""
     schema, zero_count, flat = delta
-    if not (set(map(type, flat)) <= {int} and min(flat[1::2], default=0) >= 0):
+    low, high = index_range(schema)  # (the schema is checked; an index outside: the dense store would grow for it)
+    if not (set(map(type, flat)) <= {int} and min(flat[1::2], default=0) >= 0
+            and low <= min(flat[::2], default=low) and max(flat[::2], default=high) <= high):
         _bad_deltas[0] += 1
         if _bad_deltas[0] == 1:
             logger.warning("locust-metrics: a worker's native histogram delta is malformed (%s); left out",

@@ -436,7 +436,8 @@ def test_wire_round_trip_and_malformed_payloads() -> None:
         histogram.observe(ms)
     wire = histogram.to_wire()
     assert all(type(x) is int for x in wire[2]) and NativeHistogram.from_wire(wire, 0) == histogram
-    for bad in (None, [5, 0], [5, -1, []], [5, 0, [1]], [5, 0, [1, -2]], [5, 0, [1.5, 2]], [99, 0, []], "x"):
+    for bad in (None, [5, 0], [5, -1, []], [5, 0, [1]], [5, 0, [1, -2]], [5, 0, [1.5, 2]], [99, 0, []], "x",
+                [5, 0, [32769, 1]], [5, 0, [-4096, 1]]):  # index_range(5) is (-4095, 32768)
         with pytest.raises(ValueError):
             NativeHistogram.from_wire(bad)
 

@@ -198,7 +198,8 @@ def test_a_malformed_native_delta_is_refused(caplog: pytest.LogCaptureFixture) -
         with pytest.raises(ValueError, match="malformed native histogram"):
             PayloadMerger(master).merge(wrong)
     good = master.endpoints[("GET", "/x")].native.count
-    for bad in ([1, -5], [1.5, 1], [1, "2"]):
+    for bad in ([1, -5], [1.5, 1], [1, "2"], [10**12, 1], [-8192, 1, 5, 1]):  # (indices beyond a double's: the
+        # dense store would allocate for them)
         PayloadMerger(master).merge(dict(payload, native=[[6, 0, bad]]))
         endpoint = master.endpoints[("GET", "/x")]
         endpoint.fold()
