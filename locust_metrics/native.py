@@ -277,7 +277,7 @@ class NativeHistogram:
     ``docs/native-histograms.md``). :attr:`buckets` gives the populated ones as ``{index: count}``.
 
     Attributes:
-        schema: the current resolution; only ever lowered (by :meth:`limit`, :meth:`reduce_to`, or a
+        schema: the current resolution; only ever lowered (by the bound below, :meth:`reduce_to`, or a
             merge with a coarser histogram), since counters must not go backwards.
         zero_count: observations in the zero bucket (``<= ZERO_THRESHOLD`` seconds).
         max_buckets: most buckets kept, from the lowest populated bucket to the highest, empty ones between
@@ -567,16 +567,6 @@ class NativeHistogram:
                 reduced[-((-index) >> by) - offset] += n
             self._offset, self._counts = offset, reduced
         self.schema = schema
-
-    def limit(self) -> int:
-        """Halve the resolution while the buckets kept (:attr:`width`) are more than :attr:`max_buckets` and the
-        schema is above ``SCHEMA_MIN`` (after :attr:`max_buckets` was lowered: adding counts keeps the bound by
-        itself); returns by how many steps the schema went down."""
-        steps, most = 0, self.max_buckets
-        while len(self._counts) > most > 0 and self.schema > SCHEMA_MIN:
-            self.reduce_to(self.schema - 1)
-            steps += 1
-        return steps
 
     # ---------------------------------------------------------------- wire (worker reports)
     def to_wire(self) -> list[Any]:
