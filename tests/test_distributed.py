@@ -22,6 +22,7 @@ from support import (
     free_port,
     locust,
     make_recorder,
+    processes_args,
     promtool_check_metrics,
     scrape,
     scrape_until_exit,
@@ -73,7 +74,7 @@ def test_master_with_two_workers_is_exact(demo_target: str, workdir: Path) -> No
 
 def test_processes_mode_is_exact(demo_target: str, workdir: Path) -> None:
     port = free_port()
-    args = ["-f", EXAMPLE, "-H", demo_target, "--processes", "2", "--headless", "-u", "20", "-r", "20", "-t", "10s",
+    args = ["-f", EXAMPLE, "-H", demo_target, *processes_args(2), "--headless", "-u", "20", "-r", "20", "-t", "10s",
             "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
     with locust(args, workdir) as process:
         scrapes = scrape_until_exit(process, port, run_time=10)

@@ -28,6 +28,7 @@ from support import (
     http_request,
     locust,
     native_totals,
+    processes_args,
     prometheus_config,
     sample_points,
     wait_for,
@@ -129,7 +130,7 @@ def test_processes_mode_native_counts_equal_locust_csv(demo_target: str, workdir
     port = free_port()
     with native_prometheus(workdir, port) as prometheus:
         start = time.time()
-        args = ["-f", EXAMPLE, "-H", demo_target, "--processes", "2", "--headless", "-u", "20", "-r", "20",
+        args = ["-f", EXAMPLE, "-H", demo_target, *processes_args(2), "--headless", "-u", "20", "-r", "20",
                 "-t", f"{RUN_S}s", "--csv", str(workdir / "run"), "--metrics-port", str(port),
                 "--metrics-host", "127.0.0.1", "--metrics-native-histograms", "true",
                 "--metrics-final-scrape-timeout", "10"]

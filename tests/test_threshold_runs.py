@@ -28,6 +28,7 @@ from support import (
     child_env,
     free_port,
     locust,
+    processes_args,
     promtool_check_metrics,
     require_binary,
     scrape_until_exit,
@@ -173,7 +174,7 @@ def test_master_with_two_workers_decides_on_the_merged_data(workdir: Path) -> No
 
 
 def test_processes_mode_decides_on_the_merged_data(workdir: Path) -> None:
-    run_and_check(workdir, ["--processes", "2"], users=2)
+    run_and_check(workdir, processes_args(2), users=2)
 
 
 def test_passing_thresholds_exit_0_against_the_demo_target(demo_target: str, workdir: Path) -> None:

@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "wait_for": "waiting",
     # net
     "free_port": "net", "Answer": "net", "http_request": "net", "http_get": "net", "basic_auth": "net",
-    "wait_for_http": "net",
+    "wait_for_http": "net", "processes_args": "net",
     # processes
     "child_env": "processes", "require_binary": "processes", "DEBIAN_PACKAGES": "processes",
     "ChildProcess": "processes", "LocustProcess": "processes", "locust": "processes", "run_locust": "processes",

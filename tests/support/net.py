@@ -21,6 +21,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def processes_args(processes: int) -> list[str]:
+    """Locust's ``--processes N`` with its master on a free port (the forked workers connect to
+    ``--master-port``): Locust's default, 5557, would collide with another test run on the same machine."""
+    port = str(free_port())
+    return ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-port", port]
+
+
 class Answer(NamedTuple):
     """An HTTP answer: ``status`` (int), ``body`` (bytes), ``headers`` (dict)."""
 
