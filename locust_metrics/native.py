@@ -261,8 +261,8 @@ _count_elements: Any = getattr(collections, "_count_elements", _count_elements_f
 
 # ------------------------------------------------------------------------------------------------ accumulator
 def _zeros(n: int) -> array[int]:
-    """``n`` zero counts (``array('q')``, 8 bytes each)."""
-    return array("q", bytes(8 * n))
+    """``n`` zero counts (``array("Q")``, 8 bytes each)."""
+    return array("Q", bytes(8 * n))
 
 
 class NativeHistogram:
@@ -489,10 +489,12 @@ class NativeHistogram:
                 lo = None
             if lo is not None:  # (also None: one index, the zero bucket's)
                 few: Any = indices  # all ints here
-                by = self._widen(lo, hi)
-                if by:
-                    few = [-((-index) >> by) for index in few]
                 store, offset = self._counts, self._offset
+                if lo < offset or hi - offset >= len(store):  # (usually not: the store holds them already)
+                    by = self._widen(lo, hi)
+                    if by:
+                        few = [-((-index) >> by) for index in few]
+                    store, offset = self._counts, self._offset
                 for index in few:
                     store[index - offset] += 1
                 return

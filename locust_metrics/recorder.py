@@ -280,7 +280,10 @@ class EndpointStats:
     def fold(self) -> None:
         """Add the hot records into the totals and zero them, in place, and the worker deltas not added yet
         (:meth:`fold_pending`). Cheap when there are none."""
-        self.fold_hot()
+        if self.native_times is not None:
+            self._fold_times()  # (fold_hot's work, one call less: a fold runs per entry every second)
+        else:
+            self.fold_hot()
         if self.native_pending:
             self.fold_pending()
 
@@ -317,10 +320,13 @@ class EndpointStats:
         times, bucketer = self.native_times, self.native_bucketer
         if times and bucketer is not None:
             self.native_times = []  # the listener reads the attribute per request
-            classic, sum_ms = bucketer.count(times, self.writable_native())
-            self.buckets = list(map(add, self.buckets, classic))
-            self.sum_ms += plain_number(sum_ms)  # (a float subclass's sum, e.g. numpy's)
-            self.slow += sum(classic[self.slow_index + 1 :])
+            native = self.native
+            if self.native_shared or native is None:  # (writable_native's work, one call less)
+                native = self.writable_native()
+            self.native_snapshot = None
+            sum_ms, slow = bucketer.add(times, native, self.buckets, self.slow_index)
+            self.sum_ms += sum_ms if type(sum_ms) is float else plain_number(sum_ms)  # (a float subclass's sum)
+            self.slow += slow
         if changed:
             self.snapshot = self.native_snapshot = None
 

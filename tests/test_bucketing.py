@@ -134,3 +134,23 @@ def test_a_large_batch_counted_by_sorting_lands_where_the_exact_functions_put_ea
         for t in times:
             reference.observe(t)
         assert classic == expected_classic and histogram == reference and sum_ms == sum(times)
+
+
+@pytest.mark.parametrize("size", [1, 41, SORT_AT_LEAST * 4])
+def test_add_counts_into_the_classic_buckets_in_place_and_returns_the_slow_ones(size: int) -> None:
+    """What a fold uses: the classic counts go into the endpoint's own list (in place), and the slow requests are
+    those in a bucket above ``slow_index`` (every path: one time, a small batch, a large sorted one)."""
+    bounds = tuple(sorted(set(BOUNDS)))
+    bucketer = BatchBucketer(bounds, 6)
+    rng = random.Random(size)
+    times = [min(rng.lognormvariate(5.0, 0.6), 3000.0) for _ in range(size)]
+    if size > SORT_AT_LEAST:
+        times = [max(t, 50.0) for t in times]  # few positions: the sorting path
+    slow_index = bounds.index(500.0)
+    classic = [7] * (len(bounds) + 1)
+    histogram = NativeHistogram(6, 0)
+    sum_ms, slow = bucketer.add(times, histogram, classic, slow_index)
+    expected_classic, expected_native = expected(times, bounds, 6)
+    assert classic == [7 + n for n in expected_classic]
+    assert slow == sum(t > 500.0 for t in times) == sum(expected_classic[slow_index + 1 :])
+    assert sum_ms == sum(times) and histogram.buckets == expected_native
