@@ -5,11 +5,15 @@ endpoint's list (:attr:`~locust_metrics.recorder.EndpointStats.native_times`), a
 worker's report, the exporter every second: ``exporter.FOLD_INTERVAL_S``) counts the list with :class:`BatchBucketer`:
 one C-level ``bisect`` per response time into a table of **cuts**, the union of the classic bucket bounds and
 of the native buckets' largest response times, so that every interval between two cuts lies in one classic
-and one native bucket. One ``operator.itemgetter`` of all the positions picks each kind's buckets from its
-table; the classic ones are counted in C (``collections``' element counter), the native ones by
-:meth:`~locust_metrics.native.NativeHistogram.add_indices` (one Python step per time in a batch of up to 64,
-else counted in C first and added per bucket); Python steps otherwise only per classic bucket. Large batches over few positions are sorted instead
-(:meth:`BatchBucketer._add_sorted`).
+and one native bucket. Then, by batch size:
+
+* up to 64 (:data:`~locust_metrics.native.FEW_INDICES`), all inside the table (a real run's usual batch: one
+  entry's requests of one second): one Python loop adds each response time to its native bucket (straight
+  into the histogram's dense store) and to its classic bucket (:meth:`BatchBucketer._add_few`);
+* larger, or with a time outside the table: one ``operator.itemgetter`` of all the positions picks each kind's
+  buckets from its table; the classic ones are counted in C (``collections``' element counter), the native ones by
+  :meth:`~locust_metrics.native.NativeHistogram.add_indices` (counted in C first, then added per bucket);
+* large batches over few positions are sorted instead (:meth:`BatchBucketer._add_sorted`).
 
 Why: indexing each response time in the listener cost 0.6 µs more per request in place (classic table, then
 native tables), 1.9 against 1.3 µs. This costs 0.18-0.78 µs per response time on the same VM, by batch size
@@ -36,6 +40,7 @@ from operator import itemgetter, sub
 from typing import Any
 
 from .native import (
+    FEW_INDICES,
     ZERO_THRESHOLD,
     NativeHistogram,
     _count_elements,
@@ -139,13 +144,13 @@ class BatchBucketer:
         lie in a classic bucket above ``slow_index`` (the endpoint's slow requests, see
         ``EndpointStats.slow_index``).
 
-        Per response time: a ``bisect`` into :attr:`cuts`, then, for each kind of bucket, a pick from its table
-        (one ``operator.itemgetter`` of all the positions, applied to both tables) and a count, all in C
-        (``map``, ``itemgetter``, ``collections``' element counter, :meth:`NativeHistogram.add_indices`);
-        Python steps only per classic bucket, and per response time outside the table. (The getter is 14-26%
-        faster than ``map(table.__getitem__, positions)`` per table at batches of 41 and 10:
-        ``docs/native-histograms.md``.) Adding in place, rather than returning counts for the caller to add,
-        saves a fold of a few response times about a fifth of its time (``docs/performance.md``)."""
+        Per response time: a ``bisect`` into :attr:`cuts` (C). A batch of up to
+        :data:`~locust_metrics.native.FEW_INDICES` inside the table then takes one Python loop
+        (:meth:`_add_few`); a larger one a pick from each kind's table (one ``operator.itemgetter`` of all the
+        positions, applied to both tables) and a count, all in C (``map``, ``itemgetter``, ``collections``'
+        element counter, :meth:`NativeHistogram.add_indices`), with Python steps only per bucket, and per
+        response time outside the table; a large one over few positions is sorted (:meth:`_add_sorted`).
+        Adding in place, rather than returning counts for the caller to add, saves a fold of a few response times about a fifth of its time (``docs/performance.md``)."""
         by = self.schema - histogram.schema
         if by < 0:
             raise ValueError(f"a histogram at schema {histogram.schema} is finer than the bucketer's {self.schema}")
@@ -154,6 +159,11 @@ class BatchBucketer:
             first, last = bisect_left(cuts, min(times)), bisect_left(cuts, max(times))
             if 2 <= first and last < len(cuts) and 2 * (last - first + 1) <= len(times):
                 return self._add_sorted(times, histogram, by, first, last, classic, slow_index)
+        if 1 < len(times) <= FEW_INDICES:
+            positions = list(map(bisect_left, repeat(self.cuts), times))
+            first, last = min(positions), max(positions)
+            if 2 <= first and last < len(self.cuts):  # (else some lie outside the table: below)
+                return self._add_few(times, positions, first, last, histogram, classic, slow_index)
         classic_of, native_of = self._classic_of, self._native_of.get(by) or self._native_table(by)
         if len(times) > 1:  # one getter of every position, applied to both tables (a C loop each)
             pick = itemgetter(*map(bisect_left, repeat(self.cuts), times))
@@ -182,6 +192,29 @@ class BatchBucketer:
             histogram.zero_count -= len(moved)
             histogram.add_counts(Counter(native_index(t, self.schema) for t in moved), self.schema)
         return sum(times), slow
+
+    def _add_few(
+        self, times: list[float], positions: list[int], first: int, last: int, histogram: NativeHistogram,
+        classic: list[int], slow_index: int,
+    ) -> tuple[float, int]:
+        """:meth:`add` of a small batch (up to :data:`~locust_metrics.native.FEW_INDICES`) whose table
+        ``positions`` (one per response time, the smallest ``first``, the largest ``last``) all lie inside the
+        table: one Python loop adds each response time to its native bucket (in the histogram's store, made to
+        hold the batch's buckets first: :meth:`NativeHistogram.reserve`) and to its classic bucket. In a small
+        batch most response times have a bucket of their own: counting them in C first (as :meth:`add` does
+        otherwise) costs more than it saves (``docs/performance.md``, ninth session). The slow requests: the
+        classic buckets above ``slow_index`` before and after."""
+        native_of: Any = self._native_of[0]  # (ints at these positions)
+        store, offset = histogram.reserve(native_of[first], native_of[last], self.schema)
+        by = self.schema - histogram.schema  # (reserve may have lowered it)
+        if by:
+            native_of = self._native_table(by)
+        classic_of = self._classic_of
+        slow = sum(classic[slow_index + 1 :])
+        for p in positions:
+            store[native_of[p] - offset] += 1
+            classic[classic_of[p]] += 1
+        return sum(times), sum(classic[slow_index + 1 :]) - slow
 
     def _add_sorted(
         self, times: list[float], histogram: NativeHistogram, by: int, first: int, last: int, classic: list[int],

@@ -66,7 +66,9 @@ DEFAULT_MAX_BUCKETS = 640
 :class:`NativeHistogram`): 10 powers of two at schema 6 (say 1 ms to 1 s), 5 KB."""
 
 FEW_INDICES = 64
-"""Batches of at most this many bucket indices are added one by one (:meth:`NativeHistogram.add_indices`)."""
+"""Batches of at most this many bucket indices are added one by one (:meth:`NativeHistogram.add_indices`), and the
+batch bucketer's batches of at most this many response times inside its table take its Python loop
+(``bucketing.BatchBucketer._add_few``): below about this size, counting in C first costs more than it saves."""
 
 _FRACTIONS_HEX = """
     0000000000000 00b1afa5abcbf 0163da9fb3335 02168143b0281 02c9a3e778061 037d42e11bbcc 04315e86e7f84 04e5f72f654b1
@@ -503,6 +505,23 @@ class NativeHistogram:
         if None in counted:  # the zero bucket's count
             self.zero_count += counted.pop(None)
         self._add_map(counted)
+
+    def reserve(self, lo: int, hi: int, schema: int) -> tuple[array[int], int]:
+        """Make the store hold the buckets ``lo..hi`` of ``schema`` (>= :attr:`schema`; the bucketer's), as
+        :meth:`add_indices` does before it counts (lowering :attr:`schema` first if :attr:`max_buckets` needs it), and
+        return ``(store, offset)``: the caller then counts an observation of bucket ``i`` **at the schema this
+        histogram has after the call** by ``store[i - offset] += 1`` (the bucketer's loop over a small batch). Valid
+        until the histogram changes otherwise. ``ValueError`` for a schema finer than ``schema``."""
+        by = schema - self.schema
+        if by < 0:
+            raise ValueError(f"a histogram at schema {self.schema} cannot hold buckets of schema {schema}")
+        if by:
+            lo, hi = -((-lo) >> by), -((-hi) >> by)
+        store, offset = self._counts, self._offset
+        if lo < offset or hi - offset >= len(store):
+            self._widen(lo, hi)
+            store, offset = self._counts, self._offset
+        return store, offset
 
     def _add_map(self, counts: dict[int, int]) -> None:
         """Add ``{index: n}`` (indices at :attr:`schema`, every ``n > 0``), widening the store first

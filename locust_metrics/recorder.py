@@ -280,10 +280,7 @@ class EndpointStats:
     def fold(self) -> None:
         """Add the hot records into the totals and zero them, in place, and the worker deltas not added yet
         (:meth:`fold_pending`). Cheap when there are none."""
-        if self.native_times is not None:
-            self._fold_times()  # (fold_hot's work, one call less: a fold runs per entry every second)
-        else:
-            self.fold_hot()
+        self.fold_hot()
         if self.native_pending:
             self.fold_pending()
 

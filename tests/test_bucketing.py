@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from locust_metrics.bucketing import LOW_MS, SORT_AT_LEAST, TOP_MS, BatchBucketer, zero_limit_ms
-from locust_metrics.native import NativeHistogram, native_index, threshold_ms, upper_bound
+from locust_metrics.native import NativeHistogram, native_index, reduce_index, threshold_ms, upper_bound
 from locust_metrics.options import Settings
 
 BOUNDS = Settings.from_kwargs().bounds_ms() + (2.5, 1234.5678)
@@ -154,3 +154,46 @@ def test_add_counts_into_the_classic_buckets_in_place_and_returns_the_slow_ones(
     assert classic == [7 + n for n in expected_classic]
     assert slow == sum(t > 500.0 for t in times) == sum(expected_classic[slow_index + 1 :])
     assert sum_ms == sum(times) and histogram.buckets == expected_native
+
+
+@pytest.mark.parametrize(("max_buckets", "sigma"), [(0, 1.0), (40, 2.0), (160, 1.0)])
+def test_small_batches_inside_the_table_land_as_the_general_path_puts_them(max_buckets: int, sigma: float) -> None:
+    """Batches of 2..64 response times, all inside the table, take a loop of their own (``_add_few``): the same
+    classic counts, and the same native histogram as ``add_indices`` of the exact indices gives, also when the
+    bucket bound lowers the schema in the middle of the run (``reserve``), and into a histogram reduced before."""
+    bounds = tuple(sorted(set(BOUNDS)))
+    bucketer = BatchBucketer(bounds, 6)
+    rng = random.Random(max_buckets)
+    histogram, reference = NativeHistogram(6, max_buckets), NativeHistogram(6, max_buckets)
+    if max_buckets == 160:
+        histogram.reduce_to(4)
+        reference.reduce_to(4)
+    classic = [0] * (len(bounds) + 1)
+    expected_classic = [0] * (len(bounds) + 1)
+    slow_index = bounds.index(500.0)
+    for _ in range(300):
+        batch = [min(max(rng.lognormvariate(4.0, sigma), 0.01), 1e5) for _ in range(rng.randrange(2, 65))]
+        before = sum(classic[slow_index + 1 :])
+        sum_ms, slow = bucketer.add(batch, histogram, classic, slow_index)
+        assert sum_ms == sum(batch) and slow == sum(classic[slow_index + 1 :]) - before == sum(t > 500.0 for t in batch)
+        for t in batch:
+            expected_classic[bisect_left(bounds, t)] += 1
+        reference.add_indices([reduce_index(native_index(t, 6), 6 - reference.schema) for t in batch])  # type: ignore[arg-type]
+        assert histogram == reference
+    assert classic == expected_classic
+    if max_buckets == 40:
+        assert histogram.schema < 6 and histogram.width <= 40, "the bound lowered the schema"
+
+
+@pytest.mark.parametrize("batch", [[100.0, 3.0e6], [1e-5, 100.0], [1e-5, 3.0e6], [250.0, 1e-40, 7.5], [0.0, 5.0]])
+def test_a_small_batch_with_a_time_outside_the_table_lands_where_the_exact_functions_put_each_time(batch: list[float]) -> None:
+    """Above the table (over 17.5 minutes), below it (under 1 µs) or in the zero bucket: a small batch takes the
+    general path, which places those one by one."""
+    bounds = tuple(sorted(set(BOUNDS)))
+    histogram = NativeHistogram(6, 0)
+    classic = [0] * (len(bounds) + 1)
+    BatchBucketer(bounds, 6).add(batch, histogram, classic, len(bounds))
+    expected_classic, expected_native = expected(batch, bounds, 6)
+    assert classic == expected_classic
+    assert histogram.buckets == {k: n for k, n in expected_native.items() if k is not None}
+    assert histogram.zero_count == expected_native.get(None, 0)
