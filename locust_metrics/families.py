@@ -111,7 +111,7 @@ THRESHOLD_VALUE = Family(
 ERRORS = Family(
     "locust_metrics_errors", COUNTER,
     "Faults of locust-metrics itself by source: listener (one of our Locust event listeners raised), recorder (a "
-    "request it could not record), runner, nodes, test, thresholds (a part of the scrape left out). The test goes "
+    "request it could not record, or a worker's native histogram delta left out as malformed), runner, nodes, test, thresholds (a part of the scrape left out). The test goes "
     "on; each is logged once.", ("source",))
 FALLBACKS = Family(
     "locust_metrics_fallbacks", COUNTER,

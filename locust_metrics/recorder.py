@@ -32,7 +32,7 @@ from operator import add
 from typing import Any, NamedTuple
 
 from .bucketing import BatchBucketer
-from .native import SCHEMA_MAX, SCHEMA_MIN, NativeHistogram, index_range
+from .native import NativeHistogram, check_wire, wire_pairs_ok
 from .options import SlowThreshold, flag
 
 logger = logging.getLogger(__name__)
@@ -164,26 +164,26 @@ class NativeCopy(NamedTuple):
         return histogram
 
 
-_bad_deltas: list[int] = [0]  # worker deltas dropped as malformed (logged once)
-
-
 def add_delta(histogram: NativeHistogram, delta: tuple[int, int, list[int]]) -> bool:
     """Add a worker's native delta ``(schema, zero count, [index, count, ...])``, its shape already checked
-    (:meth:`EndpointStats.add_native_wire`), to ``histogram``; False, nothing added and a warning logged once,
-    when an index or a count is not an int, a count is negative or an index is outside
-    :func:`~locust_metrics.native.index_range` (not from our workers)."""
+    (:meth:`EndpointStats.add_native_wire`), to ``histogram``; False, nothing added, when its pairs are not
+    (:func:`~locust_metrics.native.wire_pairs_ok`: not from our workers). The caller counts that."""
     schema, zero_count, flat = delta
-    low, high = index_range(schema)  # (the schema is checked; an index outside: the dense store would grow for it)
-    if not (set(map(type, flat)) <= {int} and min(flat[1::2], default=0) >= 0
-            and low <= min(flat[::2], default=low) and max(flat[::2], default=high) <= high):
-        _bad_deltas[0] += 1
-        if _bad_deltas[0] == 1:
-            logger.warning("locust-metrics: a worker's native histogram delta is malformed (%s); left out",
-                           str(flat)[:200])
+    if not wire_pairs_ok(schema, flat):
         return False
     histogram.add_counts(zip(flat[::2], flat[1::2]), schema)
     histogram.zero_count += zero_count
     return True
+
+
+_warned_bad_delta = [False]
+
+
+def log_bad_delta(delta: tuple[int, int, list[int]]) -> None:
+    """Log, once per process, that a worker's native delta was left out as malformed (:func:`add_delta`)."""
+    if not _warned_bad_delta[0]:
+        _warned_bad_delta[0] = True
+        logger.warning("locust-metrics: a worker's native histogram delta is malformed (%s); left out", str(delta)[:200])
 
 
 class Unfolded(NamedTuple):
@@ -235,17 +235,20 @@ class EndpointStats:
         native_snapshot: the same for a snapshot with the native histogram (a protobuf scrape's: the record
             holds :meth:`copy_native`'s copy); dropped by the same changes and by every change of the native
             histogram or of the worker deltas not added yet (:meth:`writable_native`, :meth:`add_native_wire`).
+        on_bad_delta: called with each worker delta :meth:`fold_pending` leaves out as malformed (the recorder's
+            count of faults, ``locust_metrics_errors_total{source="recorder"}``); None: only logged, once.
     """
 
     __slots__ = (
         "method", "name", "buckets", "sum_ms", "slow", "slow_ms", "slow_index", "response_bytes", "statuses",
         "failures", "hot", "native", "native_times", "native_bucketer", "native_pending", "native_shared",
-        "snapshot", "native_snapshot",
+        "snapshot", "native_snapshot", "on_bad_delta",
     )
 
     def __init__(
         self, method: str, name: str, n_buckets: int, slow_ms: float, slow_index: int | None = None,
         native: tuple[BatchBucketer, int] | None = None,
+        on_bad_delta: Callable[[tuple[int, int, list[int]]], None] | None = None,
     ) -> None:
         self.method = method
         self.name = name
@@ -271,6 +274,7 @@ class EndpointStats:
         self.native_shared = False  # a snapshot holds self.native: copy it before changing it
         self.snapshot: Any = None
         self.native_snapshot: Any = None
+        self.on_bad_delta = on_bad_delta  # called with each worker delta left out as malformed (None: logged once)
 
     def add_hot_record(self, status: int) -> None:
         """Give ``status`` a hot record (the fast path takes its next requests), up to :data:`MAX_HOT_STATUSES`."""
@@ -364,13 +368,7 @@ class EndpointStats:
         added (:func:`add_delta`). Nothing when native histograms are off here."""
         if self.native is None:
             return
-        try:
-            schema, zero_count, flat = wire
-            if not (type(flat) is list and not len(flat) % 2 and type(schema) is int and SCHEMA_MIN <= schema <= SCHEMA_MAX
-                    and type(zero_count) is int and zero_count >= 0):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ValueError(f"malformed native histogram: {str(wire)[:200]}") from None
+        schema, zero_count, flat = check_wire(wire)
         if len(self.native_pending) >= MAX_PENDING_NATIVE:  # nobody scrapes: bounded memory, the merge pays
             self.fold_pending()
         self.native_pending.append((schema, zero_count, flat))
@@ -384,7 +382,8 @@ class EndpointStats:
             native = self.writable_native()
             self.native_pending = []
             for delta in pending:
-                add_delta(native, delta)
+                if not add_delta(native, delta):
+                    (self.on_bad_delta or log_bad_delta)(delta)
 
     def copy_unfolded(self) -> Unfolded:
         """A copy of the totals and of the hot records, without folding: cheap enough for a scrape's
@@ -615,7 +614,9 @@ class RequestRecorder:
         self.overflow_entries = 0  # overflow entries (one per method, at most MAX_OVERFLOW_METHODS + 1)
         self.dropped = 0
         self._warned: set[str] = set()
-        self.errors = 0  # requests our own code could not record (a bug; exported in locust_metrics_errors_total)
+        # requests our own code could not record (a bug), and worker native deltas left out as malformed: exported
+        # in locust_metrics_errors_total{source="recorder"}
+        self.errors = 0
         self.record, self.on_request = self._make_listener()
 
     def configure(
@@ -947,7 +948,13 @@ class RequestRecorder:
         slow_ms = self.slow_threshold_for(name)
         bucketer = self._bucketer
         return EndpointStats(method, name, len(self.bounds_ms) + 1, slow_ms, bisect_left(self.bounds_ms, slow_ms),
-                             None if bucketer is None or self.native is None else (bucketer, self.native[1]))
+                             None if bucketer is None or self.native is None else (bucketer, self.native[1]),
+                             self._bad_delta)
+
+    def _bad_delta(self, delta: tuple[int, int, list[int]]) -> None:
+        """A worker's native delta left out as malformed: one fault of the recorder (:attr:`errors`), logged once."""
+        self.errors += 1
+        log_bad_delta(delta)
 
     def clear(self) -> None:
         """Forget every entry and the dropped count (a worker, after shipping them to the master).

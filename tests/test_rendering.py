@@ -31,6 +31,7 @@ from support import Response, Samples, free_port, make_recorder, promtool_check_
 
 from locust_metrics import encoders, scraping
 from locust_metrics.collector import FamilyList, families
+from locust_metrics.distributed import PayloadMerger, take_payload
 from locust_metrics.encoders import OPENMETRICS, TEXT, FastPathUnavailable, compress, negotiate
 from locust_metrics.exporter import MetricsExporter
 from locust_metrics.options import Settings
@@ -281,6 +282,24 @@ def test_a_snapshot_is_an_immutable_copy_with_named_records() -> None:
     assert collected(snapshot, TEXT) == before != collected(exporter.snapshot(), TEXT)
     with pytest.raises(dataclasses.FrozenInstanceError):
         snapshot.dropped = 1  # type: ignore[misc]
+
+
+def test_a_malformed_worker_native_delta_is_left_out_and_counted_once_as_a_recorder_fault() -> None:
+    """A master's native histograms: a worker delta whose pairs are not ours is left out when a fold adds it, and
+    counted once in ``locust_metrics_errors_total{source="recorder"}`` (scrapes before that add it to copies only)."""
+    exporter = make_exporter(native_histograms=True)
+    worker = make_recorder(native_histograms=True)
+    worker.record("GET", "/x", 3.0, 5, Response(200), None)
+    payload = take_payload(worker, "w0", None)
+    for flat in ([1, -5], [1.5, 1], [10**12, 1]):
+        PayloadMerger(exporter.recorder).merge(dict(payload, native=[[6, 0, flat]]))
+    assert dict(exporter.snapshot().health.errors)["recorder"] == dict(exporter.snapshot().health.errors)["recorder"] == 0
+    for endpoint in exporter.recorder.endpoints.values():
+        endpoint.fold()
+    snapshot = exporter.snapshot()
+    assert dict(snapshot.health.errors)["recorder"] == 3
+    text = collected(snapshot, TEXT)
+    assert b'locust_metrics_errors_total{source="recorder"} 3.0' in text and fast(exporter, TEXT, snapshot=snapshot) == text
 
 
 def test_a_part_that_fails_is_left_out_of_the_snapshot_counted_and_the_rest_served(caplog) -> None:
