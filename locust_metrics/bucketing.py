@@ -150,7 +150,8 @@ class BatchBucketer:
         positions, applied to both tables) and a count, all in C (``map``, ``itemgetter``, ``collections``'
         element counter, :meth:`NativeHistogram.add_indices`), with Python steps only per bucket, and per
         response time outside the table; a large one over few positions is sorted (:meth:`_add_sorted`).
-        Adding in place, rather than returning counts for the caller to add, saves a fold of a few response times about a fifth of its time (``docs/performance.md``)."""
+        Adding in place, rather than returning counts for the caller to add, saves a fold of a few response
+        times about a fifth of its time (``docs/performance.md``)."""
         by = self.schema - histogram.schema
         if by < 0:
             raise ValueError(f"a histogram at schema {histogram.schema} is finer than the bucketer's {self.schema}")
@@ -159,6 +160,7 @@ class BatchBucketer:
             first, last = bisect_left(cuts, min(times)), bisect_left(cuts, max(times))
             if 2 <= first and last < len(cuts) and 2 * (last - first + 1) <= len(times):
                 return self._add_sorted(times, histogram, by, first, last, classic, slow_index)
+        positions: Any = None
         if 1 < len(times) <= FEW_INDICES:
             positions = list(map(bisect_left, repeat(self.cuts), times))
             first, last = min(positions), max(positions)
@@ -166,7 +168,7 @@ class BatchBucketer:
                 return self._add_few(times, positions, first, last, histogram, classic, slow_index)
         classic_of, native_of = self._classic_of, self._native_of.get(by) or self._native_table(by)
         if len(times) > 1:  # one getter of every position, applied to both tables (a C loop each)
-            pick = itemgetter(*map(bisect_left, repeat(self.cuts), times))
+            pick = itemgetter(*(positions or map(bisect_left, repeat(self.cuts), times)))
             classics, natives = pick(classic_of), pick(native_of)
         elif times:  # (a getter of one position gives the item, not a tuple)
             position = bisect_left(self.cuts, times[0])
