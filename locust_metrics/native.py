@@ -491,12 +491,10 @@ class NativeHistogram:
                 lo = None
             if lo is not None:  # (also None: one index, the zero bucket's)
                 few: Any = indices  # all ints here
-                store, offset = self._counts, self._offset
-                if lo < offset or hi - offset >= len(store):  # (usually not: the store holds them already)
-                    by = self._widen(lo, hi)
-                    if by:
-                        few = [-((-index) >> by) for index in few]
-                    store, offset = self._counts, self._offset
+                schema = self.schema
+                store, offset = self.reserve(lo, hi, schema)
+                if schema != self.schema:  # (reserve lowered it)
+                    few = [reduce_index(index, schema - self.schema) for index in few]
                 for index in few:
                     store[index - offset] += 1
                 return

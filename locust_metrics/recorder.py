@@ -321,12 +321,8 @@ class EndpointStats:
         times, bucketer = self.native_times, self.native_bucketer
         if times and bucketer is not None:
             self.native_times = []  # the listener reads the attribute per request
-            native = self.native
-            if self.native_shared or native is None:  # (writable_native's work, one call less)
-                native = self.writable_native()
-            self.native_snapshot = None
-            sum_ms, slow = bucketer.add(times, native, self.buckets, self.slow_index)
-            self.sum_ms += sum_ms if type(sum_ms) is float else plain_number(sum_ms)  # (a float subclass's sum)
+            sum_ms, slow = bucketer.add(times, self.writable_native(), self.buckets, self.slow_index)
+            self.sum_ms += plain_number(sum_ms)  # (a float subclass's sum, e.g. numpy's)
             self.slow += slow
         if changed:
             self.snapshot = self.native_snapshot = None
