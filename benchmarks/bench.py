@@ -873,7 +873,7 @@ def bench_end_to_end(
       processes evict each other's caches at every switch, which inflates per-request costs.
 
     Plus ``min(pairs, 3)`` plugin runs whose request listener is timed in place on every request
-    (``listener_in_place_ns``, net of the clock calls), and every fold of the recorder's entries
+    (``listener_in_place_ns``, net of one clock call, the fastest measured), and every fold of the recorder's entries
     (``fold_in_place_ns``, per request), against the Locust process's CPU per request: the
     share of Locust's work the listener adds, which noise hardly touches; and as many over :data:`MANY_NAMES`
     request names (``*_many`` figures: each name's batch of response times between two folds is then smaller,
