@@ -193,8 +193,7 @@ def test_tls_and_basic_auth_on_our_endpoint_bound_to_localhost(pki, workdir: Pat
             status = None
         assert status != 200
         time.sleep(0.5)
-        process.signal(2)  # Ctrl-C
-        assert process.wait(timeout=30) == 0, process.output()[-3000:]
+        assert process.interrupt() == 0, process.output()[-3000:]  # Ctrl-C
         output = process.output()
     assert "serving Prometheus metrics on https://127.0.0.1:" in output
     # failed handshakes (an untrusting client, plain HTTP) are not printed as tracebacks into the test's log.
@@ -216,8 +215,7 @@ def test_mutual_tls_needs_a_client_certificate_signed_by_the_ca(pki, workdir: Pa
         wait_until_serving(url, pki.client_context(with_client_cert=True), "")
         with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
             get(url, None, pki.client_context(with_client_cert=False))
-        process.signal(2)
-        assert process.wait(timeout=30) == 0, process.output()[-3000:]
+        assert process.interrupt() == 0, process.output()[-3000:]  # Ctrl-C
 
 
 def test_prometheus_scrapes_our_tls_endpoint_and_the_web_ui_behind_web_login(pki, workdir: Path) -> None:
@@ -246,5 +244,4 @@ def test_prometheus_scrapes_our_tls_endpoint_and_the_web_ui_behind_web_login(pki
         prometheus.wait_for(scraped, timeout=30)
         assert get(f"http://127.0.0.1:{web_port}/metrics")[0] == 401
         assert get(f"http://127.0.0.1:{web_port}/metrics", basic("prom", "s3cret"))[0] == 200
-        process.signal(2)
-        assert process.wait(timeout=30) == 0, process.output()[-3000:]
+        assert process.interrupt() == 0, process.output()[-3000:]  # Ctrl-C

@@ -11,10 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from signal import SIGKILL, SIGTERM
+from signal import SIGINT, SIGKILL, SIGTERM
 
 import pytest
 
@@ -112,6 +114,26 @@ class ChildProcess:
             pass
         if text not in self.output():
             pytest.fail(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def interrupt(self, timeout: float = 30.0, every: float = 10.0) -> int:
+        """Ctrl-C as a user presses it: SIGINT, again every ``every`` seconds while the process still runs (CPython
+        drops a ``KeyboardInterrupt`` raised inside a finalizer, printing "Exception ignored in ..."), and the exit
+        code; fails the test after ``timeout`` s. A repeated Ctrl-C is reported as a warning with the output's tail."""
+        deadline = time.monotonic() + timeout
+        presses = 0
+        while True:
+            self.signal(SIGINT)
+            presses += 1
+            try:
+                code = self.proc.wait(timeout=max(0.1, min(every, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() < deadline:
+                    continue
+                self.kill()
+                pytest.fail(f"{self.name} did not exit within {timeout}s of Ctrl-C:\n{self.output()[-3000:]}")
+            if presses > 1:
+                warnings.warn(f"{self.name} needed {presses} Ctrl-C to exit:\n{self.output()[-1500:]}", stacklevel=2)
+            return code
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the process itself (not its group), as a Ctrl-C or ``kill`` would."""
