@@ -187,7 +187,7 @@ def render_all(recorder: RequestRecorder) -> list[tuple[str, str]]:
     return outputs
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events)
 @example([('M"\n\\', "x" * 3000, 5.0, 1, Response(200), CatchResponseError('q"\\\n'))])
 def test_every_renderer_writes_what_prometheus_parsers_read_back(batch) -> None:
