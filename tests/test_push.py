@@ -155,9 +155,12 @@ def test_with_native_histograms_the_push_carries_them_to_prometheus_exactly(work
 def test_a_gateway_that_is_down_gives_one_warning_and_gets_the_final_numbers_once_back(workdir: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with locust(push_args(url, workdir, 6), workdir) as process:
-        time.sleep(3)  # Locust pushes into the void: refused, one warning, backoff
+    # 12 s: the gateway comes up only after the warning, however late a loaded machine starts Locust (CI once
+    # started the gateway before the first push, after a fixed 3 s), with time left for a retry to reach it
+    with locust(push_args(url, workdir, 12), workdir) as process:
+        process.wait_for_output("cannot push to the Pushgateway", timeout=30)  # refused: one warning, backoff
         with PushgatewayServer(workdir / "pgw", port=port) as gateway:
+            assert process.running(), "the run ended before the gateway was up: " + process.output()[-3000:]
             code = process.wait(timeout=30)
             output = process.output()
             assert code == 0, output[-3000:]
