@@ -178,7 +178,8 @@ def test_a_signal_mid_run_still_gets_the_final_scrape_and_the_final_push(sig: in
                 time.sleep(0.6)
                 signalled = time.time()
                 process.signal(sig)
-                time.sleep(1.0)  # the exporter waits until 2 intervals + 1 s after the last scrape: >= 2 s away
+                # the exporter waits until 2 intervals + 1 s after the last scrape (>= 2 s away), and says so
+                process.wait_for_output("for a final scrape of http://127.0.0.1", timeout=20)
                 assert process.running(), "still serving: waiting for the final scrape"
                 scraper.paused.clear()
                 code = process.wait(timeout=30)

@@ -19,9 +19,12 @@ def test_prometheus_gets_the_final_numbers_before_locust_exits(demo_target: str,
             code = process.wait(timeout=60)  # exits by itself: test over, final scrape answered
             output = process.output()
         assert code in (0, 1), output[-3000:]
+        # Prometheus scrapes on its own schedule: when a scrape lands between the test's stop and Locust's quit
+        # it already has the final numbers, and the exporter rightly waits for nothing (no line); else it waits
+        # for the next scrape, at most 2 intervals + 1 s (the queries below show the final numbers either way)
         waited = re.search(r"waiting up to ([\d.]+)s for a final scrape of .* \(scraped every ([\d.]+)s\)", output)
-        assert waited, output[-3000:]
-        assert float(waited[1]) <= 2 * float(waited[2]) + 1 <= 4, "Prometheus scrapes every second"
+        assert waited or "for a final scrape" not in output, output[-3000:]
+        assert not waited or float(waited[1]) <= 2 * float(waited[2]) + 1 <= 4, "Prometheus scrapes every second"
 
         total = csv_stats(workdir / "run")[("", "Aggregated")]["requests"]
         # counters only grow, so the highest value Prometheus holds is the last one it scraped

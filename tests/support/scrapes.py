@@ -150,24 +150,28 @@ def scrape_until_exit(
 ) -> list[Samples]:
     """Scrape ``port`` every ``interval`` s while ``process`` runs, as Prometheus would; returns the scrapes.
 
-    Around the end of the test (``run_time`` seconds after its start, from ``locust_test_start_time_seconds``)
-    the scraper skips the scrapes due from 0.5 s before to 1 s after it, so the exporter's final-scrape wait
-    is exercised deterministically: at exit nobody has scraped since the test stopped, so the process keeps
-    serving until the next scrape, which comes within the wait the exporter allows a scraper of this
-    ``interval`` (twice the interval plus 1 s after the last scrape).
+    From 0.5 s before the end of the test (``run_time`` seconds after its start, from
+    ``locust_test_start_time_seconds``) the scraper holds its scrapes until the exporter says it waits for a
+    final scrape (or until 2 s after the end, if it has not said so by then), and then scrapes at once: the
+    exporter's final-scrape wait is exercised, and the last scrape has the final numbers however slowly the
+    machine runs (a fixed pause could end before Locust quit, or after the wait the exporter allows a scraper
+    of this ``interval``: twice the interval plus 1 s after the last scrape).
     """
     scrapes: list[Samples] = []
     deadline = time.monotonic() + timeout
     end: float | None = None
+    held = True  # until the exporter waits for the final scrape
     due = time.monotonic()
     while process.running() and time.monotonic() < deadline:
         # one scrape per interval, on a fixed schedule as Prometheus keeps it: the time a scrape takes (the
         # event loop of a process at full speed answers in its own time) does not push the next one back
         time.sleep(max(0.0, due - time.monotonic()))
         due = max(due + interval, time.monotonic())
-        if end is not None and end - 0.5 < time.time() < end + 1.0:
-            due = time.monotonic() + 0.1
-            continue
+        if held and end is not None and time.time() > end - 0.5:
+            held = time.time() < end + 2.0 and "for a final scrape of" not in process.output()
+            if held:
+                due = time.monotonic() + 0.05
+                continue
         try:
             samples = scrape(port, timeout=2)
         except OSError:
