@@ -880,7 +880,7 @@ def bench_end_to_end(
     and costs more per time).
 
     ``at_once`` (``--smoke``, no figure to read): a bare, a timed plugin and a toggled process, all at the
-    same time, each measured from 0.1 s after its start for 4 toggle phases; the bare and the timed
+    same time, each measured from 0.5 s after its start for 4 toggle phases; the bare and the timed
     process stand for the first sequential and the first concurrent pair.
     """
     locust_pin, target_pin = _cpu_pins()
@@ -900,7 +900,7 @@ def bench_end_to_end(
 
             if at_once:
                 pairs = shared_pairs = 1
-                window = (0.1, 4 * toggle_s)
+                window = (0.5, 4 * toggle_s)  # (0.5 s: every user spawned, even on a slow machine)
                 runs = [locust_run(False, window=window),
                         locust_run(True, time_listener=True, window=window),
                         locust_run(True, toggle_s=toggle_s, window=window)]
