@@ -256,7 +256,7 @@ def test_caps_hold_and_memory_stays_bounded_with_60000_names_and_error_messages(
     assert after - at_caps < 20_000, f"memory grew by {after - at_caps} bytes from 15,000 to 60,000 distinct names"
 
 
-def test_a_real_run_with_6000_names_keeps_the_caps_and_exact_totals(workdir: Path) -> None:
+def test_a_real_run_with_8000_names_keeps_the_caps_and_exact_totals(workdir: Path) -> None:
     port = free_port()
     args = ["-f", str(LOCUSTFILES / "hostile.py"), "--headless", "-u", "10", "-r", "10", "-t", "6s",
             "--csv", str(workdir / "run"), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
