@@ -22,7 +22,6 @@ from typing import Any
 from support import (
     REPO,
     PrometheusServer,
-    Samples,
     csv_stats,
     free_port,
     http_request,
@@ -31,6 +30,7 @@ from support import (
     processes_args,
     prometheus_config,
     sample_points,
+    scrape,
     wait_for,
 )
 from test_native_histograms import PROMETHEUS_2_42_NATIVE_ACCEPT, WireReader
@@ -94,12 +94,9 @@ def test_local_run_native_counts_equal_locust_csv_in_prometheus(demo_target: str
         with locust(args, workdir) as process:
             url = f"http://127.0.0.1:{port}/metrics"
             # mid-run, one scrape each: a text scraper (no Accept header) gets text, Prometheus's header protobuf
-
-            def counted() -> Samples | None:  # (a scrape between init and the first request has no requests yet)
-                text = Samples(http_request(url).body.decode())
-                return text if text.sum("locust_request_duration_seconds_count") > 0 else None
-
-            wait_for(counted, timeout=30, what="a text scrape with requests")
+            # (waited for: a scrape between init and the first request has no requests yet)
+            wait_for(lambda: scrape(port).sum("locust_request_duration_seconds_count") > 0, timeout=30,
+                     what="a text scrape with requests")
             answer = http_request(url, headers={"Accept": PROMETHEUS_2_42_NATIVE_ACCEPT})
             assert answer.headers["Content-Type"] == pb.CONTENT_TYPE
             names = {pb.MetricFamily.FromString(m).name for m in WireReader.delimited(answer.body)}
